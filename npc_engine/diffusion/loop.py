@@ -1,0 +1,254 @@
+"""Block diffusion one step at a time: DiffusionGemma's `generate`, taken apart.
+
+`BlockDiffusion.start()` prefills the prompt and opens the first canvas; each `step()` runs one
+decoder forward and the sampler; `end_canvas()` appends the finished canvas, checks EOS / length,
+and opens the next canvas (block-autoregressive continuation). `run()` chains them and is
+token-for-token equal to `model.generate` for the same seed and settings (tests prove it).
+
+All state lives in a `DiffusionBatch`, so a caller can stop between any two steps, look at the
+argmax canvas (a valid draft at any time), and resume later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..models.backend import DiffusionGemmaBackend
+from .constraint import CanvasConstraint, stack_constraints
+from .sampler import (
+    BatchNoise,
+    NoiseSource,
+    entropy_bound_accept,
+    stable_and_confident,
+    temperature_schedule,
+    token_entropy,
+)
+from .settings import DiffusionSettings
+
+__all__ = ["BlockDiffusion", "DiffusionBatch", "DiffusionOutput"]
+
+
+@dataclass
+class DiffusionBatch:
+    """The resumable state of a batch of generations (one row per prompt)."""
+
+    sequences: torch.Tensor           # (B, prompt + finished canvases)
+    attention_mask: torch.Tensor      # (B, cur_len) bool, over everything encoded so far
+    cache: object                     # the encoder KV cache (transformers Cache)
+    cur_len: int
+    max_length: int
+    num_canvases_left: int
+    noise: NoiseSource
+    constraints: list[CanvasConstraint | None]
+    # per canvas
+    canvas: torch.Tensor = None               # (B, L) current noisy canvas
+    argmax_canvas: torch.Tensor = None        # (B, L) best guess so far (the draft)
+    self_conditioning_logits: torch.Tensor | None = None
+    decoder_masks: dict = None
+    decoder_attention_mask: torch.Tensor = None
+    decoder_position_ids: torch.Tensor = None
+    is_denoised: torch.Tensor = None          # (B,) canvas finished denoising
+    stability_history: torch.Tensor | None = None
+    num_steps_left: int = 0
+    # whole generation
+    is_finished: torch.Tensor = None          # (B,) sequence done (EOS or length)
+    num_forwards: torch.Tensor = None         # (B,) decoder forwards that counted for each row
+    num_steps: int = 0
+    batch_constraint: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.sequences.shape[0]
+
+    @property
+    def is_canvas_done(self) -> bool:
+        return self.num_steps_left == 0 or bool(self.is_denoised.all())
+
+    @property
+    def is_done(self) -> bool:
+        return bool(self.is_finished.all()) or self.num_canvases_left == 0
+
+
+@dataclass(frozen=True)
+class DiffusionOutput:
+    sequences: torch.Tensor         # (B, prompt + generated), pads after EOS like `generate`
+    tokens_per_forward: torch.Tensor
+    num_steps: int
+    last_logits: torch.Tensor | None  # processed logits of the final step of the last canvas
+
+
+class BlockDiffusion:
+    """Drives DiffusionGemma's block-diffusion sampler step by step over a batch."""
+
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.canvas_length = backend.canvas_length
+        self.vocab_size = backend.vocab_size
+        self._temperatures = temperature_schedule(settings.t_min, settings.t_max,
+                                                  settings.max_denoising_steps)
+        self._embeddings_dtype = backend.model.model.decoder.embed_tokens.weight.dtype
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        noise: NoiseSource | None = None,
+        constraints: list[CanvasConstraint | None] | None = None,
+    ) -> DiffusionBatch:
+        """Prefill `input_ids` (left-padded, with `attention_mask`) and open the first canvas.
+
+        `constraints` apply to the first canvas only (a template is one canvas).
+        """
+        device = self.backend.device
+        input_ids = input_ids.to(device)
+        batch_size, cur_len = input_ids.shape
+        max_new_tokens = max_new_tokens or self.canvas_length
+        if attention_mask is None:
+            attention_mask = torch.ones((batch_size, cur_len), dtype=torch.bool, device=device)
+        attention_mask = attention_mask.to(device).bool()
+        batch = DiffusionBatch(
+            sequences=input_ids,
+            attention_mask=attention_mask,
+            cache=self.backend.new_cache(),
+            cur_len=cur_len,
+            max_length=cur_len + max_new_tokens,
+            num_canvases_left=math.ceil(max_new_tokens / self.canvas_length),
+            noise=noise or BatchNoise(),
+            constraints=constraints or [None] * batch_size,
+            is_finished=torch.zeros(batch_size, dtype=torch.bool, device=device),
+            num_forwards=torch.zeros(batch_size, dtype=torch.int, device=device),
+        )
+        batch.batch_constraint = stack_constraints(batch.constraints, self.canvas_length,
+                                                   self.vocab_size, device)
+        encoder_position_ids = torch.arange(0, cur_len, dtype=torch.int32, device=device).unsqueeze(0)
+        batch.decoder_position_ids = torch.arange(cur_len, cur_len + self.canvas_length,
+                                                  dtype=torch.int32, device=device).unsqueeze(0)
+        batch.decoder_attention_mask = F.pad(attention_mask, (0, self.canvas_length), value=True)
+        self.backend.encode(input_ids, attention_mask, batch.cache, encoder_position_ids)
+        self._open_canvas(batch)
+        return batch
+
+    def _open_canvas(self, batch: DiffusionBatch) -> None:
+        canvas = batch.noise.random_tokens(batch.batch_size, self.canvas_length, self.vocab_size,
+                                           self.backend.device)
+        if batch.batch_constraint is not None:
+            clamp_ids = batch.batch_constraint[1]
+            canvas = torch.where(clamp_ids >= 0, clamp_ids, canvas)
+        batch.canvas = canvas
+        batch.argmax_canvas = canvas
+        batch.self_conditioning_logits = None
+        batch.decoder_masks = self.backend.decoder_masks(canvas, batch.cache, batch.decoder_attention_mask)
+        batch.is_denoised = torch.zeros(batch.batch_size, dtype=torch.bool, device=canvas.device)
+        batch.stability_history = None
+        batch.num_steps_left = self.settings.max_denoising_steps
+
+    def step(self, batch: DiffusionBatch) -> None:
+        """One denoising step: decoder forward, sample, accept, renoise, check stopping."""
+        settings = self.settings
+        batch.num_forwards += ~(batch.is_denoised | batch.is_finished)
+        logits = self.backend.denoise(batch.canvas, batch.self_conditioning_logits, batch.cache,
+                                      batch.decoder_masks, batch.decoder_position_ids)
+        if batch.batch_constraint is not None:
+            logits = logits.masked_fill(~batch.batch_constraint[0], float("-inf"))
+        logits = logits / self._temperatures[batch.num_steps_left]
+
+        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+        sampled = batch.noise.sample(probs)
+        argmax_canvas = torch.argmax(logits, dim=-1)
+        entropy = token_entropy(logits)
+        is_accepted = entropy_bound_accept(entropy, settings.entropy_bound)
+        accepted = torch.where(is_accepted, sampled, batch.canvas)
+        renoise = batch.noise.random_tokens(batch.batch_size, self.canvas_length, self.vocab_size,
+                                            logits.device)
+        canvas = torch.where(is_accepted, accepted, renoise)
+
+        if batch.is_denoised.any():
+            # Rows that already stopped keep their canvas; they only ride along in the batch.
+            keep = batch.is_denoised[:, None]
+            argmax_canvas = torch.where(keep, batch.argmax_canvas, argmax_canvas)
+            canvas = torch.where(keep, batch.canvas, canvas)
+            logits = torch.where(keep[..., None], batch.self_conditioning_logits, logits)
+        is_done, batch.stability_history = stable_and_confident(
+            argmax_canvas, entropy, batch.stability_history,
+            settings.stability_threshold, settings.confidence_threshold,
+        )
+        batch.is_denoised |= is_done
+        batch.canvas = canvas
+        batch.argmax_canvas = argmax_canvas
+        batch.self_conditioning_logits = logits.to(self._embeddings_dtype)
+        batch.num_steps_left -= 1
+        batch.num_steps += 1
+
+    def end_canvas(self, batch: DiffusionBatch) -> None:
+        """Append the denoised canvas; mark EOS/length; open the next canvas if any row needs one."""
+        length = self.canvas_length
+        batch.sequences = torch.cat([batch.sequences, batch.argmax_canvas], dim=-1)
+        batch.num_canvases_left -= 1
+        eos_ids = self.backend.eos_token_ids
+        is_finished_now = torch.full_like(batch.is_finished, batch.sequences.shape[1] >= batch.max_length)
+        eos = torch.tensor(eos_ids, device=batch.sequences.device) if eos_ids else None
+        if eos is not None:
+            is_finished_now |= torch.isin(batch.sequences[:, -length:], eos).any(dim=-1)
+        was_finished = batch.is_finished
+        batch.is_finished = was_finished | is_finished_now
+        if batch.is_finished.any():
+            # As `generate`: rows finished earlier get pads; rows finishing now get pads after EOS.
+            pad = self.backend.pad_token_id
+            batch.sequences[was_finished, -length:] = pad
+            if eos is not None and is_finished_now.any():
+                new_tokens = batch.sequences[:, -length:]
+                is_eos = torch.isin(new_tokens, eos)
+                eos_count = is_eos.cumsum(dim=-1)
+                new_tokens[(eos_count > 0) & ~((eos_count == 1) & is_eos)] = pad
+        if batch.is_done:
+            return
+        # Block-autoregressive continuation: encode the finished canvas, then denoise the next.
+        batch.cur_len += length
+        batch.decoder_attention_mask = F.pad(batch.decoder_attention_mask, (0, length), value=True)
+        batch.attention_mask = F.pad(batch.attention_mask, (0, length), value=True)
+        encoder_position_ids = batch.decoder_position_ids
+        batch.decoder_position_ids = torch.arange(batch.cur_len, batch.cur_len + length,
+                                                  dtype=torch.int32,
+                                                  device=encoder_position_ids.device).unsqueeze(0)
+        self.backend.encode(batch.sequences[:, -length:], batch.attention_mask, batch.cache,
+                            encoder_position_ids)
+        batch.batch_constraint = None
+        self._open_canvas(batch)
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        noise: NoiseSource | None = None,
+        constraints: list[CanvasConstraint | None] | None = None,
+    ) -> DiffusionOutput:
+        """The whole generation; equal to `model.generate` for the same seed and settings."""
+        num_prompt_tokens = input_ids.shape[1]
+        batch = self.start(input_ids, attention_mask, max_new_tokens=max_new_tokens, noise=noise,
+                           constraints=constraints)
+        while True:
+            while not batch.is_canvas_done:
+                self.step(batch)
+            last_logits = batch.self_conditioning_logits
+            self.end_canvas(batch)
+            if batch.is_done:
+                break
+        new_tokens = batch.sequences[:, num_prompt_tokens:]
+        num_valid = (new_tokens != self.backend.pad_token_id).sum(dim=-1)
+        return DiffusionOutput(
+            sequences=batch.sequences,
+            tokens_per_forward=num_valid / batch.num_forwards,
+            num_steps=batch.num_steps,
+            last_logits=last_logits,
+        )

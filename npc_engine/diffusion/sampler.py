@@ -1,0 +1,126 @@
+"""Sampler math for one denoising step, batched over canvases.
+
+These functions reproduce DiffusionGemma's `generate` bit for bit (same operations, same order,
+same random draws), while taking their state as arguments so a caller can pause and resume a
+request between steps. Randomness comes from a `NoiseSource`: `BatchNoise` draws for the whole
+batch at once, exactly as `generate` does; `RowNoise` gives each row its own generator, so a
+request's output does not depend on who else shares its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+
+__all__ = [
+    "NoiseSource",
+    "BatchNoise",
+    "RowNoise",
+    "temperature_schedule",
+    "token_entropy",
+    "entropy_bound_accept",
+    "stable_and_confident",
+]
+
+
+class NoiseSource(Protocol):
+    """Where a denoising loop gets its random tokens and samples."""
+
+    def random_tokens(self, batch_size: int, canvas_length: int, vocab_size: int,
+                      device: torch.device) -> torch.Tensor: ...
+
+    def sample(self, probs: torch.Tensor) -> torch.Tensor: ...
+
+
+class BatchNoise:
+    """One generator (or torch's global one) for the whole batch: the draws of `generate`."""
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def random_tokens(self, batch_size: int, canvas_length: int, vocab_size: int,
+                      device: torch.device) -> torch.Tensor:
+        return torch.randint(0, vocab_size, (batch_size, canvas_length), device=device,
+                             generator=self.generator)
+
+    def sample(self, probs: torch.Tensor) -> torch.Tensor:
+        batch_size, canvas_length, vocab_size = probs.shape
+        flat = torch.multinomial(probs.view(-1, vocab_size), num_samples=1, generator=self.generator)
+        return flat.view(batch_size, canvas_length)
+
+
+class RowNoise:
+    """One generator per row, so each request's randomness is its own."""
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+
+    def random_tokens(self, batch_size: int, canvas_length: int, vocab_size: int,
+                      device: torch.device) -> torch.Tensor:
+        return torch.cat([
+            torch.randint(0, vocab_size, (1, canvas_length), device=device, generator=g)
+            for g in self.generators[:batch_size]
+        ])
+
+    def sample(self, probs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([
+            torch.multinomial(row, num_samples=1, generator=g).squeeze(-1)
+            for row, g in zip(probs, self.generators)
+        ])
+
+
+def temperature_schedule(t_min: float, t_max: float, max_denoising_steps: int) -> dict[int, torch.Tensor]:
+    """Temperature for each remaining-step count n (N..1): t_min + (t_max - t_min) * n / N.
+
+    Computed as float32 tensors exactly as transformers' LinearTemperatureScheduleLogitsProcessor
+    does, so dividing by them gives bit-identical logits.
+    """
+    return {
+        n: t_min + (t_max - t_min) * (torch.tensor(n, dtype=torch.int32) / max_denoising_steps)
+        for n in range(1, max_denoising_steps + 1)
+    }
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy, the same arithmetic as `Categorical(logits=...).entropy()`.
+
+    Masked (-inf) logits contribute zero, so a clamped position has entropy 0.
+    """
+    log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)
+    probs = torch.softmax(log_probs, dim=-1)
+    log_probs = torch.clamp(log_probs, min=torch.finfo(log_probs.dtype).min)
+    return -(log_probs * probs).sum(-1)
+
+
+def entropy_bound_accept(entropy: torch.Tensor, entropy_bound: float) -> torch.Tensor:
+    """Accept the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound."""
+    sorted_entropy, sorted_indices = torch.sort(entropy, dim=-1, descending=False)
+    cumulative = torch.cumsum(sorted_entropy, dim=-1)
+    sorted_accept = cumulative - sorted_entropy <= entropy_bound
+    return torch.scatter(torch.zeros_like(sorted_accept), dim=-1, index=sorted_indices, src=sorted_accept)
+
+
+def stable_and_confident(
+    argmax_canvas: torch.Tensor,
+    entropy: torch.Tensor,
+    history: torch.Tensor | None,
+    stability_threshold: int,
+    confidence_threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Whether each row's argmax has been stable and its mean entropy is below the threshold.
+
+    `history` holds the last `stability_threshold` argmax canvases, shape (S, batch, canvas); it
+    starts as None. Returns (done per row, updated history).
+    """
+    if stability_threshold == 0:
+        is_stable = torch.ones(argmax_canvas.shape[0], dtype=torch.bool, device=argmax_canvas.device)
+    else:
+        if history is None:
+            history = torch.full((stability_threshold, *argmax_canvas.shape), -1,
+                                 dtype=argmax_canvas.dtype, device=argmax_canvas.device)
+        is_stable = (history == argmax_canvas[None]).all(dim=-1).all(dim=0)
+        history = torch.roll(history, shifts=-1, dims=0)
+        history[-1] = argmax_canvas
+    is_confident = entropy.mean(dim=-1) < confidence_threshold
+    return is_stable & is_confident, history

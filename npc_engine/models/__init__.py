@@ -1,0 +1,14 @@
+"""Model backends. Today: `transformers` DiffusionGemma; the ONNX Runtime backend comes later."""
+
+from .backend import DiffusionGemmaBackend, ModelInfo, pick_device, pick_dtype
+from .tiny import TinyModelSpec, build_tiny_model, build_tiny_tokenizer
+
+__all__ = [
+    "DiffusionGemmaBackend",
+    "ModelInfo",
+    "TinyModelSpec",
+    "build_tiny_model",
+    "build_tiny_tokenizer",
+    "pick_device",
+    "pick_dtype",
+]

@@ -1,0 +1,217 @@
+"""The DiffusionGemma backend: load a checkpoint from a local folder and expose the two forwards.
+
+The backend owns the `transformers` model and its tokenizer. It offers exactly what a step-wise
+denoising loop needs: encode tokens into a KV cache, build the decoder's attention masks, and run
+one decoder forward that returns (soft-capped, float32) logits for a canvas. It never downloads:
+`from_pretrained` is always called with `local_files_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
+from transformers.cache_utils import DynamicCache
+
+from ..errors import ModelLoadError
+
+__all__ = ["DiffusionGemmaBackend", "ModelInfo", "pick_device", "pick_dtype"]
+
+_MODEL_TYPE = "diffusion_gemma"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA when present, else CPU; an explicit choice wins."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """bfloat16 on a GPU that supports it, float32 elsewhere; an explicit choice wins."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is not None:
+        names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if dtype not in names:
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(names)}")
+        return names[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client may want to know about the loaded model."""
+
+    path: str
+    num_parameters: int
+    vocab_size: int
+    canvas_length: int
+    max_position_embeddings: int
+    device: str
+    dtype: str
+
+
+def _check_checkpoint_dir(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"model directory {str(path)!r} does not exist", path=str(path))
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {str(path)!r} is not a directory", path=str(path))
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        found = sorted(p.name for p in path.iterdir())[:10]
+        raise ModelLoadError(
+            f"model directory {str(path)!r} has no config.json (found: {found}); "
+            "expected a DiffusionGemma checkpoint saved with save_pretrained",
+            path=str(path),
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {str(config_path)!r}: {exc}", path=str(path)) from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != _MODEL_TYPE:
+        raise ModelLoadError(
+            f"model directory {str(path)!r} holds a {model_type!r} checkpoint; "
+            f"npc-engine needs model_type {_MODEL_TYPE!r} (DiffusionGemmaForBlockDiffusion)",
+            path=str(path),
+        )
+    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+    if not has_weights:
+        raise ModelLoadError(
+            f"model directory {str(path)!r} has a config.json but no weight files "
+            "(*.safetensors or *.bin)",
+            path=str(path),
+        )
+
+
+class DiffusionGemmaBackend:
+    """A loaded DiffusionGemma model plus tokenizer, with step-level forwards."""
+
+    def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.path = path
+        self.config = model.config
+        self.text_config = model.config.get_text_config(decoder=True)
+        self.vocab_size: int = int(self.text_config.vocab_size)
+        self.canvas_length: int = int(model.config.canvas_length)
+        self.device: torch.device = model.device
+        self.dtype: torch.dtype = model.dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> "DiffusionGemmaBackend":
+        """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem."""
+        path = Path(path).expanduser()
+        _check_checkpoint_dir(path)
+        target_device = pick_device(device)
+        target_dtype = pick_dtype(target_device, dtype)
+        try:
+            model = DiffusionGemmaForBlockDiffusion.from_pretrained(
+                str(path), local_files_only=True, dtype=target_dtype
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot load DiffusionGemma weights from {str(path)!r}: {exc}",
+                                 path=str(path)) from exc
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load the tokenizer from {str(path)!r}: {exc}",
+                                 path=str(path)) from exc
+        model.to(target_device)
+        return cls(model, tokenizer, str(path))
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            path=self.path,
+            num_parameters=sum(p.numel() for p in self.model.parameters()),
+            vocab_size=self.vocab_size,
+            canvas_length=self.canvas_length,
+            max_position_embeddings=int(self.text_config.max_position_embeddings),
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+
+    # -- token ids -------------------------------------------------------------------------
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.model.generation_config.pad_token_id
+        return int(pad if pad is not None else self.text_config.pad_token_id)
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.text_config.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+    # -- forwards --------------------------------------------------------------------------
+
+    def new_cache(self) -> DynamicCache:
+        return DynamicCache(config=self.text_config)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cache: DynamicCache,
+        position_ids: torch.Tensor,
+    ) -> None:
+        """Run the causal encoder over `input_ids`, appending their keys/values to `cache`.
+
+        `attention_mask` is the 2D boolean mask over everything cached so far plus `input_ids`.
+        """
+        encoder = self.model.model.encoder
+        shape_only = torch.empty((input_ids.shape[0], input_ids.shape[1], 0),
+                                 dtype=self.dtype, device=input_ids.device)
+        mask_mapping = encoder.create_masks_for_generate(
+            config=self.config, inputs_embeds=shape_only, attention_mask=attention_mask,
+            past_key_values=cache, position_ids=position_ids,
+        )
+        encoder(input_ids=input_ids.contiguous(), attention_mask=mask_mapping,
+                past_key_values=cache, position_ids=position_ids)
+
+    def decoder_masks(self, canvas: torch.Tensor, cache: DynamicCache,
+                      decoder_attention_mask: torch.Tensor) -> dict:
+        """The decoder's 4D masks; fixed for a canvas while it is denoised, so build them once."""
+        return self.model.model.decoder.create_diffusion_decoder_attention_mask(
+            config=self.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
+            decoder_attention_mask=decoder_attention_mask,
+        )
+
+    def denoise(
+        self,
+        canvas: torch.Tensor,
+        self_conditioning_logits: torch.Tensor | None,
+        cache: DynamicCache,
+        masks: dict,
+        position_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """One decoder forward over `canvas`: float32 logits of shape (batch, canvas, vocab)."""
+        return self.model(
+            decoder_input_ids=canvas,
+            self_conditioning_logits=self_conditioning_logits,
+            decoder_attention_mask=masks,
+            past_key_values=cache,
+            decoder_position_ids=position_ids,
+        ).logits
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so a timing is device time rather than launch time."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

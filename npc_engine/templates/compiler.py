@@ -1,0 +1,208 @@
+"""Template + tokenizer -> canvas plan: clamped skeleton ids, slot spans, allowed-token masks."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field, create_model
+
+from ..diffusion.constraint import CanvasConstraint
+from ..errors import TemplateError, TemplateTooLargeError
+from .spec import BooleanSlot, ChoiceSlot, IntegerSlot, Template, TextSlot
+
+__all__ = ["CanvasPlan", "SlotPlan", "TemplateCompiler", "FORBIDDEN_TEXT_CHARS"]
+
+# Characters a free-text slot may never produce: the skeleton's delimiters and backslash. Control
+# characters and U+FFFD (a token holding part of a UTF-8 sequence) are refused as well, so a
+# line never shows garbage in a game's speech bubble.
+FORBIDDEN_TEXT_CHARS = frozenset('"{}\\\ufffd')
+
+
+def _is_text_piece(piece: str) -> bool:
+    return bool(piece) and not (FORBIDDEN_TEXT_CHARS & set(piece)) and not any(
+        unicodedata.category(ch) == "Cc" for ch in piece)
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """Where one slot lives in the canvas and how to read it back."""
+
+    name: str
+    kind: str
+    start: int
+    length: int
+    min_tokens: int = 0
+    values: tuple[Any, ...] = ()           # choice/integer/boolean: the Python value of each option
+    option_ids: torch.Tensor | None = None  # (num_options, length), padded with the pad id
+
+
+@dataclass
+class CanvasPlan:
+    """A compiled template for one tokenizer and canvas length."""
+
+    template: Template
+    canvas_length: int
+    vocab_size: int
+    pad_token_id: int
+    clamp_ids: torch.Tensor        # (L,) skeleton id at clamped positions, -1 in slots
+    allowed_tokens: torch.Tensor   # (L, V) bool
+    slots: tuple[SlotPlan, ...]
+    output_model: type[BaseModel]
+    num_skeleton_tokens: int
+    _constraints: dict[str, CanvasConstraint] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_slot_tokens(self) -> int:
+        return sum(slot.length for slot in self.slots)
+
+    def constraint(self, device: torch.device) -> CanvasConstraint:
+        """The plan's masks on `device` (copied once per device, then reused)."""
+        key = str(device)
+        if key not in self._constraints:
+            self._constraints[key] = CanvasConstraint(self.allowed_tokens.to(device),
+                                                      self.clamp_ids.to(device))
+        return self._constraints[key]
+
+
+def _output_model(template: Template) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for slot in template.slots:
+        if isinstance(slot, TextSlot):
+            fields[slot.name] = (str, ...)
+        elif isinstance(slot, ChoiceSlot):
+            fields[slot.name] = (Literal[tuple(slot.options)], ...)
+        elif isinstance(slot, IntegerSlot):
+            fields[slot.name] = (int, Field(ge=slot.min, le=slot.max))
+        else:
+            fields[slot.name] = (bool, ...)
+    return create_model(f"{template.name.replace('.', '_').replace('-', '_')}_output", **fields)
+
+
+class TemplateCompiler:
+    """Compiles templates against one tokenizer; plans are cached per template."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int, canvas_length: int, pad_token_id: int,
+                 eos_token_ids: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.canvas_length = canvas_length
+        self.pad_token_id = pad_token_id
+        self.eos_token_ids = eos_token_ids
+        self._plans: dict[str, CanvasPlan] = {}
+        self._text_vocab: torch.Tensor | None = None
+
+    def text_vocabulary(self) -> torch.Tensor:
+        """Bool (V,): tokens a text slot may hold (no specials, no delimiters, not empty)."""
+        if self._text_vocab is None:
+            num_tokens = min(self.vocab_size, len(self.tokenizer))
+            special = set(self.tokenizer.all_special_ids)
+            special.update(getattr(self.tokenizer, "added_tokens_decoder", {}).keys())
+            pieces = self.tokenizer.batch_decode([[i] for i in range(num_tokens)])
+            allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+            for token_id, piece in enumerate(pieces):
+                allowed[token_id] = token_id not in special and _is_text_piece(piece)
+            self._text_vocab = allowed
+        return self._text_vocab
+
+    def compile(self, template: Template) -> CanvasPlan:
+        key = template.cache_key()
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._compile(template)
+            self._plans[key] = plan
+        return plan
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _choice_options(self, template: Template, slot: Any) -> tuple[tuple[Any, ...], list[str]]:
+        if isinstance(slot, ChoiceSlot):
+            return tuple(slot.options), list(slot.options)
+        if isinstance(slot, IntegerSlot):
+            values = tuple(range(slot.min, slot.max + 1))
+            return values, [str(v) for v in values]
+        return (True, False), ["true", "false"]
+
+    def _plan_options(self, template: Template, slot: Any, start: int) -> SlotPlan:
+        values, texts = self._choice_options(template, slot)
+        encoded = [self._encode(t) for t in texts]
+        special = set(self.tokenizer.all_special_ids) | {self.pad_token_id}
+        for text, ids in zip(texts, encoded):
+            if not ids or special.intersection(ids) or max(ids) >= self.vocab_size:
+                raise TemplateError(
+                    f"template {template.name!r} slot {slot.name!r}: option {text!r} cannot be "
+                    "represented by this tokenizer", template=template.name, slot=slot.name)
+        length = max(len(ids) for ids in encoded)
+        padded = [ids + [self.pad_token_id] * (length - len(ids)) for ids in encoded]
+        seen: dict[tuple[int, ...], str] = {}
+        for text, ids in zip(texts, padded):
+            if tuple(ids) in seen:
+                raise TemplateError(
+                    f"template {template.name!r} slot {slot.name!r}: options {seen[tuple(ids)]!r} "
+                    f"and {text!r} tokenize identically", template=template.name, slot=slot.name)
+            seen[tuple(ids)] = text
+        return SlotPlan(slot.name, slot.kind, start, length, values=values,
+                        option_ids=torch.tensor(padded, dtype=torch.long))
+
+    def _compile(self, template: Template) -> CanvasPlan:
+        pieces: list[list[int] | Any] = []  # skeleton id lists and slots, in canvas order
+        text = "{"
+        for index, slot in enumerate(template.slots):
+            is_quoted = isinstance(slot, (TextSlot, ChoiceSlot))
+            text += ("" if index == 0 else ", ") + f'"{slot.name}": ' + ('"' if is_quoted else "")
+            pieces.append(self._encode(text))
+            pieces.append(slot)
+            text = '"' if is_quoted else ""
+        pieces.append(self._encode(text + "}"))
+
+        clamp: list[int] = []
+        slot_plans: list[SlotPlan] = []
+        for piece in pieces:
+            if isinstance(piece, list):
+                clamp.extend(piece)
+                continue
+            start = len(clamp)
+            if isinstance(piece, TextSlot):
+                if not bool(self.text_vocabulary().any()):
+                    raise TemplateError(f"template {template.name!r} slot {piece.name!r}: this "
+                                        "tokenizer has no token a text slot may use",
+                                        template=template.name, slot=piece.name)
+                plan = SlotPlan(piece.name, "text", start, piece.max_tokens, min_tokens=piece.min_tokens)
+            else:
+                plan = self._plan_options(template, piece, start)
+            slot_plans.append(plan)
+            clamp.extend([-1] * plan.length)
+        num_skeleton = sum(1 for token in clamp if token >= 0)
+        if len(clamp) > self.canvas_length:
+            spans = ", ".join(f"{s.name}={s.length}" for s in slot_plans)
+            raise TemplateTooLargeError(
+                f"template {template.name!r} needs {len(clamp)} canvas tokens ({num_skeleton} skeleton "
+                f"+ slots {spans}) but the model's canvas holds {self.canvas_length}",
+                template=template.name, num_required_tokens=len(clamp),
+                canvas_length=self.canvas_length)
+        # After the closing brace: EOS (if the model has one and it fits), then padding.
+        tail = ([self.eos_token_ids[0]] if self.eos_token_ids else []) + \
+            [self.pad_token_id] * self.canvas_length
+        clamp.extend(tail[: self.canvas_length - len(clamp)])
+
+        clamp_ids = torch.tensor(clamp, dtype=torch.long)
+        allowed = torch.zeros((self.canvas_length, self.vocab_size), dtype=torch.bool)
+        is_clamped = clamp_ids >= 0
+        allowed[is_clamped.nonzero().squeeze(-1), clamp_ids[is_clamped]] = True
+        for plan in slot_plans:
+            span = slice(plan.start, plan.start + plan.length)
+            if plan.kind == "text":
+                allowed[span] = self.text_vocabulary()
+                allowed[plan.start + plan.min_tokens: span.stop, self.pad_token_id] = True
+            else:
+                positions = torch.arange(plan.start, span.stop).expand_as(plan.option_ids)
+                allowed[positions.reshape(-1), plan.option_ids.reshape(-1)] = True
+        return CanvasPlan(
+            template=template, canvas_length=self.canvas_length, vocab_size=self.vocab_size,
+            pad_token_id=self.pad_token_id, clamp_ids=clamp_ids, allowed_tokens=allowed,
+            slots=tuple(slot_plans), output_model=_output_model(template),
+            num_skeleton_tokens=num_skeleton,
+        )

@@ -1,0 +1,58 @@
+"""Canvas -> validated template output.
+
+Text slots are read from the argmax canvas up to the first pad. Choice, integer and boolean slots
+are resolved jointly: every option is scored by the summed log-probability of all its tokens
+(pads included) under the step's logits, and the best whole option wins. So the result is always
+exactly one option, even when one option is a prefix of another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import GenerationError
+from .compiler import CanvasPlan, SlotPlan
+
+__all__ = ["render", "choose_options"]
+
+
+def choose_options(plan: CanvasPlan, logits: torch.Tensor) -> dict[str, int]:
+    """Index of the best option for every option slot, from (L, V) logits of one canvas."""
+    chosen: dict[str, int] = {}
+    for slot in plan.slots:
+        if slot.option_ids is None:
+            continue
+        span_logits = logits[slot.start: slot.start + slot.length].float()
+        log_probs = torch.log_softmax(span_logits, dim=-1)
+        option_ids = slot.option_ids.to(log_probs.device)
+        positions = torch.arange(slot.length, device=log_probs.device).expand_as(option_ids)
+        scores = log_probs[positions, option_ids].sum(dim=-1)
+        chosen[slot.name] = int(torch.argmax(scores))
+    return chosen
+
+
+def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: Any) -> str:
+    ids = canvas[slot.start: slot.start + slot.length]
+    if pad_token_id in ids:
+        ids = ids[: ids.index(pad_token_id)]
+    return tokenizer.decode(ids).strip()
+
+
+def render(plan: CanvasPlan, canvas: torch.Tensor, logits: torch.Tensor, tokenizer: Any) -> dict[str, Any]:
+    """Read every slot from one canvas (L,) and its logits (L, V); validate with the template's model."""
+    canvas_ids = canvas.tolist()
+    chosen = choose_options(plan, logits)
+    fields: dict[str, Any] = {}
+    for slot in plan.slots:
+        if slot.kind == "text":
+            fields[slot.name] = _read_text(slot, canvas_ids, plan.pad_token_id, tokenizer)
+        else:
+            fields[slot.name] = slot.values[chosen[slot.name]]
+    try:
+        return plan.output_model.model_validate(fields).model_dump()
+    except Exception as exc:  # validity is by construction; reaching here is a bug
+        raise GenerationError(
+            f"template {plan.template.name!r} produced an invalid output {fields!r}: {exc}"
+        ) from exc

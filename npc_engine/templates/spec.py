@@ -1,0 +1,172 @@
+"""Template specs: a named list of typed slots, declared in Python or JSON.
+
+A template renders as a JSON-like skeleton with holes, e.g.
+`{"say": "<text>", "emotion": "<choice>", "trust_delta": <integer>, "leaves": <boolean>}`.
+The skeleton is clamped into the canvas; only the holes are denoised.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import TemplateError
+
+__all__ = [
+    "TextSlot",
+    "ChoiceSlot",
+    "IntegerSlot",
+    "BooleanSlot",
+    "Slot",
+    "Template",
+    "load_template",
+    "MAX_INTEGER_RANGE",
+]
+
+# Integers are resolved jointly like choices (one option per value), so the range is bounded.
+MAX_INTEGER_RANGE = 10_001
+_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class _SlotBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=_NAME_PATTERN, description="Field name in the output; snake_case.")
+
+
+class TextSlot(_SlotBase):
+    """Free text of 1..`max_tokens` tokens; never contains quotes, braces, newlines or special tokens."""
+
+    kind: Literal["text"] = "text"
+    max_tokens: int = Field(default=32, ge=1, le=1024)
+    min_tokens: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "TextSlot":
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) > max_tokens ({self.max_tokens})")
+        return self
+
+
+class ChoiceSlot(_SlotBase):
+    """Exactly one of `options`; multi-token options are resolved jointly."""
+
+    kind: Literal["choice"] = "choice"
+    options: list[str] = Field(min_length=1, max_length=MAX_INTEGER_RANGE)
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, options: list[str]) -> list[str]:
+        if any(not option.strip() for option in options):
+            raise ValueError("options must be non-empty strings")
+        duplicates = sorted({o for o in options if options.count(o) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate options: {duplicates}")
+        return options
+
+
+class IntegerSlot(_SlotBase):
+    """An integer in [min, max]."""
+
+    kind: Literal["integer"] = "integer"
+    min: int
+    max: int
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "IntegerSlot":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) > max ({self.max})")
+        if self.max - self.min + 1 > MAX_INTEGER_RANGE:
+            raise ValueError(
+                f"range {self.min}..{self.max} has {self.max - self.min + 1} values; "
+                f"at most {MAX_INTEGER_RANGE} are supported"
+            )
+        return self
+
+
+class BooleanSlot(_SlotBase):
+    """true or false."""
+
+    kind: Literal["boolean"] = "boolean"
+
+
+Slot = Annotated[Union[TextSlot, ChoiceSlot, IntegerSlot, BooleanSlot], Field(discriminator="kind")]
+
+
+class Template(BaseModel):
+    """A named dialogue template. Load from JSON with `load_template` or `Template.from_file`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str = ""
+    slots: list[Slot] = Field(min_length=1, max_length=64)
+
+    @field_validator("slots")
+    @classmethod
+    def _check_unique_names(cls, slots: list[Any]) -> list[Any]:
+        names = [slot.name for slot in slots]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate slot names: {duplicates}")
+        return slots
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Template":
+        return load_template(path)
+
+    def cache_key(self) -> str:
+        return self.model_dump_json()
+
+
+def _describe(error: ValidationError, raw: Any) -> tuple[str, str | None]:
+    """One readable line per pydantic error, naming the slot when the error is inside one."""
+    slot_name = None
+    lines = []
+    for item in error.errors():
+        location = list(item.get("loc", ()))
+        if len(location) >= 2 and location[0] == "slots" and isinstance(location[1], int):
+            index = location[1]
+            slots = raw.get("slots") if isinstance(raw, dict) else None
+            if isinstance(slots, list) and index < len(slots) and isinstance(slots[index], dict):
+                slot_name = str(slots[index].get("name", f"#{index}"))
+            where = f"slot {slot_name!r}" if slot_name else f"slot #{index}"
+            rest = ".".join(str(p) for p in location[2:] if not (isinstance(p, str) and p in
+                                                                   ("text", "choice", "integer", "boolean")))
+            where += f" field {rest!r}" if rest else ""
+        else:
+            where = ".".join(str(p) for p in location) or "template"
+        message = item.get("msg", "invalid")
+        if item.get("type") == "union_tag_invalid":
+            message = (f"unknown slot kind {item.get('input', {}).get('kind')!r}; "
+                       "expected one of 'text', 'choice', 'integer', 'boolean'")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines), slot_name
+
+
+def load_template(source: str | Path | dict[str, Any]) -> Template:
+    """Validate a template from a dict or a JSON file. Raises `TemplateError` with a clear message."""
+    origin = "template"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        origin = str(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise TemplateError(f"cannot read template file {origin!r}: {exc}") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TemplateError(f"template file {origin!r} is not valid JSON: {exc}") from exc
+    else:
+        raw = source
+    if not isinstance(raw, dict):
+        raise TemplateError(f"{origin}: a template must be a JSON object, got {type(raw).__name__}")
+    name = raw.get("name") if isinstance(raw.get("name"), str) else None
+    try:
+        return Template.model_validate(raw)
+    except ValidationError as exc:
+        detail, slot_name = _describe(exc, raw)
+        label = f"template {name!r}" if name else origin
+        if origin != "template" and name:
+            label += f" ({origin})"
+        raise TemplateError(f"{label}: {detail}", template=name, slot=slot_name) from None
