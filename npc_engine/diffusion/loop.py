@@ -95,6 +95,7 @@ class BlockDiffusion:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @torch.inference_mode()
     def start(
         self,
         input_ids: torch.Tensor,
@@ -151,6 +152,7 @@ class BlockDiffusion:
         batch.stability_history = None
         batch.num_steps_left = self.settings.max_denoising_steps
 
+    @torch.inference_mode()
     def step(self, batch: DiffusionBatch) -> None:
         """One denoising step: decoder forward, sample, accept, renoise, check stopping."""
         settings = self.settings
@@ -188,6 +190,7 @@ class BlockDiffusion:
         batch.num_steps_left -= 1
         batch.num_steps += 1
 
+    @torch.inference_mode()
     def end_canvas(self, batch: DiffusionBatch) -> None:
         """Append the denoised canvas; mark EOS/length; open the next canvas if any row needs one."""
         length = self.canvas_length
@@ -224,6 +227,7 @@ class BlockDiffusion:
         batch.batch_constraint = None
         self._open_canvas(batch)
 
+    @torch.inference_mode()
     def run(
         self,
         input_ids: torch.Tensor,
