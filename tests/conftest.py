@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,3 +50,5 @@ def random_engines(tmp_path_factory: pytest.TempPathFactory) -> list[Engine]:
             sharpen(backend, 40.0)
         engines.append(Engine(backend, Engine(backend).settings.with_overrides(max_denoising_steps=4)))
     return engines
+
+SHOPKEEPER_TEMPLATE = str(Path(__file__).resolve().parent.parent / "schemas" / "templates" / "shopkeeper_reply.json")
