@@ -20,12 +20,14 @@ import torch.nn.functional as F
 from ..models.backend import DiffusionGemmaBackend
 from .constraint import CanvasConstraint, stack_constraints
 from .sampler import (
+    MASKED_LOGIT,
     BatchNoise,
     NoiseSource,
     entropy_bound_accept,
     stable_and_confident,
     temperature_schedule,
     token_entropy,
+    token_entropy_fast,
 )
 from .settings import DiffusionSettings
 
@@ -58,7 +60,7 @@ class DiffusionBatch:
     is_finished: torch.Tensor = None          # (B,) sequence done (EOS or length)
     num_forwards: torch.Tensor = None         # (B,) decoder forwards that counted for each row
     num_steps: int = 0
-    batch_constraint: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    batch_constraint: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)  # (disallowed, clamp_ids)
 
     @property
     def batch_size(self) -> int:
@@ -84,9 +86,13 @@ class DiffusionOutput:
 class BlockDiffusion:
     """Drives DiffusionGemma's block-diffusion sampler step by step over a batch."""
 
-    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings) -> None:
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings, *,
+                 is_exact: bool = False) -> None:
+        """`is_exact=True` computes entropies with the very operations `generate` uses (bitwise
+        parity); the default reuses the step's softmax, equal up to float rounding and cheaper."""
         self.backend = backend
         self.settings = settings
+        self.is_exact = is_exact
         self.canvas_length = backend.canvas_length
         self.vocab_size = backend.vocab_size
         self._temperatures = temperature_schedule(settings.t_min, settings.t_max,
@@ -128,8 +134,9 @@ class BlockDiffusion:
             is_finished=torch.zeros(batch_size, dtype=torch.bool, device=device),
             num_forwards=torch.zeros(batch_size, dtype=torch.int, device=device),
         )
-        batch.batch_constraint = stack_constraints(batch.constraints, self.canvas_length,
-                                                   self.vocab_size, device)
+        stacked = stack_constraints(batch.constraints, self.canvas_length, self.vocab_size, device)
+        # Kept as (disallowed, clamp_ids): inverting the mask once, not every step.
+        batch.batch_constraint = None if stacked is None else (~stacked[0], stacked[1])
         encoder_position_ids = torch.arange(0, cur_len, dtype=torch.int32, device=device).unsqueeze(0)
         batch.decoder_position_ids = torch.arange(cur_len, cur_len + self.canvas_length,
                                                   dtype=torch.int32, device=device).unsqueeze(0)
@@ -160,13 +167,13 @@ class BlockDiffusion:
         logits = self.backend.denoise(batch.canvas, batch.self_conditioning_logits, batch.cache,
                                       batch.decoder_masks, batch.decoder_position_ids)
         if batch.batch_constraint is not None:
-            logits = logits.masked_fill(~batch.batch_constraint[0], float("-inf"))
-        logits = logits / self._temperatures[batch.num_steps_left]
+            logits = logits.masked_fill_(batch.batch_constraint[0], MASKED_LOGIT)
+        logits.div_(self._temperatures[batch.num_steps_left])  # fresh tensor from the forward
 
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
         sampled = batch.noise.sample(probs)
         argmax_canvas = torch.argmax(logits, dim=-1)
-        entropy = token_entropy(logits)
+        entropy = token_entropy(logits) if self.is_exact else token_entropy_fast(logits, probs)
         is_accepted = entropy_bound_accept(entropy, settings.entropy_bound)
         accepted = torch.where(is_accepted, sampled, batch.canvas)
         renoise = batch.noise.random_tokens(batch.batch_size, self.canvas_length, self.vocab_size,

@@ -13,12 +13,17 @@ from typing import Protocol, Sequence
 
 import torch
 
+# A finite "minus infinity" for masked logits: softmax gives exactly 0, and 0 * it stays 0.
+MASKED_LOGIT = -1e30
+
 __all__ = [
+    "MASKED_LOGIT",
     "NoiseSource",
     "BatchNoise",
     "RowNoise",
     "temperature_schedule",
     "token_entropy",
+    "token_entropy_fast",
     "entropy_bound_accept",
     "stable_and_confident",
 ]
@@ -51,7 +56,12 @@ class BatchNoise:
 
 
 class RowNoise:
-    """One generator per row, so each request's randomness is its own."""
+    """One generator per row, so each request's randomness is its own.
+
+    Sampling is by inverse CDF: one uniform draw per position instead of the exponential draw per
+    vocabulary entry that `torch.multinomial` makes, which dominates a step's cost on a CPU.
+    Same distribution as `BatchNoise`, different random stream.
+    """
 
     def __init__(self, generators: Sequence[torch.Generator]) -> None:
         self.generators = list(generators)
@@ -64,10 +74,19 @@ class RowNoise:
         ])
 
     def sample(self, probs: torch.Tensor) -> torch.Tensor:
-        return torch.stack([
-            torch.multinomial(row, num_samples=1, generator=g).squeeze(-1)
-            for row, g in zip(probs, self.generators)
+        batch_size, canvas_length, vocab_size = probs.shape
+        uniform = torch.stack([
+            torch.rand(canvas_length, device=probs.device, generator=g)
+            for g in self.generators[:batch_size]
         ])
+        cdf = probs.cumsum(dim=-1)
+        targets = (uniform * cdf[..., -1]).unsqueeze(-1)
+        chosen = torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=vocab_size - 1)
+        # Rounding can land on a zero-probability (masked) token at the very end; never allow it.
+        is_impossible = probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) <= 0
+        if bool(is_impossible.any()):
+            chosen = torch.where(is_impossible, probs.argmax(dim=-1), chosen)
+        return chosen
 
 
 def temperature_schedule(t_min: float, t_max: float, max_denoising_steps: int) -> dict[int, torch.Tensor]:
@@ -91,6 +110,15 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     probs = torch.softmax(log_probs, dim=-1)
     log_probs = torch.clamp(log_probs, min=torch.finfo(log_probs.dtype).min)
     return -(log_probs * probs).sum(-1)
+
+
+def token_entropy_fast(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy as logsumexp(x) - sum(p * x), reusing the step's softmax.
+
+    Equal to `token_entropy` up to float rounding, at a third of the cost. Needs finite logits
+    (mask with `MASKED_LOGIT`, not -inf).
+    """
+    return logits.logsumexp(dim=-1) - (probs * logits).sum(dim=-1)
 
 
 def entropy_bound_accept(entropy: torch.Tensor, entropy_bound: float) -> torch.Tensor:
