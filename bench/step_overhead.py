@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_dir = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")))
     backend = DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device)
-    compiler = TemplateCompiler(backend.tokenizer, backend.vocab_size, backend.canvas_length,
-                                backend.pad_token_id, backend.eos_token_ids)
-    plan = compiler.compile(load_template(TEMPLATE))
+    plan = TemplateCompiler.for_backend(backend).compile(load_template(TEMPLATE))
     rows = [measure(backend, int(b), args.rounds, args.steps, plan) for b in args.batch_sizes.split(",")]
 
     info = backend.info()

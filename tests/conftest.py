@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
+from npc_engine.diffusion import DiffusionSettings
 from npc_engine.engine import Engine
 from npc_engine.models import DiffusionGemmaBackend, TinyModelSpec, build_tiny_model
 
@@ -48,7 +49,8 @@ def random_engines(tmp_path_factory: pytest.TempPathFactory) -> list[Engine]:
         backend = DiffusionGemmaBackend.from_pretrained(directory, device="cpu")
         if seed == 3:
             sharpen(backend, 40.0)
-        engines.append(Engine(backend, Engine(backend).settings.with_overrides(max_denoising_steps=4)))
+        settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
+        engines.append(Engine(backend, settings.with_overrides(max_denoising_steps=4)))
     return engines
 
 SHOPKEEPER_TEMPLATE = str(Path(__file__).resolve().parent.parent / "schemas" / "templates" / "shopkeeper_reply.json")

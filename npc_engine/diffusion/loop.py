@@ -45,7 +45,6 @@ class DiffusionBatch:
     max_length: int
     num_canvases_left: int
     noise: NoiseSource
-    constraints: list[CanvasConstraint | None]
     # per canvas
     canvas: torch.Tensor = None               # (B, L) current noisy canvas
     argmax_canvas: torch.Tensor = None        # (B, L) best guess so far (the draft)
@@ -60,7 +59,7 @@ class DiffusionBatch:
     is_finished: torch.Tensor = None          # (B,) sequence done (EOS or length)
     num_forwards: torch.Tensor = None         # (B,) decoder forwards that counted for each row
     num_steps: int = 0
-    batch_constraint: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)  # (disallowed, clamp_ids)
+    constraint: CanvasConstraint | None = field(default=None, repr=False)  # current canvas, batched
 
     @property
     def batch_size(self) -> int:
@@ -130,13 +129,11 @@ class BlockDiffusion:
             max_length=cur_len + max_new_tokens,
             num_canvases_left=math.ceil(max_new_tokens / self.canvas_length),
             noise=noise or BatchNoise(),
-            constraints=constraints or [None] * batch_size,
             is_finished=torch.zeros(batch_size, dtype=torch.bool, device=device),
             num_forwards=torch.zeros(batch_size, dtype=torch.int, device=device),
         )
-        stacked = stack_constraints(batch.constraints, self.canvas_length, self.vocab_size, device)
-        # Kept as (disallowed, clamp_ids): inverting the mask once, not every step.
-        batch.batch_constraint = None if stacked is None else (~stacked[0], stacked[1])
+        batch.constraint = stack_constraints(constraints or [None] * batch_size, self.canvas_length,
+                                             self.vocab_size, device)
         encoder_position_ids = torch.arange(0, cur_len, dtype=torch.int32, device=device).unsqueeze(0)
         batch.decoder_position_ids = torch.arange(cur_len, cur_len + self.canvas_length,
                                                   dtype=torch.int32, device=device).unsqueeze(0)
@@ -148,8 +145,8 @@ class BlockDiffusion:
     def _open_canvas(self, batch: DiffusionBatch) -> None:
         canvas = batch.noise.random_tokens(batch.batch_size, self.canvas_length, self.vocab_size,
                                            self.backend.device)
-        if batch.batch_constraint is not None:
-            clamp_ids = batch.batch_constraint[1]
+        if batch.constraint is not None:
+            clamp_ids = batch.constraint.clamp_ids
             canvas = torch.where(clamp_ids >= 0, clamp_ids, canvas)
         batch.canvas = canvas
         batch.argmax_canvas = canvas
@@ -166,8 +163,8 @@ class BlockDiffusion:
         batch.num_forwards += ~(batch.is_denoised | batch.is_finished)
         logits = self.backend.denoise(batch.canvas, batch.self_conditioning_logits, batch.cache,
                                       batch.decoder_masks, batch.decoder_position_ids)
-        if batch.batch_constraint is not None:
-            logits = logits.masked_fill_(batch.batch_constraint[0], MASKED_LOGIT)
+        if batch.constraint is not None:
+            logits.masked_fill_(batch.constraint.disallowed_tokens, MASKED_LOGIT)
         logits.div_(self._temperatures[batch.num_steps_left])  # fresh tensor from the forward
 
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
@@ -231,7 +228,7 @@ class BlockDiffusion:
                                                   device=encoder_position_ids.device).unsqueeze(0)
         self.backend.encode(batch.sequences[:, -length:], batch.attention_mask, batch.cache,
                             encoder_position_ids)
-        batch.batch_constraint = None
+        batch.constraint = None
         self._open_canvas(batch)
 
     @torch.inference_mode()

@@ -46,10 +46,9 @@ class Engine:
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings | None = None) -> None:
         self.backend = backend
         self.settings = settings or DiffusionSettings.from_generation_config(backend.model.generation_config)
-        self.compiler = TemplateCompiler(
-            backend.tokenizer, backend.vocab_size, backend.canvas_length,
-            backend.pad_token_id, backend.eos_token_ids,
-        )
+        self.compiler = TemplateCompiler.for_backend(backend)
+        self.loop = BlockDiffusion(backend, self.settings)
+        self._turn_prefix_ids, self._turn_suffix_ids = self._chat_framing()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None,
@@ -61,21 +60,26 @@ class Engine:
 
     # -- inputs ---------------------------------------------------------------------------
 
+    def _chat_framing(self) -> tuple[list[int], list[int]]:
+        """Token ids the chat template puts before and after a user turn's text (fixed per model)."""
+        tokenizer = self.backend.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            return [], []
+        framed = tokenizer.apply_chat_template(
+            [{"role": "user", "content": _CONTENT_SENTINEL}], tokenize=False, add_generation_prompt=True)
+        before, _, after = framed.partition(_CONTENT_SENTINEL)
+
+        def encode(text: str) -> list[int]:
+            return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+        return encode(before), encode(after)
+
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of `prompt` as a user turn, via the model's chat template when it has one."""
         if not isinstance(prompt, str):
             raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
-        tokenizer = self.backend.tokenizer
-        if getattr(tokenizer, "chat_template", None):
-            framed = tokenizer.apply_chat_template(
-                [{"role": "user", "content": _CONTENT_SENTINEL}], tokenize=False,
-                add_generation_prompt=True)
-            before, _, after = framed.partition(_CONTENT_SENTINEL)
-        else:
-            before, after = "", ""
-        ids = tokenizer.encode(before, add_special_tokens=False) if before else []
-        ids += tokenizer.encode(prompt, add_special_tokens=False, split_special_tokens=True)
-        ids += tokenizer.encode(after, add_special_tokens=False) if after else []
+        text_ids = self.backend.tokenizer.encode(prompt, add_special_tokens=False, split_special_tokens=True)
+        ids = [*self._turn_prefix_ids, *text_ids, *self._turn_suffix_ids]
         limit = int(self.backend.text_config.max_position_embeddings) - self.backend.canvas_length
         if len(ids) > limit:
             raise PromptError(
@@ -105,10 +109,9 @@ class Engine:
         seed = secrets.randbits(63) if seed is None else int(seed)
         device = self.backend.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        loop = BlockDiffusion(self.backend, self.settings)
         started = time.perf_counter()
         with torch.inference_mode():
-            output = loop.run(
+            output = self.loop.run(
                 torch.tensor([prompt_ids], dtype=torch.long), max_new_tokens=self.backend.canvas_length,
                 noise=RowNoise([generator]), constraints=[plan.constraint(device)],
             )

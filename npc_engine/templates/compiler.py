@@ -59,10 +59,10 @@ class CanvasPlan:
         return sum(slot.length for slot in self.slots)
 
     def constraint(self, device: torch.device) -> CanvasConstraint:
-        """The plan's masks on `device` (copied once per device, then reused)."""
+        """The plan's masks on `device` (inverted and copied once per device, then reused)."""
         key = str(device)
         if key not in self._constraints:
-            self._constraints[key] = CanvasConstraint(self.allowed_tokens.to(device),
+            self._constraints[key] = CanvasConstraint((~self.allowed_tokens).to(device),
                                                       self.clamp_ids.to(device))
         return self._constraints[key]
 
@@ -94,6 +94,12 @@ class TemplateCompiler:
         self._plans: dict[str, CanvasPlan] = {}
         self._text_vocab: torch.Tensor | None = None
 
+    @classmethod
+    def for_backend(cls, backend: Any) -> "TemplateCompiler":
+        """A compiler for a loaded model backend's tokenizer, vocabulary and canvas."""
+        return cls(backend.tokenizer, backend.vocab_size, backend.canvas_length,
+                   backend.pad_token_id, backend.eos_token_ids)
+
     def text_vocabulary(self) -> torch.Tensor:
         """Bool (V,): tokens a text slot may hold (no specials, no delimiters, not empty)."""
         if self._text_vocab is None:
@@ -118,7 +124,7 @@ class TemplateCompiler:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def _choice_options(self, template: Template, slot: Any) -> tuple[tuple[Any, ...], list[str]]:
+    def _choice_options(self, slot: Any) -> tuple[tuple[Any, ...], list[str]]:
         if isinstance(slot, ChoiceSlot):
             return tuple(slot.options), list(slot.options)
         if isinstance(slot, IntegerSlot):
@@ -127,7 +133,7 @@ class TemplateCompiler:
         return (True, False), ["true", "false"]
 
     def _plan_options(self, template: Template, slot: Any, start: int) -> SlotPlan:
-        values, texts = self._choice_options(template, slot)
+        values, texts = self._choice_options(slot)
         encoded = [self._encode(t) for t in texts]
         special = set(self.tokenizer.all_special_ids) | {self.pad_token_id}
         for text, ids in zip(texts, encoded):
