@@ -48,3 +48,11 @@ def test_entropy_bound_accepts_lowest_entropy_positions_within_bound():
     accepted = entropy_bound_accept(entropy, 0.1)
     # sorted: 0.0, 0.04, 0.05, 0.5, 2.0 -> sums before each: 0, 0, 0.04, 0.09, 0.59
     assert accepted.tolist() == [[True, True, True, True, False]]
+
+
+def test_row_noise_never_picks_a_trailing_masked_token_when_the_draw_rounds_up(monkeypatch):
+    # The largest float32 below 1 times the total can round up to the total itself; the
+    # zero-probability tokens after the last positive one must still be out of reach.
+    probs = torch.tensor([[[0.3, 0.7, 0.0, 0.0]]])
+    monkeypatch.setattr(torch, "rand", lambda n, **_: torch.full((n,), 1 - 2**-24))
+    assert RowNoise([torch.Generator()]).sample(probs).tolist() == [[1]]

@@ -74,19 +74,20 @@ class RowNoise:
         ])
 
     def sample(self, probs: torch.Tensor) -> torch.Tensor:
-        batch_size, canvas_length, vocab_size = probs.shape
+        batch_size, canvas_length, _ = probs.shape
         uniform = torch.stack([
             torch.rand(canvas_length, device=probs.device, generator=g)
             for g in self.generators[:batch_size]
         ])
         cdf = probs.cumsum(dim=-1)
-        targets = (uniform * cdf[..., -1]).unsqueeze(-1)
-        chosen = torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=vocab_size - 1)
-        # Rounding can land on a zero-probability (masked) token at the very end; never allow it.
-        is_impossible = probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) <= 0
-        if bool(is_impossible.any()):
-            chosen = torch.where(is_impossible, probs.argmax(dim=-1), chosen)
-        return chosen
+        total = cdf[..., -1:]
+        # Keep the target strictly below the total, even where uniform * total rounds up to it:
+        # then the first cdf entry above it is a token with positive probability, never a
+        # masked one (a zero-probability token repeats the cdf value before it), and no
+        # host-side check is needed in the step.
+        targets = torch.minimum(uniform.unsqueeze(-1) * total,
+                                torch.nextafter(total, torch.zeros_like(total)))
+        return torch.searchsorted(cdf, targets, right=True).squeeze(-1)
 
 
 def temperature_schedule(t_min: float, t_max: float, max_denoising_steps: int) -> dict[int, torch.Tensor]:
