@@ -9,6 +9,17 @@ NpcEngineError                 base class; carries optional request_id and chara
  |                             checkpoint (message names the path and what was found)
  +-- PromptError               a prompt cannot be used (too long for the model, not text)
  +-- GenerationError           a generation failed inside the engine; never the caller's fault
+ +-- RequestError              the engine refused a request; nothing was queued
+ |    +-- QueueFullError        the waiting queue holds `max_queued_requests` already
+ |    +-- DeadlineError         the soft deadline is not in the future
+ |    +-- UnknownRequestError   cancel named a request id the engine does not hold
+ |    +-- DuplicateRequestError a request id is already in use
+ |    +-- EngineClosedError     the engine was closed
+ +-- EngineStateError          a call that does not fit the engine's mode (tick() while its
+ |                             own thread runs)
+ +-- BudgetError               a frame budget or engine setting is invalid (zero or negative
+                               budget, fps, batch size; or `strict=True` and one step of the
+                               smallest batch costs more than the budget)
 ```
 
 Validation raises these errors; it never uses `assert`. Each message names the thing at fault
@@ -24,6 +35,14 @@ __all__ = [
     "ModelLoadError",
     "PromptError",
     "GenerationError",
+    "RequestError",
+    "QueueFullError",
+    "DeadlineError",
+    "UnknownRequestError",
+    "DuplicateRequestError",
+    "EngineClosedError",
+    "EngineStateError",
+    "BudgetError",
 ]
 
 
@@ -81,3 +100,51 @@ class PromptError(NpcEngineError, ValueError):
 
 class GenerationError(NpcEngineError, RuntimeError):
     """Generation failed inside the engine. This is a bug or a device fault, not bad input."""
+
+
+class RequestError(NpcEngineError, ValueError):
+    """The engine refused a request at submit or cancel time; the engine state is unchanged."""
+
+
+class QueueFullError(RequestError):
+    """Too many requests are waiting; try again after some finish."""
+
+    def __init__(self, message: str, *, max_queued_requests: int, request_id: str | None = None,
+                 character_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id, character_id=character_id)
+        self.max_queued_requests = max_queued_requests
+
+
+class DeadlineError(RequestError):
+    """A soft deadline that is zero, negative, or already past."""
+
+
+class UnknownRequestError(RequestError, KeyError):
+    """No live request has this id (never submitted, or already finished)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class DuplicateRequestError(RequestError):
+    """A live request already uses this id."""
+
+
+class EngineClosedError(RequestError):
+    """The engine has been closed and takes no more requests."""
+
+
+class EngineStateError(NpcEngineError, RuntimeError):
+    """The call does not fit the engine's current mode (for example tick() while start()ed)."""
+
+
+class BudgetError(NpcEngineError, ValueError):
+    """A frame budget or engine setting is invalid.
+
+    With `strict=True`, also raised at start-up when one denoising step of the smallest batch
+    costs more than the budget; `largest_batch_size` then says what would fit (0: nothing).
+    """
+
+    def __init__(self, message: str, *, largest_batch_size: int | None = None) -> None:
+        super().__init__(message)
+        self.largest_batch_size = largest_batch_size

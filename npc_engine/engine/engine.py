@@ -1,94 +1,94 @@
-"""`Engine`: the public entry point. Load a model, fill templates."""
+"""`Engine`: the public face. Submit requests from any thread; they are batched, stepped inside
+the frame budget, and resolved through `RequestHandle`s.
+
+Two ways to drive it:
+- `start()`: the engine runs frames on its own thread at `target_fps`, each using at most
+  `frame_budget_ms` of device time (the usual setup for a server).
+- lockstep: the game calls `tick(budget_ms)` once per frame from its own loop.
+`fill()` is the blocking convenience for scripts and tests: submit one request and wait.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
 import secrets
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from ..diffusion import BlockDiffusion, DiffusionSettings, RowNoise
-from ..errors import PromptError
+from ..diffusion import DiffusionSettings
+from ..errors import (
+    BudgetError,
+    DeadlineError,
+    DuplicateRequestError,
+    EngineClosedError,
+    EngineStateError,
+    GenerationError,
+    QueueFullError,
+    RequestError,
+    UnknownRequestError,
+)
 from ..models import DiffusionGemmaBackend
-from ..templates import Template, TemplateCompiler, load_template, render
+from ..templates import Template, TemplateCompiler, load_template
+from .calibrate import Calibration, calibrate
+from .config import EngineConfig, check_budget_ms
+from .core import EngineCore, FrameReport
+from .handle import RequestHandle
+from .prompt import PromptEncoder
+from .request import Draft, FillResult, Request
+from .stats import EngineStats
 
-__all__ = ["Engine", "FillResult"]
+__all__ = ["Engine"]
 
-# Stands in for the player's text while the chat template is rendered, so the text itself can
-# be tokenized with special-token parsing off (player text can never forge a turn marker).
-_CONTENT_SENTINEL = "\x00npc-engine-content\x00"
-
-
-@dataclass(frozen=True)
-class FillResult:
-    """A filled template: the fields plus what it cost."""
-
-    template: str
-    fields: dict[str, Any]
-    seed: int
-    num_steps: int
-    tokens_per_forward: float
-    elapsed_ms: float
-    num_prompt_tokens: int
+_MAX_REQUEST_ID_LENGTH = 128
 
 
 class Engine:
-    """Fills dialogue templates with a DiffusionGemma model.
+    """Fills dialogue templates for many characters at once, inside a per-frame budget.
 
-    >>> engine = Engine.from_pretrained("path/to/model")
-    >>> engine.fill(template, "Any rumours?", seed=7).fields
+    >>> engine = Engine.from_pretrained("path/to/model", config=EngineConfig(frame_budget_ms=4))
+    >>> handle = engine.submit(template, "Any rumours?", prefix=persona, priority=1)
+    >>> engine.tick(4.0)      # once per frame, or engine.start() for a background thread
     """
 
-    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings | None = None) -> None:
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings | None = None,
+                 config: EngineConfig | None = None) -> None:
         self.backend = backend
         self.settings = settings or DiffusionSettings.from_generation_config(backend.model.generation_config)
+        self.config = config or EngineConfig()
         self.compiler = TemplateCompiler.for_backend(backend)
-        self.loop = BlockDiffusion(backend, self.settings)
-        self._turn_prefix_ids, self._turn_suffix_ids = self._chat_framing()
+        self.prompts = PromptEncoder(
+            backend.tokenizer, max_position_embeddings=int(backend.text_config.max_position_embeddings),
+            canvas_length=backend.canvas_length)
+        self.core = EngineCore(backend, self.settings, self.config, self._on_finish)
+        self.calibration: Calibration | None = None
+        self._lock = threading.Lock()
+        self._handles: dict[str, RequestHandle] = {}
+        self._arrivals = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Condition()
+        self._is_stopping = False
+        self._is_closed = False
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | None = None,
-                        dtype: str | None = None, **setting_overrides: Any) -> "Engine":
+    def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: str | None = None,
+                        config: EngineConfig | None = None, **setting_overrides: Any) -> "Engine":
         """Load a local DiffusionGemma checkpoint (model + tokenizer in one folder)."""
         backend = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)
         settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-        return cls(backend, settings.with_overrides(**setting_overrides))
+        return cls(backend, settings.with_overrides(**setting_overrides), config)
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def _chat_framing(self) -> tuple[list[int], list[int]]:
-        """Token ids the chat template puts before and after a user turn's text (fixed per model)."""
-        tokenizer = self.backend.tokenizer
-        if not getattr(tokenizer, "chat_template", None):
-            return [], []
-        framed = tokenizer.apply_chat_template(
-            [{"role": "user", "content": _CONTENT_SENTINEL}], tokenize=False, add_generation_prompt=True)
-        before, _, after = framed.partition(_CONTENT_SENTINEL)
-
-        def encode(text: str) -> list[int]:
-            return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
-
-        return encode(before), encode(after)
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of `prompt` as a user turn, via the model's chat template when it has one."""
-        if not isinstance(prompt, str):
-            raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
-        text_ids = self.backend.tokenizer.encode(prompt, add_special_tokens=False, split_special_tokens=True)
-        ids = [*self._turn_prefix_ids, *text_ids, *self._turn_suffix_ids]
-        limit = int(self.backend.text_config.max_position_embeddings) - self.backend.canvas_length
-        if len(ids) > limit:
-            raise PromptError(
-                f"prompt is {len(ids)} tokens; this model takes at most {limit} "
-                f"({self.backend.text_config.max_position_embeddings} positions less a "
-                f"{self.backend.canvas_length}-token canvas)")
-        if not ids:
-            raise PromptError("prompt encodes to no tokens")
-        return ids
+    def encode_prompt(self, prompt: str, prefix: str | None = None) -> list[int]:
+        """All token ids the model sees for `prompt` (after an optional persona `prefix`)."""
+        prefix_ids, turn_ids = self.prompts.encode(prompt, prefix)
+        return [*prefix_ids, *turn_ids]
 
     @staticmethod
     def resolve_template(template: Template | Mapping[str, Any] | str | Path) -> Template:
@@ -98,29 +98,234 @@ class Engine:
             return load_template(dict(template))
         return load_template(template)
 
-    # -- generation -----------------------------------------------------------------------
+    # -- requests (any thread; never blocks on the engine) -----------------------------------
+
+    def submit(
+        self,
+        template: Template | Mapping[str, Any] | str | Path,
+        prompt: str,
+        *,
+        prefix: str | None = None,
+        seed: int | None = None,
+        priority: float = 0.0,
+        deadline_ms: float | None = None,
+        request_id: str | None = None,
+        character_id: str | None = None,
+        on_draft: Callable[[Draft], None] | None = None,
+        stream: bool = False,
+    ) -> RequestHandle:
+        """Queue one generation and return at once.
+
+        `prefix` is the stable part of the prompt (persona, state): its encoding is cached.
+        `deadline_ms` is a soft deadline from now: when it passes the request is finalized from
+        its best canvas so far. `on_draft` is called on the engine thread after each step;
+        `stream=True` makes `handle.drafts()` available.
+        Raises TemplateError, PromptError, DeadlineError, DuplicateRequestError, QueueFullError.
+        """
+        plan = self.compiler.compile(self.resolve_template(template))
+        prefix_ids, turn_ids = self.prompts.encode(prompt, prefix)
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
+            raise RequestError(f"priority must be a finite number, got {priority!r}")
+        now = time.monotonic()
+        deadline_s = None
+        if deadline_ms is not None:
+            if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float)) \
+                    or math.isnan(deadline_ms) or deadline_ms <= 0:
+                raise DeadlineError(f"deadline_ms must be a positive number of milliseconds from now "
+                                    f"(a deadline in the future), got {deadline_ms!r}",
+                                    request_id=request_id, character_id=character_id)
+            deadline_s = now + deadline_ms / 1000.0
+        seed = secrets.randbits(63) if seed is None else int(seed)
+        with self._lock:
+            if self._is_closed:
+                raise EngineClosedError("the engine is closed", request_id=request_id)
+            request_id = self._check_request_id(request_id)
+            num_waiting = len(self._handles) - self.core.num_active
+            if num_waiting >= self.config.max_queued_requests:
+                raise QueueFullError(
+                    f"{num_waiting} requests are already waiting (max_queued_requests="
+                    f"{self.config.max_queued_requests}); retry when some have finished",
+                    max_queued_requests=self.config.max_queued_requests, request_id=request_id,
+                    character_id=character_id)
+            handle = RequestHandle(request_id, self.cancel, is_streaming=stream)
+            self._handles[request_id] = handle
+
+            def draft_listener(draft: Draft) -> None:
+                handle._on_draft(draft)
+                if on_draft is not None:
+                    on_draft(draft)
+
+            request = Request(
+                request_id=request_id, plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids, seed=seed,
+                generator=torch.Generator(device=self.backend.device).manual_seed(seed),
+                priority=float(priority), deadline_s=deadline_s, character_id=character_id,
+                on_draft=draft_listener if (on_draft is not None or stream) else None,
+                arrival_index=next(self._arrivals), submitted_s=time.perf_counter(),
+            )
+            self.core.post_submit(request)
+        self._notify()
+        return handle
+
+    def _check_request_id(self, request_id: str | None) -> str:
+        if request_id is None:
+            request_id = secrets.token_hex(8)
+            while request_id in self._handles:
+                request_id = secrets.token_hex(8)
+            return request_id
+        if not isinstance(request_id, str) or not request_id or len(request_id) > _MAX_REQUEST_ID_LENGTH:
+            raise RequestError(f"request_id must be a non-empty string of at most {_MAX_REQUEST_ID_LENGTH} "
+                               f"characters, got {request_id!r}")
+        if request_id in self._handles:
+            raise DuplicateRequestError(f"request id {request_id!r} is already in use by a live request",
+                                        request_id=request_id)
+        return request_id
+
+    def cancel(self, request_id: str) -> None:
+        """Cancel a live request: its handle resolves with finish_reason 'cancelled' and its memory
+        is freed at the next step boundary (at once when no frame is running)."""
+        with self._lock:
+            if request_id not in self._handles:
+                raise UnknownRequestError(f"no live request has id {request_id!r} (never submitted, "
+                                          "or already finished)", request_id=request_id)
+            self.core.post_cancel(request_id)
+        self.core.try_drain_inbox()
+        self._notify()
 
     def fill(self, template: Template | Mapping[str, Any] | str | Path, prompt: str,
-             seed: int | None = None) -> FillResult:
-        """Fill `template` for `prompt`. The same seed gives the same output."""
-        template = self.resolve_template(template)
-        plan = self.compiler.compile(template)
-        prompt_ids = self.encode_prompt(prompt)
-        seed = secrets.randbits(63) if seed is None else int(seed)
-        device = self.backend.device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        started = time.perf_counter()
-        with torch.inference_mode():
-            output = self.loop.run(
-                torch.tensor([prompt_ids], dtype=torch.long), max_new_tokens=self.backend.canvas_length,
-                noise=RowNoise([generator]), constraints=[plan.constraint(device)],
-            )
-            canvas = output.sequences[0, len(prompt_ids):]
-            fields = render(plan, canvas, output.last_logits[0], self.backend.tokenizer)
-        self.backend.synchronize()
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        return FillResult(
-            template=template.name, fields=fields, seed=seed, num_steps=output.num_steps,
-            tokens_per_forward=float(output.tokens_per_forward[0]), elapsed_ms=elapsed_ms,
-            num_prompt_tokens=len(prompt_ids),
-        )
+             seed: int | None = None, **options: Any) -> FillResult:
+        """Submit and wait. Without the engine thread, runs the engine in this thread until done.
+
+        Raises GenerationError when the generation failed inside the engine.
+        """
+        handle = self.submit(template, prompt, seed=seed, **options)
+        if self._thread is None:
+            while not handle.done():
+                self.core.run_frame(None, max_steps=1)
+        result = handle.result()
+        if result.finish_reason == "error":
+            raise GenerationError(f"generation failed: {result.error}", request_id=result.request_id,
+                                  character_id=result.character_id)
+        return result
+
+    def _on_finish(self, request: Request) -> None:
+        with self._lock:
+            handle = self._handles.pop(request.request_id, None)
+        if handle is not None:
+            handle._on_result(request.result)
+
+    # -- driving the engine ----------------------------------------------------------------
+
+    def calibrate(self) -> Calibration:
+        """Measure step and prefill costs now (runs once at start-up when a budget is set).
+
+        With `strict=True`, raises BudgetError when one step of a single request cannot fit the
+        frame budget; otherwise the warning is logged and shown in `stats()`.
+        """
+        budget_ms = self.config.frame_budget_ms
+        with self.core.lock:
+            self.calibration = calibrate(self.core.runner, self.compiler, self.core.cost_model,
+                                         max_batch_size=self.config.max_batch_size,
+                                         prefill_chunk_tokens=self.config.prefill_chunk_tokens,
+                                         budget_ms=budget_ms)
+        self.core.stats.largest_batch_within_budget = self.calibration.largest_batch_within_budget
+        self.core.stats.budget_warning = self.calibration.warning
+        if self.calibration.warning:
+            if self.config.strict:
+                raise BudgetError(self.calibration.warning, largest_batch_size=0)
+            import logging
+            logging.getLogger("npc_engine.engine").warning(self.calibration.warning)
+        return self.calibration
+
+    def tick(self, budget_ms: float | None = None) -> FrameReport:
+        """Lockstep mode: run one frame now, in the caller's thread, within `budget_ms` (default:
+        the configured frame budget; None with no configured budget = one step)."""
+        if self._thread is not None:
+            raise EngineStateError("tick() drives the engine from the game's loop; it cannot be used "
+                                   "while the engine thread runs (see start())")
+        budget_ms = self.config.frame_budget_ms if budget_ms is None else check_budget_ms(budget_ms)
+        if budget_ms is not None and self.calibration is None:
+            self.calibrate()
+        return self.core.run_frame(budget_ms, max_steps=None if budget_ms is not None else 1)
+
+    def start(self) -> "Engine":
+        """Run frames on a background thread at `target_fps` within `frame_budget_ms`."""
+        if self._is_closed:
+            raise EngineClosedError("the engine is closed")
+        if self._thread is not None:
+            return self
+        if self.config.frame_budget_ms is not None and self.calibration is None:
+            self.calibrate()
+        self._is_stopping = False
+        self._thread = threading.Thread(target=self._loop, name="npc-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def _loop(self) -> None:
+        budget_ms = self.config.frame_budget_ms
+        period_s = self.config.frame_period_ms / 1000.0
+        next_frame_s = time.monotonic()
+        while not self._is_stopping:
+            with self._wake:
+                while not self._is_stopping and not self.core.has_work:
+                    self._wake.wait()
+                    next_frame_s = time.monotonic()
+            if self._is_stopping:
+                break
+            self.core.run_frame(budget_ms, max_steps=None if budget_ms is not None else 1)
+            if budget_ms is None:
+                continue
+            next_frame_s += period_s
+            delay_s = next_frame_s - time.monotonic()
+            if delay_s > 0:
+                with self._wake:  # sleeps, never spins; stop() wakes it
+                    self._wake.wait_for(lambda: self._is_stopping, timeout=delay_s)
+            else:
+                next_frame_s = time.monotonic()  # behind: do not try to catch up with a burst
+
+    def stop(self) -> None:
+        """Stop the engine thread after its current step; live requests stay queued."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._is_stopping = True
+        self._notify()
+        thread.join()
+        self._thread = None
+
+    def close(self) -> None:
+        """Stop, cancel every live request (handles resolve as 'cancelled'), refuse new ones."""
+        with self._lock:
+            self._is_closed = True
+            live = list(self._handles)
+        self.stop()
+        for request_id in live:
+            self.core.post_cancel(request_id)
+        self.core.run_frame(None, max_steps=0)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- observing ---------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's statistics; safe from any thread at any time."""
+        with self._lock:
+            num_live = len(self._handles)
+        num_active = self.core.num_active
+        cost = self.core.cost_model
+        canvas = self.backend.canvas_length
+        step_cost = {b: cost.predict_step_ms(b, canvas) for b in cost.measured_batch_sizes(canvas)}
+        return self.core.stats.snapshot(
+            frame_budget_ms=self.config.frame_budget_ms, num_waiting=max(0, num_live - num_active),
+            num_active=num_active, prefix_cache=self.core.prefix_cache.stats(), step_cost_ms=step_cost)

@@ -201,11 +201,17 @@ class DiffusionGemmaBackend:
         cache: DynamicCache,
         masks: dict,
         position_ids: torch.Tensor,
+        self_conditioning_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One decoder forward over `canvas`: float32 logits of shape (batch, canvas, vocab)."""
+        """One decoder forward over `canvas`: float32 logits of shape (batch, canvas, vocab).
+
+        `self_conditioning_mask` (B,) bool: rows set to False get no self-conditioning signal,
+        exactly as if their logits were None (their first step shares a batch with later ones).
+        """
         return self.model(
             decoder_input_ids=canvas,
             self_conditioning_logits=self_conditioning_logits,
+            self_conditioning_mask=self_conditioning_mask,
             decoder_attention_mask=masks,
             past_key_values=cache,
             decoder_position_ids=position_ids,

@@ -1,0 +1,216 @@
+"""The engine loop: `step()` is schedule -> run -> update; `run_frame()` steps within a budget.
+
+Only the thread that runs frames touches requests and tensors. Other threads talk to the core
+through its inbox (submit, cancel), which `step()` drains first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from ..diffusion import DiffusionSettings
+from ..models import DiffusionGemmaBackend
+from .config import EngineConfig
+from .cost_model import CostModel
+from .prefix_cache import PrefixCache
+from .request import Draft, FillResult, Request, RequestStatus, finish_reason
+from .runner import ModelRunner
+from .scheduler import RequestView, Scheduler, SchedulerOutput
+from .stats import StatsRecorder
+
+__all__ = ["EngineCore", "FrameReport"]
+
+log = logging.getLogger("npc_engine.engine")
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    device_ms: float
+    num_steps: int
+    is_over_budget: bool
+
+
+class EngineCore:
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings, config: EngineConfig,
+                 on_finish: Callable[[Request], None]) -> None:
+        self.backend = backend
+        self.config = config
+        self.cost_model = CostModel()
+        self.prefix_cache: PrefixCache = PrefixCache(config.prefix_cache_bytes)
+        self.runner = ModelRunner(backend, settings, self.prefix_cache,
+                                  prefill_chunk_tokens=config.prefill_chunk_tokens)
+        self.scheduler = Scheduler(max_batch_size=config.max_batch_size, canvas_length=backend.canvas_length,
+                                   aging_per_step=config.aging_per_step)
+        self.stats = StatsRecorder()
+        self.lock = threading.Lock()      # held while a frame runs: one loop thread at a time
+        self._on_finish = on_finish
+        self._inbox: deque[tuple[str, object]] = deque()
+        self._requests: dict[str, Request] = {}
+        self.num_active = 0
+
+    # -- inbox (any thread) -------------------------------------------------------------------
+
+    def post_submit(self, request: Request) -> None:
+        self._inbox.append(("submit", request))
+
+    def post_cancel(self, request_id: str) -> None:
+        self._inbox.append(("cancel", request_id))
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self._requests) or bool(self._inbox)
+
+    def _drain_inbox(self) -> None:
+        while self._inbox:
+            kind, item = self._inbox.popleft()
+            if kind == "submit":
+                self._requests[item.request_id] = item
+            elif item in self._requests:
+                self._finish(self._requests[item], RequestStatus.FINISHED_CANCELLED)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_frame(self, budget_ms: float | None, *, max_steps: int | None = None) -> FrameReport:
+        """Run whole steps while the next one's predicted cost fits what is left of `budget_ms`
+        (no budget: `max_steps` steps, or until there is nothing left to do)."""
+        spent_ms, num_steps, is_over = 0.0, 0, False
+        with self.lock:
+            while max_steps is None or num_steps < max_steps:
+                budget_left = None if budget_ms is None else budget_ms - spent_ms
+                output, step_ms = self.step(budget_left, is_frame_start=(num_steps == 0))
+                if output is None:
+                    break
+                spent_ms += step_ms
+                num_steps += 1
+                is_over |= output.is_over_budget
+            self._drain_inbox()  # cancels posted during the frame free their memory now
+        if num_steps:
+            self.stats.record_frame(spent_ms, budget_ms)
+        return FrameReport(spent_ms, num_steps, is_over)
+
+    def try_drain_inbox(self) -> None:
+        """Apply pending submits/cancels now if no frame is running (never waits for one)."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self._drain_inbox()
+            finally:
+                self.lock.release()
+
+    def step(self, budget_left_ms: float | None, *, is_frame_start: bool) -> tuple[SchedulerOutput | None, float]:
+        self._drain_inbox()
+        output = self.scheduler.schedule(self._views(), now_s=time.monotonic(), budget_left_ms=budget_left_ms,
+                                         is_frame_start=is_frame_start, cost=self.cost_model)
+        if output.is_empty:
+            return None, 0.0
+        device_ms = self._run(output)
+        self._update(output)
+        return output, device_ms
+
+    def _views(self) -> list[RequestView]:
+        return [RequestView(
+            request_id=r.request_id, priority=r.priority, arrival_index=r.arrival_index,
+            deadline_s=r.deadline_s, num_steps=r.num_steps, num_prompt_tokens_left=r.num_prompt_tokens_left,
+            next_chunk_tokens=self.runner.next_chunk_tokens(r) if r.num_prompt_tokens_left else 0,
+            is_admitted=r.status >= RequestStatus.PREFILLING, num_steps_skipped=r.num_steps_skipped,
+        ) for r in self._requests.values()]
+
+    def _timed(self, action: Callable[[], object]) -> tuple[object, float]:
+        started = time.perf_counter()
+        result = action()
+        self.backend.synchronize()
+        return result, (time.perf_counter() - started) * 1000.0
+
+    def _run(self, output: SchedulerOutput) -> float:
+        device_ms = 0.0
+        for request_id in output.finalize:
+            request = self._requests[request_id]
+            self._finish(request, RequestStatus.FINISHED_DEADLINE)
+        if output.step:
+            batch = [self._requests[i] for i in output.step]
+            try:
+                is_done, ms = self._timed(lambda: self.runner.step(batch))
+            except Exception as exc:  # a device fault fails this batch, not the engine
+                log.exception("denoising step failed")
+                self.runner.forget_batch()
+                for request in batch:
+                    self._fail(request, exc)
+                is_done, ms = [], 0.0
+            else:
+                self.cost_model.observe_step(len(batch), self.backend.canvas_length, ms)
+                self.stats.record_step()
+            device_ms += ms
+            for request, done in zip(batch, is_done):
+                if request.on_draft is not None and not done:
+                    device_ms += self._timed(lambda r=request: self._emit_draft(r))[1]
+                if done:
+                    self._finish(request, RequestStatus.FINISHED_COMPLETE)
+        for chunk in output.prefill:
+            request = self._requests[chunk.request_id]
+            if request.status == RequestStatus.WAITING:
+                self.num_active += 1
+            try:
+                num_tokens, ms = self._timed(lambda r=request: self.runner.prefill(r))
+            except Exception as exc:
+                log.exception("prefill failed")
+                self._fail(request, exc)
+                continue
+            if num_tokens:
+                self.cost_model.observe_prefill(num_tokens, ms)
+            device_ms += ms
+        return device_ms
+
+    def _update(self, output: SchedulerOutput) -> None:
+        stepped = set(output.step)
+        for request in self._requests.values():
+            if request.status == RequestStatus.RUNNING and output.step:
+                request.num_steps_skipped = 0 if request.request_id in stepped else request.num_steps_skipped + 1
+            elif request.status == RequestStatus.WAITING:
+                request.num_steps_skipped += 1
+
+    # -- finishing ------------------------------------------------------------------------------
+
+    def _emit_draft(self, request: Request) -> None:
+        try:
+            fields = self.runner.render(request)
+            request.on_draft(Draft(request.request_id, fields, request.num_steps, request.character_id))
+        except Exception:  # a listener's bug must not stop generation
+            log.exception("draft listener failed for request %s", request.request_id)
+
+    def _fail(self, request: Request, exc: BaseException) -> None:
+        request.error = f"{type(exc).__name__}: {exc}"
+        self._finish(request, RequestStatus.FINISHED_ERROR)
+
+    def _finish(self, request: Request, status: RequestStatus) -> None:
+        fields = None
+        if status in (RequestStatus.FINISHED_COMPLETE, RequestStatus.FINISHED_DEADLINE):
+            try:
+                fields = self.runner.render(request)
+            except Exception as exc:
+                log.exception("rendering failed for request %s", request.request_id)
+                request.error = f"{type(exc).__name__}: {exc}"
+                status = RequestStatus.FINISHED_ERROR
+        if request.status >= RequestStatus.PREFILLING:
+            self.num_active -= 1
+        request.status = status
+        num_forwards = max(request.num_steps, 1)
+        num_slot_tokens = request.plan.num_slot_tokens
+        tokens_per_forward = num_slot_tokens / num_forwards if fields is not None else None
+        request.result = FillResult(
+            request_id=request.request_id, template=request.plan.template.name, fields=fields,
+            finish_reason=finish_reason(status), seed=request.seed, num_steps=request.num_steps,
+            tokens_per_forward=tokens_per_forward or 0.0,
+            elapsed_ms=(time.perf_counter() - request.submitted_s) * 1000.0,
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_cached_prompt_tokens=request.num_cached_prompt_tokens,
+            character_id=request.character_id, error=request.error,
+        )
+        self.stats.record_finish(request.result.finish_reason, tokens_per_forward)
+        self._requests.pop(request.request_id, None)
+        self.runner.forget_batch()
+        request.release()
+        self._on_finish(request)

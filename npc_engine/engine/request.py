@@ -1,0 +1,138 @@
+"""A request is a resumable state machine: everything needed to stop between steps and go on.
+
+Status only moves forward (an ordered enum). The finished statuses map one to one onto the
+wire's finish reasons through `FINISH_REASONS`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..templates import CanvasPlan
+
+__all__ = ["Draft", "FINISH_REASONS", "FillResult", "Request", "RequestStatus", "finish_reason"]
+
+
+class RequestStatus(enum.IntEnum):
+    WAITING = 0              # queued, nothing encoded yet
+    PREFILLING = 1           # admitted; prompt partly encoded
+    RUNNING = 2              # prompt encoded; canvas being denoised
+    FINISHED_COMPLETE = 3    # canvas converged (or reached the step cap)
+    FINISHED_DEADLINE = 4    # soft deadline: finalized from the argmax canvas
+    FINISHED_CANCELLED = 5
+    FINISHED_ERROR = 6
+
+    @property
+    def is_finished(self) -> bool:
+        return self >= RequestStatus.FINISHED_COMPLETE
+
+
+FINISH_REASONS: dict[RequestStatus, str] = {
+    RequestStatus.FINISHED_COMPLETE: "complete",
+    RequestStatus.FINISHED_DEADLINE: "deadline",
+    RequestStatus.FINISHED_CANCELLED: "cancelled",
+    RequestStatus.FINISHED_ERROR: "error",
+}
+
+
+def finish_reason(status: RequestStatus) -> str | None:
+    """The wire's finish reason for a finished status; None while the request is live."""
+    return FINISH_REASONS.get(status)
+
+
+@dataclass(frozen=True)
+class FillResult:
+    """A finished request: the template's fields (None when cancelled or failed) and its costs."""
+
+    request_id: str
+    template: str
+    fields: dict[str, Any] | None
+    finish_reason: str
+    seed: int
+    num_steps: int
+    tokens_per_forward: float
+    elapsed_ms: float
+    num_prompt_tokens: int
+    num_cached_prompt_tokens: int
+    character_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The best valid rendering of a live request after one of its steps."""
+
+    request_id: str
+    fields: dict[str, Any]
+    num_steps: int
+    character_id: str | None = None
+
+
+@dataclass(eq=False)
+class Request:
+    request_id: str
+    plan: CanvasPlan
+    prefix_ids: tuple[int, ...]       # stable part (chat framing + persona): prefix-cache key
+    turn_ids: tuple[int, ...]         # the new turn, encoded per request
+    seed: int
+    generator: torch.Generator
+    priority: float = 0.0
+    deadline_s: float | None = None
+    character_id: str | None = None
+    on_draft: Callable[[Draft], None] | None = None
+    arrival_index: int = 0
+    submitted_s: float = 0.0
+    status: RequestStatus = RequestStatus.WAITING
+    # encoding
+    cache: Any = None                 # this request's encoder KV cache (batch of one)
+    num_encoded: int = 0
+    num_cached_prompt_tokens: int = 0
+    # denoising (row tensors; see runner.py)
+    canvas: torch.Tensor | None = None
+    argmax_canvas: torch.Tensor | None = None
+    self_conditioning_logits: torch.Tensor | None = None
+    stability_history: torch.Tensor | None = None
+    num_steps: int = 0
+    num_steps_left: int = 0
+    num_steps_skipped: int = 0
+    error: str | None = None
+    result: FillResult | None = field(default=None, repr=False)
+
+    @property
+    def prompt_ids(self) -> tuple[int, ...]:
+        return self.prefix_ids + self.turn_ids
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prefix_ids) + len(self.turn_ids)
+
+    @property
+    def num_prompt_tokens_left(self) -> int:
+        return self.num_prompt_tokens - self.num_encoded
+
+    def next_chunk(self, chunk_tokens: int, num_encoded: int | None = None) -> tuple[int, int]:
+        """[start, end) of the next prompt chunk to encode.
+
+        Chunks restart at the prefix/turn boundary, so the prefix is always encoded the same
+        way (and its KV cache can be stored), and they never depend on timing.
+        """
+        start = self.num_encoded if num_encoded is None else num_encoded
+        boundary = len(self.prefix_ids)
+        segment_start, segment_end = (0, boundary) if start < boundary else (boundary, self.num_prompt_tokens)
+        offset = start - segment_start
+        end = min(segment_start + (offset // chunk_tokens + 1) * chunk_tokens, segment_end)
+        return start, end
+
+    def release(self) -> None:
+        """Drop every tensor at once (finish, cancel, error)."""
+        self.cache = None
+        self.canvas = self.argmax_canvas = None
+        self.self_conditioning_logits = self.stability_history = None
+
+    def seconds_to_deadline(self, now_s: float) -> float:
+        return math.inf if self.deadline_s is None else self.deadline_s - now_s
