@@ -161,6 +161,7 @@ class EngineCore:
                 continue
             if num_tokens:
                 self.cost_model.observe_prefill(num_tokens, ms)
+            request.prefill_ms += ms
             device_ms += ms
         return device_ms
 
@@ -206,7 +207,7 @@ class EngineCore:
             tokens_per_forward=tokens_per_forward or 0.0,
             elapsed_ms=(time.perf_counter() - request.submitted_s) * 1000.0,
             num_prompt_tokens=request.num_prompt_tokens,
-            num_cached_prompt_tokens=request.num_cached_prompt_tokens,
+            num_cached_prompt_tokens=request.num_cached_prompt_tokens, prefill_ms=request.prefill_ms,
             character_id=request.character_id, error=request.error,
         )
         self.stats.record_finish(request.result.finish_reason, tokens_per_forward)

@@ -59,6 +59,7 @@ class FillResult:
     elapsed_ms: float
     num_prompt_tokens: int
     num_cached_prompt_tokens: int
+    prefill_ms: float = 0.0           # time spent encoding this request's prompt
     character_id: str | None = None
     error: str | None = None
 
@@ -92,6 +93,7 @@ class Request:
     cache: Any = None                 # this request's encoder KV cache (batch of one)
     num_encoded: int = 0
     num_cached_prompt_tokens: int = 0
+    prefill_ms: float = 0.0
     # denoising (row tensors; see runner.py)
     canvas: torch.Tensor | None = None
     argmax_canvas: torch.Tensor | None = None

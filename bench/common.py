@@ -1,0 +1,74 @@
+"""Shared by the benchmark scripts: the model to run, the hardware's name, the JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from npc_engine.models import DiffusionGemmaBackend, TinyModelSpec, build_tiny_model  # noqa: E402
+
+# Random-weight models of the DiffusionGemma architecture: `tiny` is the test model; `small` has
+# matrices big enough that a GPU step is not all kernel-launch overhead.
+MODEL_SIZES = {
+    "tiny": TinyModelSpec(),
+    "small": TinyModelSpec(hidden_size=512, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=8,
+                           num_key_value_heads=4, head_dim=64, moe_intermediate_size=512, num_experts=8),
+}
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TEMPLATE = ROOT / "schemas" / "templates" / "shopkeeper_reply.json"
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: a fresh random model)")
+    parser.add_argument("--size", choices=sorted(MODEL_SIZES), default="tiny",
+                        help="size of the fresh random model when no --model is given")
+
+
+def load_backend(args) -> DiffusionGemmaBackend:
+    model_dir = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")), MODEL_SIZES[args.size])
+    return DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device)
+
+
+def describe(backend: DiffusionGemmaBackend) -> dict[str, Any]:
+    info = backend.info()
+    return {"hardware": hardware(backend.device), "device": info.device, "dtype": info.dtype,
+            "num_parameters": info.num_parameters, "vocab_size": info.vocab_size,
+            "canvas_length": info.canvas_length, "torch": torch.__version__}
+
+
+def headline(title: str, meta: dict[str, Any]) -> str:
+    return (f"{title} on {meta['hardware']} ({meta['device']}, {meta['dtype']}); model "
+            f"{meta['num_parameters'] / 1e6:.2f}M params, vocab {meta['vocab_size']}, canvas {meta['canvas_length']}")
+
+
+def write_json(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
+    return path
