@@ -177,3 +177,13 @@ def test_request_chunks_restart_at_the_prefix_boundary():
     assert chunks == [(0, 64), (64, 128), (128, 150), (150, 214), (214, 220)]
     # after a prefix-cache hit the turn is chunked exactly as without one
     assert request.next_chunk(64, num_encoded=150) == (150, 214)
+
+
+def test_under_a_budget_batches_use_measured_sizes_only():
+    cost = linear_cost()
+    views = [view(f"r{i}", arrival=i) for i in range(7)]
+    sched = Scheduler(max_batch_size=8, canvas_length=CANVAS, aging_per_step=1.0, batch_sizes=[1, 2, 4, 8])
+    assert len(sched.schedule(views, now_s=0, budget_left_ms=100.0, is_frame_start=True, cost=cost).step) == 4
+    assert len(sched.schedule(views, now_s=0, budget_left_ms=3.5, is_frame_start=True, cost=cost).step) == 2
+    # without a budget, throughput wins: every ready request steps
+    assert len(sched.schedule(views, now_s=0, budget_left_ms=None, is_frame_start=True, cost=cost).step) == 7

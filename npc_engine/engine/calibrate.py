@@ -26,7 +26,9 @@ class Calibration:
     warning: str | None
 
 
-def _batch_sizes(max_batch_size: int) -> list[int]:
+def calibration_batch_sizes(max_batch_size: int) -> list[int]:
+    """Powers of two up to `max_batch_size`, and it: the batch sizes measured (and, under a
+    budget, the only ones used)."""
     sizes, size = [], 1
     while size < max_batch_size:
         sizes.append(size)
@@ -64,7 +66,7 @@ def calibrate(runner: ModelRunner, compiler: TemplateCompiler, cost: CostModel, 
         prefill_ms[num_tokens] = cost.predict_prefill_ms(num_tokens)
 
     step_ms: dict[int, float] = {}
-    for batch_size in _batch_sizes(max_batch_size):
+    for batch_size in calibration_batch_sizes(max_batch_size):
         batch = [dummy(i, 16) for i in range(batch_size)]
         for request in batch:
             runner.prefill(request)

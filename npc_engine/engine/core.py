@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..diffusion import DiffusionSettings
 from ..models import DiffusionGemmaBackend
+from .calibrate import calibration_batch_sizes
 from .config import EngineConfig
 from .cost_model import CostModel
 from .prefix_cache import PrefixCache
@@ -45,7 +46,8 @@ class EngineCore:
         self.runner = ModelRunner(backend, settings, self.prefix_cache,
                                   prefill_chunk_tokens=config.prefill_chunk_tokens)
         self.scheduler = Scheduler(max_batch_size=config.max_batch_size, canvas_length=backend.canvas_length,
-                                   aging_per_step=config.aging_per_step)
+                                   aging_per_step=config.aging_per_step,
+                                   batch_sizes=calibration_batch_sizes(config.max_batch_size))
         self.stats = StatsRecorder()
         self.lock = threading.Lock()      # held while a frame runs: one loop thread at a time
         self._on_finish = on_finish

@@ -10,7 +10,9 @@ for one decoder forward, and prompt chunks to prefill. Rules, in order:
    left out (so a low priority is delayed, never starved), then the nearer deadline, then
    arrival order.
 3. The batch is the longest prefix of that order, at most `max_batch_size`, whose predicted
-   step cost fits the budget left. Prefill chunks (one per request) fill what remains, for
+   step cost fits the budget left. Under a budget its size is also rounded down to one of
+   `batch_sizes` (the sizes measured at start-up): on a GPU the first step at a new shape
+   costs several times a warm one, which no prediction can foresee. Prefill chunks (one per request) fill what remains, for
    requests already admitted and then for waiting ones while active slots are free.
 4. At the start of a frame at least one thing always runs, even over budget: otherwise a budget
    below one step would stall every character forever (that case is reported at start-up).
@@ -66,8 +68,10 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(self, *, max_batch_size: int, canvas_length: int, aging_per_step: float) -> None:
+    def __init__(self, *, max_batch_size: int, canvas_length: int, aging_per_step: float,
+                 batch_sizes: Sequence[int] | None = None) -> None:
         self.max_batch_size = max_batch_size
+        self.batch_sizes = sorted(batch_sizes) if batch_sizes else None
         self.canvas_length = canvas_length
         self.aging_per_step = aging_per_step
 
@@ -103,9 +107,11 @@ class Scheduler:
         is_over_budget = False
         num_batch = min(len(ready), self.max_batch_size)
         if budget_left_ms is not None:
+            if self.batch_sizes:
+                num_batch = max((b for b in self.batch_sizes if b <= num_batch), default=num_batch)
             while num_batch > 0 and not self._fits(
                     cost.predict_step_ms(num_batch, self.canvas_length), budget_left_ms, is_frame_start):
-                num_batch -= 1
+                num_batch = self._next_smaller(num_batch)
             if num_batch == 0 and ready and is_frame_start:
                 num_batch, is_over_budget = 1, True
         batch = tuple(v.request_id for v in ready[:num_batch])
@@ -133,6 +139,11 @@ class Scheduler:
             spent_ms += predicted or 0.0
         return SchedulerOutput(finalize=finalize, step=batch, prefill=tuple(prefill),
                                predicted_ms=spent_ms, is_over_budget=is_over_budget)
+
+    def _next_smaller(self, num_batch: int) -> int:
+        if not self.batch_sizes:
+            return num_batch - 1
+        return max((b for b in self.batch_sizes if b < num_batch), default=0)
 
     @staticmethod
     def _fits(predicted_ms: float | None, budget_left_ms: float, is_frame_start: bool) -> bool:
