@@ -25,26 +25,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import hardware  # noqa: E402
+
 from npc_engine.diffusion import BlockDiffusion, DiffusionSettings, RowNoise  # noqa: E402
 from npc_engine.models import DiffusionGemmaBackend, build_tiny_model  # noqa: E402
 from npc_engine.templates import TemplateCompiler, load_template  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "schemas" / "templates" / "shopkeeper_reply.json"
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
 
 
 def make_batch(backend, loop, batch_size, constraint):
