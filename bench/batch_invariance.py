@@ -14,11 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TEMPLATE, add_model_arguments, describe, headline, write_json  # noqa: E402
+from common import (  # noqa: E402
+    TEMPLATE, add_model_arguments, describe, headline, load_backend, load_settings, write_json)
 
-from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.engine import Engine, EngineConfig  # noqa: E402
-from npc_engine.models import DiffusionGemmaBackend, build_tiny_model  # noqa: E402
 
 PROMPTS = ["Hello!", "Any rumours about the marsh?", "Buy?", "I want a sword and a shield, and be quick.",
            "Why is the bridge closed?", "Good morning, friend."]
@@ -27,15 +26,11 @@ PROMPTS = ["Hello!", "Any rumours about the marsh?", "Buy?", "I want a sword and
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=16)
-    parser.add_argument("--dtype", default=None)
     parser.add_argument("--out", default=None)
     add_model_arguments(parser)
     args = parser.parse_args(argv)
-    import tempfile
-    from common import MODEL_SIZES
-    model_dir = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")), MODEL_SIZES[args.size])
-    backend = DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
-    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
+    backend = load_backend(args)
+    settings = load_settings(backend, args)
     cases = [(PROMPTS[i % len(PROMPTS)], f"You are villager {i}." if i % 2 else None) for i in range(args.requests)]
     alone_engine = Engine(backend, settings, EngineConfig())
     alone = [alone_engine.fill(TEMPLATE, p, seed=i, prefix=pf) for i, (p, pf) in enumerate(cases)]

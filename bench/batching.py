@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import TEMPLATE, add_model_arguments, describe, headline, load_backend, write_json  # noqa: E402
+from common import (  # noqa: E402
+    TEMPLATE, add_model_arguments, describe, headline, load_backend, load_settings, write_json)
 
-from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.engine import Engine, EngineConfig  # noqa: E402
 
 PLAYER_LINES = ["Got any rumours?", "How much for the rope?", "Is the mine haunted?", "Good day to you.",
@@ -59,14 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-steps", type=int, default=16, help="denoising step cap for both sides")
     parser.add_argument("--out", default=None)
     add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     backend = load_backend(args)
-    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-    engine = Engine(backend, settings.with_overrides(max_denoising_steps=args.max_steps),
+    engine = Engine(backend, load_settings(backend, args),
                     EngineConfig(max_batch_size=args.requests))
     prompts = [PLAYER_LINES[i % len(PLAYER_LINES)] for i in range(args.requests)]
     run_engine(engine, prompts[:2])  # warm-up: kernels, allocator, template compile

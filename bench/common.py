@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.models import DiffusionGemmaBackend, TinyModelSpec, build_tiny_model  # noqa: E402
 
 # Random-weight models of the DiffusionGemma architecture: `tiny` is the test model; `small` has
@@ -47,11 +48,19 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint folder (default: a fresh random model)")
     parser.add_argument("--size", choices=sorted(MODEL_SIZES), default="tiny",
                         help="size of the fresh random model when no --model is given")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
+    parser.add_argument("--max-steps", type=int, default=16, help="denoising step cap")
 
 
 def load_backend(args) -> DiffusionGemmaBackend:
     model_dir = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")), MODEL_SIZES[args.size])
-    return DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device)
+    return DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+
+
+def load_settings(backend: DiffusionGemmaBackend, args) -> DiffusionSettings:
+    """The model's own sampler settings with the bench's step cap."""
+    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
+    return settings.with_overrides(max_denoising_steps=args.max_steps)
 
 
 def describe(backend: DiffusionGemmaBackend) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TEMPLATE, add_model_arguments, describe, headline, load_backend, write_json  # noqa: E402
+from common import (  # noqa: E402
+    TEMPLATE, add_model_arguments, describe, headline, load_backend, load_settings, write_json)
 
-from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.engine import Engine, EngineConfig  # noqa: E402
 from npc_engine.engine.stats import percentile  # noqa: E402
 
@@ -30,14 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--characters", type=int, default=64)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--budget-steps", type=float, default=2.0, help="budget in units of one step")
-    parser.add_argument("--max-steps", type=int, default=16)
     parser.add_argument("--out", default=None)
     add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     backend = load_backend(args)
-    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-    settings = settings.with_overrides(max_denoising_steps=args.max_steps)
+    settings = load_settings(backend, args)
     probe = Engine(backend, settings, EngineConfig(max_batch_size=args.characters))
     one_step_ms = probe.calibrate().step_ms[1]
     budget_ms = args.budget_steps * one_step_ms

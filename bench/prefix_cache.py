@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TEMPLATE, add_model_arguments, describe, headline, load_backend, write_json  # noqa: E402
+from common import (  # noqa: E402
+    TEMPLATE, add_model_arguments, describe, headline, load_backend, load_settings, write_json)
 
-from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.engine import Engine, EngineConfig  # noqa: E402
 
 PERSONA_SENTENCES = [
@@ -48,14 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--persona-tokens", type=int, default=300)
     parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--max-steps", type=int, default=16)
     parser.add_argument("--out", default=None)
     add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     backend = load_backend(args)
-    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-    settings = settings.with_overrides(max_denoising_steps=args.max_steps)
+    settings = load_settings(backend, args)
     cached = Engine(backend, settings, EngineConfig())
     uncached = Engine(backend, settings, EngineConfig(prefix_cache_bytes=0))
     persona = persona_of(cached, args.persona_tokens)

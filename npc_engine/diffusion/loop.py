@@ -23,11 +23,9 @@ from .sampler import (
     MASKED_LOGIT,
     BatchNoise,
     NoiseSource,
-    entropy_bound_accept,
+    sample_accept_renoise,
     stable_and_confident,
     temperature_schedule,
-    token_entropy,
-    token_entropy_fast,
 )
 from .settings import DiffusionSettings
 
@@ -167,15 +165,8 @@ class BlockDiffusion:
             logits.masked_fill_(batch.constraint.disallowed_tokens, MASKED_LOGIT)
         logits.div_(self._temperatures[batch.num_steps_left])  # fresh tensor from the forward
 
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        sampled = batch.noise.sample(probs)
-        argmax_canvas = torch.argmax(logits, dim=-1)
-        entropy = token_entropy(logits) if self.is_exact else token_entropy_fast(logits, probs)
-        is_accepted = entropy_bound_accept(entropy, settings.entropy_bound)
-        accepted = torch.where(is_accepted, sampled, batch.canvas)
-        renoise = batch.noise.random_tokens(batch.batch_size, self.canvas_length, self.vocab_size,
-                                            logits.device)
-        canvas = torch.where(is_accepted, accepted, renoise)
+        canvas, argmax_canvas, entropy = sample_accept_renoise(
+            logits, batch.canvas, batch.noise, settings.entropy_bound, is_exact=self.is_exact)
 
         if batch.is_denoised.any():
             # Rows that already stopped keep their canvas; they only ride along in the batch.

@@ -26,6 +26,7 @@ __all__ = [
     "token_entropy_fast",
     "entropy_bound_accept",
     "stable_and_confident",
+    "sample_accept_renoise",
 ]
 
 
@@ -153,3 +154,29 @@ def stable_and_confident(
         history[-1] = argmax_canvas
     is_confident = entropy.mean(dim=-1) < confidence_threshold
     return is_stable & is_confident, history
+
+
+def sample_accept_renoise(
+    logits: torch.Tensor,
+    canvas: torch.Tensor,
+    noise: NoiseSource,
+    entropy_bound: float,
+    *,
+    is_exact: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sampler half of a step, from masked, temperature-scaled logits (B, L, V).
+
+    Samples every position, accepts the lowest-entropy ones under the bound, re-noises the
+    rest. Random draws happen in `generate`'s order (samples, then renoise). Returns
+    (next canvas, argmax canvas, entropy). `is_exact` computes the entropy with `generate`'s own
+    operations (bitwise parity); otherwise it reuses the softmax, equal up to rounding.
+    """
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+    sampled = noise.sample(probs)
+    argmax_canvas = torch.argmax(logits, dim=-1)
+    entropy = token_entropy(logits) if is_exact else token_entropy_fast(logits, probs)
+    is_accepted = entropy_bound_accept(entropy, entropy_bound)
+    accepted = torch.where(is_accepted, sampled, canvas)
+    batch_size, canvas_length, vocab_size = logits.shape
+    renoise = noise.random_tokens(batch_size, canvas_length, vocab_size, logits.device)
+    return torch.where(is_accepted, accepted, renoise), argmax_canvas, entropy

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from ..templates import TemplateCompiler, load_template
-from .cost_model import CostModel
+from .cost_model import CostModel, measure_ms
 from .request import Request
 from .runner import ModelRunner
 
@@ -45,11 +44,7 @@ def calibrate(runner: ModelRunner, compiler: TemplateCompiler, cost: CostModel, 
     chunk_sizes = sorted({min(16, prefill_chunk_tokens), min(prefill_chunk_tokens, max_prompt)})
 
     def timed(action) -> float:
-        backend.synchronize()
-        started = time.perf_counter()
-        action()
-        backend.synchronize()
-        return (time.perf_counter() - started) * 1000.0
+        return measure_ms(action, backend.synchronize)[1]
 
     def dummy(index: int, num_tokens: int) -> Request:
         generator = torch.Generator(device=backend.device).manual_seed(index)

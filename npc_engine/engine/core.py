@@ -17,7 +17,7 @@ from ..diffusion import DiffusionSettings
 from ..models import DiffusionGemmaBackend
 from .calibrate import calibration_batch_sizes
 from .config import EngineConfig
-from .cost_model import CostModel
+from .cost_model import CostModel, measure_ms
 from .prefix_cache import PrefixCache
 from .request import Draft, FillResult, Request, RequestStatus, finish_reason
 from .runner import ModelRunner
@@ -122,10 +122,7 @@ class EngineCore:
         ) for r in self._requests.values()]
 
     def _timed(self, action: Callable[[], object]) -> tuple[object, float]:
-        started = time.perf_counter()
-        result = action()
-        self.backend.synchronize()
-        return result, (time.perf_counter() - started) * 1000.0
+        return measure_ms(action, self.backend.synchronize)
 
     def _run(self, output: SchedulerOutput) -> float:
         device_ms = 0.0

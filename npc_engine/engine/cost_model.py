@@ -9,9 +9,13 @@ costs at least what a smaller one did.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
-__all__ = ["CostModel"]
+__all__ = ["CostModel", "measure_ms"]
+
+T = TypeVar("T")
 
 _SMOOTHING = 0.125
 _DEVIATION_SMOOTHING = 0.25
@@ -101,3 +105,13 @@ class CostModel:
     def measured_batch_sizes(self, canvas_length: int) -> list[int]:
         series = self._steps.get(canvas_length)
         return series.sizes if series else []
+
+
+def measure_ms(action: Callable[[], T], synchronize: Callable[[], None]) -> tuple[T, float]:
+    """(result, milliseconds) of `action`, with the device synchronized before and after, so the
+    time is the device work it queued rather than the time to launch it."""
+    synchronize()
+    started = time.perf_counter()
+    result = action()
+    synchronize()
+    return result, (time.perf_counter() - started) * 1000.0

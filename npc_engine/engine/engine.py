@@ -11,6 +11,7 @@ Two ways to drive it:
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import secrets
 import threading
@@ -44,6 +45,8 @@ from .request import Draft, FillResult, Request
 from .stats import EngineStats
 
 __all__ = ["Engine"]
+
+log = logging.getLogger("npc_engine.engine")
 
 _MAX_REQUEST_ID_LENGTH = 128
 
@@ -232,8 +235,7 @@ class Engine:
         if self.calibration.warning:
             if self.config.strict:
                 raise BudgetError(self.calibration.warning, largest_batch_size=0)
-            import logging
-            logging.getLogger("npc_engine.engine").warning(self.calibration.warning)
+            log.warning(self.calibration.warning)
         return self.calibration
 
     def tick(self, budget_ms: float | None = None) -> FrameReport:

@@ -7,7 +7,6 @@ wire's finish reasons through `FINISH_REASONS`.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -135,6 +134,3 @@ class Request:
         self.cache = None
         self.canvas = self.argmax_canvas = None
         self.self_conditioning_logits = self.stability_history = None
-
-    def seconds_to_deadline(self, now_s: float) -> float:
-        return math.inf if self.deadline_s is None else self.deadline_s - now_s

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from ..diffusion import DiffusionSettings, RowNoise
 from ..diffusion.sampler import (
     MASKED_LOGIT,
-    entropy_bound_accept,
+    sample_accept_renoise,
     stable_and_confident,
     temperature_schedule,
-    token_entropy_fast,
 )
 from ..models import DiffusionGemmaBackend
 from ..models.kv import KVSnapshot, cache_length, merge_caches, restore_cache, snapshot_cache
@@ -46,10 +45,6 @@ class _ResidentBatch:
     stability_history: torch.Tensor | None
 
 
-def prefix_key(prefix_ids: tuple[int, ...]) -> tuple[int, ...]:
-    return prefix_ids
-
-
 class ModelRunner:
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
                  prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int) -> None:
@@ -70,7 +65,7 @@ class ModelRunner:
     def next_chunk_tokens(self, request: Request) -> int:
         """Tokens the next prefill of `request` will encode (after a prefix-cache hit, if any)."""
         num_encoded = request.num_encoded
-        if num_encoded == 0 and request.prefix_ids and prefix_key(request.prefix_ids) in self.prefix_cache:
+        if num_encoded == 0 and request.prefix_ids and request.prefix_ids in self.prefix_cache:
             num_encoded = len(request.prefix_ids)
         start, end = request.next_chunk(self.prefill_chunk_tokens, num_encoded)
         return end - start
@@ -84,7 +79,7 @@ class ModelRunner:
             request.cache = backend.new_cache()
             request.status = RequestStatus.PREFILLING
             if request.prefix_ids and self.prefix_cache.capacity_bytes > 0:
-                snapshot = self.prefix_cache.get(prefix_key(request.prefix_ids))
+                snapshot = self.prefix_cache.get(request.prefix_ids)
                 if snapshot is not None:
                     request.cache = restore_cache(backend.new_cache(), snapshot)
                     request.num_encoded = request.num_cached_prompt_tokens = len(request.prefix_ids)
@@ -100,7 +95,7 @@ class ModelRunner:
             num_tokens = end - start
             if end == len(request.prefix_ids) and self.prefix_cache.capacity_bytes > 0:
                 snapshot = snapshot_cache(request.cache)
-                self.prefix_cache.put(prefix_key(request.prefix_ids), snapshot, snapshot.num_bytes)
+                self.prefix_cache.put(request.prefix_ids, snapshot, snapshot.num_bytes)
         if request.num_prompt_tokens_left == 0:
             self._open_canvas(request)
         return num_tokens
@@ -169,14 +164,8 @@ class ModelRunner:
         logits.div_(self._temperatures[temperature_index][:, None, None])
 
         noise = RowNoise([r.generator for r in requests])
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        sampled = noise.sample(probs)
-        argmax_canvas = torch.argmax(logits, dim=-1)
-        entropy = token_entropy_fast(logits, probs)
-        is_accepted = entropy_bound_accept(entropy, settings.entropy_bound)
-        accepted = torch.where(is_accepted, sampled, batch.canvas)
-        renoise = noise.random_tokens(len(requests), self.canvas_length, self.vocab_size, device)
-        canvas = torch.where(is_accepted, accepted, renoise)
+        canvas, argmax_canvas, entropy = sample_accept_renoise(logits, batch.canvas, noise,
+                                                               settings.entropy_bound)
         is_done, history = stable_and_confident(argmax_canvas, entropy, batch.stability_history,
                                                 settings.stability_threshold, settings.confidence_threshold)
         sc_logits = logits.to(self._embeddings_dtype)

@@ -62,17 +62,18 @@ def merge_caches(empty: DynamicCache, caches: list[DynamicCache]) -> tuple[Dynam
     mask = torch.zeros((len(caches), max_length), dtype=torch.bool, device=device)
     for row, length in enumerate(lengths):
         mask[row, max_length - length:] = True
-    if len(caches) == 1:
-        return _fill(empty, [caches[0].layers[i].keys for i in range(len(caches[0].layers))],
-                     [caches[0].layers[i].values for i in range(len(caches[0].layers))], max_length), mask
     keys, values = [], []
     for index in range(len(caches[0].layers)):
         row_keys = [c.layers[index].keys for c in caches]
         row_values = [c.layers[index].values for c in caches]
         width = max(k.shape[-2] for k in row_keys)
-        keys.append(torch.cat([_left_pad(k, width) for k in row_keys]))
-        values.append(torch.cat([_left_pad(v, width) for v in row_values]))
+        keys.append(_stack_rows([_left_pad(k, width) for k in row_keys]))
+        values.append(_stack_rows([_left_pad(v, width) for v in row_values]))
     return _fill(empty, keys, values, max_length), mask
+
+
+def _stack_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    return rows[0] if len(rows) == 1 else torch.cat(rows)  # a lone row needs no copy
 
 
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
