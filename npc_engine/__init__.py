@@ -1,9 +1,22 @@
 """npc-engine: give game characters a voice.
 
-The public API is small: load an `Engine`, declare a `Template`, call `Engine.fill`. Every error
-derives from `NpcEngineError` (see `npc_engine.errors`).
+The public API is small: load an `Engine`, declare a `Template`, call `Engine.fill`; give it a
+character `Store` (`engine.use_store`) and call `Engine.say`. Every error derives from
+`NpcEngineError` (see `npc_engine.errors`).
 """
 
+from .characters import (
+    Character,
+    Memory,
+    Relationship,
+    SayHandle,
+    SayResult,
+    Speaker,
+    StateChange,
+    Store,
+    Turn,
+    WorldFact,
+)
 from .diffusion import DiffusionSettings
 from .engine import Draft, Engine, EngineConfig, EngineStats, FillResult, RequestHandle, RequestStatus
 from .errors import (
@@ -18,9 +31,16 @@ from .errors import (
     PromptError,
     QueueFullError,
     RequestError,
+    SnapshotError,
+    SnapshotVersionError,
+    StateError,
+    StoreError,
     TemplateError,
     TemplateTooLargeError,
+    UnknownCharacterError,
     UnknownRequestError,
+    UnknownSnapshotError,
+    UnknownSpeakerError,
 )
 from .templates import BooleanSlot, ChoiceSlot, IntegerSlot, Template, TextSlot, load_template
 
@@ -29,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BooleanSlot",
     "BudgetError",
+    "Character",
     "ChoiceSlot",
     "DeadlineError",
     "DiffusionSettings",
@@ -42,18 +63,34 @@ __all__ = [
     "FillResult",
     "GenerationError",
     "IntegerSlot",
+    "Memory",
     "ModelLoadError",
     "NpcEngineError",
     "PromptError",
     "QueueFullError",
+    "Relationship",
     "RequestError",
     "RequestHandle",
     "RequestStatus",
+    "SayHandle",
+    "SayResult",
+    "SnapshotError",
+    "SnapshotVersionError",
+    "Speaker",
+    "StateChange",
+    "StateError",
+    "Store",
+    "StoreError",
     "Template",
     "TemplateError",
     "TemplateTooLargeError",
     "TextSlot",
+    "Turn",
+    "UnknownCharacterError",
     "UnknownRequestError",
+    "UnknownSnapshotError",
+    "UnknownSpeakerError",
+    "WorldFact",
     "__version__",
     "load_template",
 ]

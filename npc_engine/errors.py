@@ -18,8 +18,18 @@ NpcEngineError                 base class; carries optional request_id and chara
  +-- EngineStateError          a call that does not fit the engine's mode (tick() while its
  |                             own thread runs)
  +-- BudgetError               a frame budget or engine setting is invalid (zero or negative
-                               budget, fps, batch size; or `strict=True` and one step of the
-                               smallest batch costs more than the budget)
+ |                             budget, fps, batch size; or `strict=True` and one step of the
+ |                             smallest batch costs more than the budget)
+ +-- StateError                a character-state change is invalid (value out of range, flag of
+ |    |                        the wrong type, oversized persona, bad id); nothing was changed
+ |    +-- UnknownCharacterError  no character has this id
+ |    +-- UnknownSpeakerError    the speaker is neither a character nor a registered speaker
+ +-- SnapshotError             a save slot or snapshot file cannot be used (truncated, corrupt,
+ |    |                        not a snapshot); nothing was changed
+ |    +-- UnknownSnapshotError   no snapshot has this name
+ |    +-- SnapshotVersionError   the snapshot was written by a newer schema than this one reads
+ +-- StoreError                the state database cannot be opened or used (bad path, a schema
+                               newer than this npc-engine, a locked or corrupt file)
 ```
 
 Validation raises these errors; it never uses `assert`. Each message names the thing at fault
@@ -43,6 +53,13 @@ __all__ = [
     "EngineClosedError",
     "EngineStateError",
     "BudgetError",
+    "StateError",
+    "UnknownCharacterError",
+    "UnknownSpeakerError",
+    "SnapshotError",
+    "UnknownSnapshotError",
+    "SnapshotVersionError",
+    "StoreError",
 ]
 
 
@@ -148,3 +165,59 @@ class BudgetError(NpcEngineError, ValueError):
     def __init__(self, message: str, *, largest_batch_size: int | None = None) -> None:
         super().__init__(message)
         self.largest_batch_size = largest_batch_size
+
+
+class StateError(NpcEngineError, ValueError):
+    """A character-state value is invalid; the store is unchanged. `field` names what is at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, request_id: str | None = None,
+                 character_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id, character_id=character_id)
+        self.field = field
+
+
+class UnknownCharacterError(StateError, KeyError):
+    """No character with this id is in the store."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownSpeakerError(StateError, KeyError):
+    """The speaker id is neither a character nor a registered speaker (see `Store.upsert_speaker`)."""
+
+    def __init__(self, message: str, *, speaker_id: str, request_id: str | None = None,
+                 character_id: str | None = None) -> None:
+        super().__init__(message, field="speaker_id", request_id=request_id, character_id=character_id)
+        self.speaker_id = speaker_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SnapshotError(NpcEngineError, ValueError):
+    """A snapshot (save slot or exported file) cannot be read or applied; nothing was changed."""
+
+
+class UnknownSnapshotError(SnapshotError, KeyError):
+    """No snapshot has this name."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SnapshotVersionError(SnapshotError):
+    """The snapshot was written by a newer state schema than this npc-engine reads."""
+
+    def __init__(self, message: str, *, snapshot_version: int, supported_version: int) -> None:
+        super().__init__(message)
+        self.snapshot_version = snapshot_version
+        self.supported_version = supported_version
+
+
+class StoreError(NpcEngineError, OSError):
+    """The state database cannot be opened or used. `path` names the database file."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -31,6 +31,7 @@ from ..errors import (
     EngineStateError,
     GenerationError,
     QueueFullError,
+    TemplateError,
     RequestError,
     UnknownRequestError,
 )
@@ -77,6 +78,8 @@ class Engine:
         self._wake = threading.Condition()
         self._is_stopping = False
         self._is_closed = False
+        self.templates: dict[str, Template] = {}
+        self.dialogue: Any = None  # npc_engine.characters.Dialogue once use_store() is called
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: str | None = None,
@@ -93,12 +96,31 @@ class Engine:
         prefix_ids, turn_ids = self.prompts.encode(prompt, prefix)
         return [*prefix_ids, *turn_ids]
 
-    @staticmethod
-    def resolve_template(template: Template | Mapping[str, Any] | str | Path) -> Template:
+    def register_template(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
+        """Validate and compile a template now, and make it available by name (replacing one of
+        the same name). Raises TemplateError / TemplateTooLargeError."""
+        resolved = self.resolve_template(template)
+        self.compiler.compile(resolved)
+        with self._lock:
+            self.templates[resolved.name] = resolved
+        return resolved
+
+    def resolve_template(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
+        """A Template, a mapping, a registered template's name, or a JSON file's path -> Template."""
         if isinstance(template, Template):
             return template
         if isinstance(template, Mapping):
             return load_template(dict(template))
+        if isinstance(template, str) and template in self.templates:
+            return self.templates[template]
+        if not isinstance(template, (str, Path)):
+            raise TemplateError(f"a template must be a Template, a mapping, a name or a path, got "
+                                f"{type(template).__name__}")
+        is_bare_name = isinstance(template, str) and not template.endswith(".json") and "/" not in template \
+            and "\\" not in template
+        if is_bare_name and not Path(template).is_file():
+            raise TemplateError(f"no template is registered as {template!r} (registered: "
+                                f"{sorted(self.templates) or 'none'})", template=template)
         return load_template(template)
 
     # -- requests (any thread; never blocks on the engine) -----------------------------------
@@ -200,15 +222,43 @@ class Engine:
 
         Raises GenerationError when the generation failed inside the engine.
         """
-        handle = self.submit(template, prompt, seed=seed, **options)
-        if self._thread is None:
-            while not handle.done():
-                self.core.run_frame(None, max_steps=1)
-        result = handle.result()
+        result = self.wait(self.submit(template, prompt, seed=seed, **options))
         if result.finish_reason == "error":
             raise GenerationError(f"generation failed: {result.error}", request_id=result.request_id,
                                   character_id=result.character_id)
         return result
+
+    def wait(self, handle: RequestHandle, timeout: float | None = None) -> FillResult:
+        """The handle's result; without the engine thread, runs the engine here until it is done."""
+        if self._thread is None:
+            while not handle.done():
+                self.core.run_frame(None, max_steps=1)
+        return handle.result(timeout)
+
+    # -- characters (see npc_engine.characters; the state layer sits above this one) -------------
+
+    def use_store(self, store: Any, *, max_prompt_tokens: int | None = None) -> Any:
+        """Give the engine a character `Store`, enabling `say()`. Returns the `Dialogue`."""
+        from ..characters.dialogue import Dialogue  # deferred: characters imports this module
+
+        if self.dialogue is not None:
+            self.dialogue.close()
+        self.dialogue = Dialogue(self, store, max_prompt_tokens=max_prompt_tokens)
+        return self.dialogue
+
+    def say(self, character_id: str, speaker_id: str, text: str, *, template: Any, **options: Any) -> Any:
+        """`speaker_id` says `text` to `character_id`; returns a `SayResult` (reply fields and the
+        state changes applied). Needs `use_store()` first. See `Dialogue.say`."""
+        return self._require_dialogue().say(character_id, speaker_id, text, template=template, **options)
+
+    def submit_say(self, character_id: str, speaker_id: str, text: str, *, template: Any, **options: Any) -> Any:
+        """Non-blocking `say`: returns a `SayHandle`. See `Dialogue.submit`."""
+        return self._require_dialogue().submit(character_id, speaker_id, text, template=template, **options)
+
+    def _require_dialogue(self) -> Any:
+        if self.dialogue is None:
+            raise EngineStateError("say() needs character state: call engine.use_store(Store(...)) first")
+        return self.dialogue
 
     def _on_finish(self, request: Request) -> None:
         with self._lock:
@@ -307,6 +357,8 @@ class Engine:
         for request_id in live:
             self.core.post_cancel(request_id)
         self.core.run_frame(None, max_steps=0)
+        if self.dialogue is not None:
+            self.dialogue.close()  # waits for state writes of finished replies
 
     def __enter__(self) -> "Engine":
         return self

@@ -41,6 +41,10 @@ class PromptEncoder:
         return list(self.tokenizer.encode(text, add_special_tokens=False,
                                           split_special_tokens=not parse_special))
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes inside a prompt (special-token parsing off, as for player text)."""
+        return len(self._encode(text))
+
     def encode(self, prompt: str, prefix: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(prefix ids, turn ids) for `prompt` as a user turn, after an optional stable `prefix`."""
         if not isinstance(prompt, str):

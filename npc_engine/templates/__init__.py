@@ -1,6 +1,15 @@
 """Templates: spec -> canvas plan -> validated output."""
 
 from .compiler import CanvasPlan, SlotPlan, TemplateCompiler
+from .effects import (
+    EFFECT_SLOT_KINDS,
+    RELATIONSHIP_DIMENSIONS,
+    AddToRelationship,
+    Effect,
+    Remember,
+    SetFlag,
+    SetMood,
+)
 from .render import choose_options, render
 from .spec import (
     MAX_INTEGER_RANGE,
@@ -14,6 +23,13 @@ from .spec import (
 )
 
 __all__ = [
+    "EFFECT_SLOT_KINDS",
+    "RELATIONSHIP_DIMENSIONS",
+    "AddToRelationship",
+    "Effect",
+    "Remember",
+    "SetFlag",
+    "SetMood",
     "MAX_INTEGER_RANGE",
     "BooleanSlot",
     "CanvasPlan",

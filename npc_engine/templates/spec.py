@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import TemplateError
+from .effects import EFFECT_SLOT_KINDS, MAX_FLAG_STRING_CHARS, MAX_MOOD_CHARS, Effect
 
 __all__ = [
     "TextSlot",
@@ -102,6 +103,11 @@ class Template(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     description: str = ""
     slots: list[Slot] = Field(min_length=1, max_length=64)
+    effects: list[Effect] = Field(default_factory=list, max_length=32,
+                                  description="What the fields do to the character's state (see effects.py).")
+    line_slot: str | None = Field(default=None, description=(
+        "The slot recorded as the character's line in its conversation memory; "
+        "default: the first text slot."))
 
     @field_validator("slots")
     @classmethod
@@ -112,12 +118,39 @@ class Template(BaseModel):
             raise ValueError(f"duplicate slot names: {duplicates}")
         return slots
 
+    @model_validator(mode="after")
+    def _check_effects(self) -> "Template":
+        slots = {slot.name: slot for slot in self.slots}
+        if self.line_slot is not None and getattr(slots.get(self.line_slot), "kind", None) not in ("text", "choice"):
+            raise ValueError(f"line_slot {self.line_slot!r} must name a text or choice slot")
+        for index, effect in enumerate(self.effects):
+            where = f"effects.{index} ({effect.kind})"
+            slot = slots.get(effect.slot)
+            if slot is None:
+                raise ValueError(f"{where}: no slot is named {effect.slot!r}")
+            if slot.kind not in EFFECT_SLOT_KINDS[effect.kind]:
+                raise ValueError(f"{where}: slot {effect.slot!r} is {slot.kind}; this effect needs a "
+                                 f"{' or '.join(EFFECT_SLOT_KINDS[effect.kind])} slot")
+            limit = {"set_mood": MAX_MOOD_CHARS, "set_flag": MAX_FLAG_STRING_CHARS}.get(effect.kind)
+            too_long = [o for o in getattr(slot, "options", []) if limit is not None and len(o) > limit]
+            if too_long:
+                raise ValueError(f"{where}: option {too_long[0]!r} is longer than {limit} characters")
+        return self
+
+    @property
+    def line_slot_name(self) -> str | None:
+        """The slot recorded as the character's line (explicit, else the first text slot)."""
+        if self.line_slot is not None:
+            return self.line_slot
+        return next((slot.name for slot in self.slots if slot.kind == "text"), None)
+
     @classmethod
     def from_file(cls, path: str | Path) -> "Template":
         return load_template(path)
 
     def cache_key(self) -> str:
-        return self.model_dump_json()
+        """What the compiled canvas plan depends on (effects and descriptions do not change it)."""
+        return self.model_dump_json(include={"name", "slots"})
 
 
 def _describe(error: ValidationError, raw: Any) -> tuple[str, str | None]:
@@ -139,8 +172,10 @@ def _describe(error: ValidationError, raw: Any) -> tuple[str, str | None]:
             where = ".".join(str(p) for p in location) or "template"
         message = item.get("msg", "invalid")
         if item.get("type") == "union_tag_invalid":
-            message = (f"unknown slot kind {item.get('input', {}).get('kind')!r}; "
-                       "expected one of 'text', 'choice', 'integer', 'boolean'")
+            is_effect = bool(location) and location[0] == "effects"
+            expected = EFFECT_SLOT_KINDS if is_effect else ("text", "choice", "integer", "boolean")
+            message = (f"unknown {'effect' if is_effect else 'slot'} kind {item.get('input', {}).get('kind')!r}; "
+                       f"expected one of {', '.join(repr(k) for k in expected)}")
         lines.append(f"{where}: {message}")
     return "; ".join(lines), slot_name
 

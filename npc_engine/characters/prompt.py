@@ -1,0 +1,181 @@
+"""Character + speaker + history + world + the new utterance -> a prompt within a hard token budget.
+
+Layout (inside one user turn of the model's chat template):
+
+    prefix (stable; its KV cache is reused):   You are {name}. {persona}
+                                               Speaking style: ... / What you know: - ...
+    the turn (rebuilt every time):             What everyone knows: - {world facts}
+                                               What you remember: - {memories}
+                                               Your mood: ... / How you feel about {speaker}: ...
+                                               Conversation so far: {name}: {line} ...
+                                               {speaker} says: {utterance}
+
+Drop policy when it does not fit `max_prompt_tokens`:
+1. past turns, oldest first;
+2. then facts (memories and world facts together), least salient first; on equal salience
+   memories go before world facts, and older memories before newer ones;
+3. never the persona prefix, the mood and relationship lines, or the new utterance: when those
+   alone do not fit, `PromptError` says how many tokens they take.
+Kept items stay in their natural order (turns and memories by time, world facts by key).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..engine.prompt import PromptEncoder
+from ..errors import PromptError
+from .model import MAX_UTTERANCE_CHARS, Character, WorldFact
+
+__all__ = ["PromptBuilder", "BuiltPrompt", "normalize_utterance"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MAX_CACHED_COUNTS = 100_000
+
+
+def normalize_utterance(text: object, *, character_id: str | None = None) -> str:
+    """Player text as stored and shown to the model: control characters removed, every run of
+    whitespace (newlines too, so no one can forge a line of the layout) one space."""
+    if not isinstance(text, str):
+        raise PromptError(f"the utterance must be a string, got {type(text).__name__}", character_id=character_id)
+    cleaned = " ".join(_CONTROL.sub("", text).split())
+    if not cleaned:
+        raise PromptError("the utterance is empty", character_id=character_id)
+    if len(cleaned) > MAX_UTTERANCE_CHARS:
+        raise PromptError(f"the utterance is {len(cleaned)} characters; at most {MAX_UTTERANCE_CHARS}",
+                          character_id=character_id)
+    return cleaned
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    prefix: str
+    prompt: str
+    num_tokens: int
+    num_turns: int
+    num_turns_dropped: int
+    num_facts: int
+    num_facts_dropped: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    section: str  # "world", "memories" or "turns"
+    order: int    # position within its section
+    line: str
+
+
+class PromptBuilder:
+    """Builds prompts for one model (its tokenizer and chat template) under `max_prompt_tokens`
+    (default: all the model takes besides its canvas)."""
+
+    _HEADERS = {"world": "What everyone knows:", "memories": "What you remember:", "turns": "Conversation so far:"}
+
+    def __init__(self, encoder: PromptEncoder, *, max_prompt_tokens: int | None = None) -> None:
+        limit = encoder.max_prompt_tokens
+        if max_prompt_tokens is None:
+            max_prompt_tokens = limit
+        if isinstance(max_prompt_tokens, bool) or not isinstance(max_prompt_tokens, int) \
+                or not 1 <= max_prompt_tokens <= limit:
+            raise PromptError(f"max_prompt_tokens must be an integer in 1..{limit} for this model, "
+                              f"got {max_prompt_tokens!r}")
+        self.encoder = encoder
+        self.max_prompt_tokens = max_prompt_tokens
+        self._counts: dict[str, int] = {}
+
+    @staticmethod
+    def persona_prefix(character: Character) -> str:
+        """The stable part: changes only when the persona, style or knowledge is edited."""
+        lines = [f"You are {character.name}. {character.persona.strip()}"]
+        if character.speaking_style.strip():
+            lines.append(f"Speaking style: {character.speaking_style.strip()}")
+        if character.knowledge:
+            lines.append("What you know:")
+            lines += [f"- {fact}" for fact in character.knowledge]
+        return "\n".join(lines)
+
+    def build(self, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
+              world_facts: Sequence[WorldFact] = (), name_of: Callable[[str], str] | None = None) -> BuiltPrompt:
+        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`."""
+        name_of = name_of or (lambda other: character.name if other == character.id else other)
+        relationship = character.relationship(speaker_id)
+        required = [f"Your mood: {character.mood}.",
+                    f"How you feel about {speaker_name}: trust {relationship.trust}, affinity "
+                    f"{relationship.affinity}, familiarity {relationship.familiarity}."]
+        ending = f"{speaker_name} says: {utterance}"
+        turns = [_Item("turns", i, f"{name_of(t.speaker_id)}: {' '.join(t.text.split())}")
+                 for i, t in enumerate(character.recent_turns)]
+        memories = [(m.salience, 0, i, _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
+        world = [(f.salience, 1, i, _Item("world", i, f"- {f.text}"))
+                 for i, f in enumerate(sorted(world_facts, key=lambda f: f.key))]
+        facts = [item for *_, item in sorted(memories + world, key=lambda entry: entry[:3])]
+        drop_order = turns + facts
+
+        prefix = self.persona_prefix(character)
+        kept = set(drop_order)
+        budget = self.max_prompt_tokens
+        base = self._encoded_length(prefix, self._render(set(), required, ending), character.id)
+        if base > budget:
+            raise PromptError(self._too_large(base, budget), character_id=character.id)
+        # Estimate from per-line counts, then confirm with the real encoding (merges across lines
+        # can shift a count by a token); drop one more item at a time until the real one fits.
+        num_in_section = Counter(item.section for item in kept)
+        estimate = base + sum(self._count(item.line + "\n") for item in kept) + sum(
+            self._count(self._HEADERS[section] + "\n") for section in num_in_section)
+        next_drop = 0
+        while estimate > budget and next_drop < len(drop_order):
+            item = drop_order[next_drop]
+            kept.discard(item)
+            estimate -= self._count(item.line + "\n")
+            num_in_section[item.section] -= 1
+            if num_in_section[item.section] == 0:
+                estimate -= self._count(self._HEADERS[item.section] + "\n")
+            next_drop += 1
+        while True:
+            prompt = self._render(kept, required, ending)
+            num_tokens = self._encoded_length(prefix, prompt, character.id)
+            if num_tokens <= budget or next_drop >= len(drop_order):
+                break
+            kept.discard(drop_order[next_drop])
+            next_drop += 1
+        num_turns = sum(1 for item in kept if item.section == "turns")
+        return BuiltPrompt(prefix=prefix, prompt=prompt, num_tokens=num_tokens, num_turns=num_turns,
+                           num_turns_dropped=len(turns) - num_turns, num_facts=len(kept) - num_turns,
+                           num_facts_dropped=len(facts) - (len(kept) - num_turns))
+
+    def _render(self, kept: set[_Item], required: list[str], ending: str) -> str:
+        lines: list[str] = []
+        for section in ("world", "memories"):
+            items = sorted((i for i in kept if i.section == section), key=lambda i: i.order)
+            if items:
+                lines += [self._HEADERS[section], *(i.line for i in items)]
+        lines += required
+        turns = sorted((i for i in kept if i.section == "turns"), key=lambda i: i.order)
+        if turns:
+            lines += [self._HEADERS["turns"], *(i.line for i in turns)]
+        lines.append(ending)
+        return "\n".join(lines)
+
+    def _encoded_length(self, prefix: str, prompt: str, character_id: str) -> int:
+        try:
+            prefix_ids, turn_ids = self.encoder.encode(prompt, prefix)
+        except PromptError:
+            return self.encoder.max_prompt_tokens + 1  # over the model's own limit: over any budget
+        return len(prefix_ids) + len(turn_ids)
+
+    def _count(self, text: str) -> int:
+        count = self._counts.get(text)
+        if count is None:
+            if len(self._counts) >= _MAX_CACHED_COUNTS:
+                self._counts.clear()
+            count = self._counts[text] = self.encoder.count_tokens(text)
+        return count
+
+    @staticmethod
+    def _too_large(num_tokens: int, budget: int) -> str:
+        return (f"the persona prefix, mood and relationship lines and the new utterance alone take "
+                f"{num_tokens} tokens; the prompt budget is {budget} (shorten the persona or the utterance, "
+                "or raise max_prompt_tokens)")

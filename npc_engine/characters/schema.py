@@ -1,0 +1,132 @@
+"""The state database's schema, as an ordered list of migrations.
+
+`schema_version` holds one row: the number of migrations applied. Opening a database runs the
+missing ones, each in its own transaction, so a crash mid-upgrade leaves the last good version.
+A database newer than this code is refused rather than guessed at. To change the schema, append
+a migration; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "read_version", "migrate"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: characters and what they hold, speakers, world facts, save slots.
+    """
+    CREATE TABLE characters (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        persona TEXT NOT NULL,
+        speaking_style TEXT NOT NULL,
+        knowledge TEXT NOT NULL,            -- JSON list of strings
+        mood TEXT NOT NULL,
+        flags TEXT NOT NULL,                -- JSON object of scalars
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE relationships (
+        character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+        other_id TEXT NOT NULL,
+        trust INTEGER NOT NULL,
+        affinity INTEGER NOT NULL,
+        familiarity INTEGER NOT NULL,
+        PRIMARY KEY (character_id, other_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE memories (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        salience REAL NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX memories_by_character ON memories (character_id, id);
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+        speaker_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX turns_by_character ON turns (character_id, id);
+    CREATE TABLE speakers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL
+    );
+    CREATE TABLE world_facts (
+        key TEXT PRIMARY KEY,
+        text TEXT NOT NULL,
+        salience REAL NOT NULL
+    );
+    CREATE TABLE snapshots (
+        name TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,                -- 'world' or 'character'
+        character_id TEXT,
+        created_ms INTEGER NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data BLOB NOT NULL                  -- msgpack, see snapshots.py
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def read_version(conn: sqlite3.Connection) -> int:
+    """The number of migrations applied (0 for a new, empty database)."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not has_table:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> tuple[int, int]:
+    """Apply the missing migrations; returns (version before, version after).
+
+    Raises ValueError when the database is newer than `migrations` (the caller names the file).
+    `conn` must be in autocommit mode (isolation_level=None): each step commits on its own.
+    """
+    before = read_version(conn)
+    _check_not_newer(before, migrations)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = read_version(conn)
+            _check_not_newer(version, migrations)
+            if version == len(migrations):
+                conn.execute("COMMIT")
+                return before, version
+            # executescript would commit on its own; run the statements inside our transaction.
+            for statement in _statements(migrations[version]):
+                conn.execute(statement)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _check_not_newer(version: int, migrations: Sequence[str]) -> None:
+    if version > len(migrations):
+        raise ValueError(f"the database has schema version {version}; this npc-engine reads up to "
+                         f"version {len(migrations)} (upgrade npc-engine to open it)")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into complete statements (sqlite3.complete_statement knows the grammar)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line.split("--", 1)[0].rstrip() + "\n" if "--" in line else line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
