@@ -133,7 +133,7 @@ def main() -> None:
         prompts = prompt_table(args, Path(folder))
     print(f"Character store on {machine}; {args.characters} characters, median of {args.rounds} rounds "
           f"x {args.ops} ops (ops/s)")
-    print(f"| store | get | update | say-effects |\n|---|---:|---:|---:|")
+    print("| store | get | update | say-effects |\n|---|---:|---:|---:|")
     for name, row in stores.items():
         print(f"| {name} | {row['get']:,.0f} | {row['update']:,.0f} | {row['say-effects']:,.0f} |")
     print(f"\nPrompt build, {prompts['num_memories']} memories + {prompts['num_turns']} turns, budget "

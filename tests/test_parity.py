@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from npc_engine.diffusion import BatchNoise, BlockDiffusion, DiffusionSettings, RowNoise
+from npc_engine.diffusion import BatchNoise, BlockDiffusion, DiffusionSettings
 from npc_engine.models import DiffusionGemmaBackend
 
 from .conftest import sharpen

@@ -143,6 +143,13 @@ def test_bad_effects_are_template_errors(effects, message):
         load_template({**REPLY, "effects": effects})
 
 
+@pytest.mark.parametrize("option, message", [("x" * 33, "longer than 32 characters"), ("cross\nglad", "printable")])
+def test_mood_options_must_be_valid_moods(option, message):
+    slots = [{"name": "emotion", "kind": "choice", "options": ["glad", option]}]
+    with pytest.raises(TemplateError, match=message):
+        load_template({"name": "t", "slots": slots, "effects": [{"kind": "set_mood", "slot": "emotion"}]})
+
+
 def test_shipped_template_declares_effects():
     template = load_template(SHOPKEEPER_TEMPLATE)
     assert [e.kind for e in template.effects] == ["set_mood", "add_to_relationship", "set_flag"]

@@ -251,3 +251,14 @@ def test_threads_writing_different_characters_lose_nothing(tmp_path):
         assert character.relationship("player").trust == num_writes
         assert len(character.recent_turns) == num_writes
     assert reopened.integrity_check() == "ok"
+
+
+def test_a_closed_store_says_so(tmp_path):
+    store = make_store(tmp_path / "closed.db")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.get_character("brom")
+    with pytest.raises(StoreError, match="closed"):
+        store.set_mood("brom", "calm")
+    assert Store(tmp_path / "closed.db").get_character("brom").name == "Brom"

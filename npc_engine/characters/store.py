@@ -81,6 +81,7 @@ class Store:
         self.path = ":memory:" if self.is_memory else str(Path(path) if path else default_database_path())
         self._lock = threading.RLock()
         self._depth = 0
+        self._is_closed = False
         self._conn = self._open(synchronous, timeout_s)
         self.snapshots = Snapshots(self)
 
@@ -112,8 +113,14 @@ class Store:
         return conn
 
     def close(self) -> None:
+        """Close the database; later calls raise StoreError. Safe to call twice."""
         with self._lock:
+            self._is_closed = True
             self._conn.close()
+
+    def _check_open(self) -> None:
+        if self._is_closed:
+            raise StoreError(f"state database {self.path!r} is closed", path=self.path)
 
     def __enter__(self) -> "Store":
         return self
@@ -132,6 +139,7 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: every change inside commits together or not at all."""
         with self._lock:
+            self._check_open()
             savepoint = f"npc_{self._depth}"
             try:
                 self._conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {savepoint}")
@@ -140,11 +148,13 @@ class Store:
             self._depth += 1
             try:
                 yield self._conn
-            except BaseException:
+            except BaseException as exc:
                 self._depth -= 1
                 self._conn.execute("ROLLBACK" if self._depth == 0 else f"ROLLBACK TO {savepoint}")
                 if self._depth:
                     self._conn.execute(f"RELEASE {savepoint}")
+                if isinstance(exc, sqlite3.Error):  # disk full, I/O error, lock timeout, ...
+                    raise StoreError(f"state database {self.path!r}: {exc}", path=self.path) from exc
                 raise
             self._depth -= 1
             try:
@@ -158,6 +168,7 @@ class Store:
     def reading(self) -> Iterator[sqlite3.Connection]:
         """A consistent read (one snapshot of the database even while other processes write)."""
         with self._lock:
+            self._check_open()
             if self._depth:
                 yield self._conn
                 return

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, create_model
 
 from ..diffusion.constraint import CanvasConstraint
 from ..errors import TemplateError, TemplateTooLargeError
-from .spec import BooleanSlot, ChoiceSlot, IntegerSlot, Template, TextSlot
+from .spec import ChoiceSlot, IntegerSlot, Template, TextSlot
 
 __all__ = ["CanvasPlan", "SlotPlan", "TemplateCompiler", "FORBIDDEN_TEXT_CHARS"]
 

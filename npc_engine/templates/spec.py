@@ -135,6 +135,8 @@ class Template(BaseModel):
             too_long = [o for o in getattr(slot, "options", []) if limit is not None and len(o) > limit]
             if too_long:
                 raise ValueError(f"{where}: option {too_long[0]!r} is longer than {limit} characters")
+            if effect.kind == "set_mood" and any(not o.isprintable() for o in slot.options):
+                raise ValueError(f"{where}: mood options must be printable text on one line")
         return self
 
     @property
