@@ -1,6 +1,9 @@
 """`npc-engine` command line.
 
     npc-engine fill --template FILE --prompt TEXT [--model DIR] [--seed N]
+    npc-engine serve [--bind tcp://127.0.0.1:5555] [--model DIR] [--db FILE] [--templates DIR]
+    npc-engine schemas [--write] [--dir schemas]
+    npc-engine curve-keys DIR
     npc-engine make-tiny-model DIR
 """
 
@@ -63,6 +66,68 @@ def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .characters import Store
+    from .engine import Engine, EngineConfig
+    from .protocol import PROTOCOL_VERSION, Limits
+    from .server import Server, check_bind
+
+    check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before loading a model
+    model_dir = Path(args.model) if args.model else _ensure_default_model()
+    config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
+    engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config)
+    for folder in args.templates:
+        files = sorted(Path(folder).glob("*.json"))
+        if not files:
+            print(f"npc-engine: warning: no *.json templates in {folder}", file=sys.stderr)
+        for path in files:
+            engine.register_template(path)
+    store = Store(args.db) if args.db else Store()
+    limits = Limits(max_message_bytes=args.max_message_bytes, hard_message_bytes=4 * args.max_message_bytes,
+                    max_outstanding_per_client=args.max_outstanding)
+    server = Server(engine, store, bind=args.bind, limits=limits, curve_keys=args.curve_keys,
+                    is_insecure=args.insecure)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
+          f"model {model_dir}; state {store.path}; templates {sorted(engine.templates) or 'none'})", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        engine.close()
+        store.close()
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from .protocol.export import check_schemas, write_schemas
+
+    folder = Path(args.dir)
+    if args.write:
+        for path in write_schemas(folder):
+            print(path)
+        return 0
+    stale = check_schemas(folder)
+    for line in stale:
+        print(line, file=sys.stderr)
+    return 1 if stale else 0
+
+
+def _cmd_curve_keys(args: argparse.Namespace) -> int:
+    from .server import write_curve_keys
+
+    folder = write_curve_keys(Path(args.directory))
+    print(f"wrote {folder}/server.key_secret (keep on the server), {folder}/client.key_secret + "
+          f"{folder}/server.key (give to the game), {folder}/clients/ (public keys the server admits)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npc-engine", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--max-steps", type=int, default=None, help="denoising step cap")
     fill.add_argument("--pretty", action="store_true", help="indent the JSON")
     fill.set_defaults(handler=_cmd_fill)
+
+    serve = commands.add_parser("serve", help="serve the engine over ZeroMQ (see schemas/PROTOCOL.md)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
+    serve.add_argument("--model", help="DiffusionGemma checkpoint folder (default: the built-in model)")
+    serve.add_argument("--db", help="state database file (default: under your user data folder)")
+    serve.add_argument("--templates", action="append", default=[], help="folder of template JSON files (repeatable)")
+    serve.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
+    serve.add_argument("--dtype", default=None, help="float32, bfloat16, float16")
+    serve.add_argument("--frame-budget-ms", type=float, default=None, help="device ms per frame (default: none)")
+    serve.add_argument("--target-fps", type=float, default=60.0)
+    serve.add_argument("--max-message-bytes", type=int, default=1 << 20)
+    serve.add_argument("--max-outstanding", type=int, default=64, help="outstanding requests per client")
+    serve.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    serve.set_defaults(handler=_cmd_serve)
+
+    schemas = commands.add_parser("schemas", help="check (or --write) the protocol's JSON Schemas and vectors")
+    schemas.add_argument("--write", action="store_true", help="regenerate the files instead of checking them")
+    schemas.add_argument("--dir", default="schemas", help="the schemas folder (default: ./schemas)")
+    schemas.set_defaults(handler=_cmd_schemas)
+
+    keys = commands.add_parser("curve-keys", help="create CurveZMQ certificates for a non-loopback server")
+    keys.add_argument("directory")
+    keys.set_defaults(handler=_cmd_curve_keys)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")
     tiny.add_argument("directory")

@@ -29,7 +29,17 @@ NpcEngineError                 base class; carries optional request_id and chara
  |    +-- UnknownSnapshotError   no snapshot has this name
  |    +-- SnapshotVersionError   the snapshot was written by a newer schema than this one reads
  +-- StoreError                the state database cannot be opened or used (bad path, a schema
-                               newer than this npc-engine, a locked or corrupt file)
+ |                             newer than this npc-engine, a locked or corrupt file)
+ +-- ConfigError               a server setting is invalid (a non-loopback bind without CURVE keys
+ |                             or --insecure, missing key files)
+ +-- ProtocolError             a wire message breaks the protocol (not msgpack, not a map, too
+ |                             large or deep, missing fields); carries the wire error `code`
+ +-- ServerError               (client side) the server answered a request with an error reply;
+ |    |                        carries its `code`, `message` and `details` (schemas/PROTOCOL.md)
+ |    +-- BusyError              code `busy`: back off and retry
+ |    +-- VersionMismatchError   code `unsupported_version`: client and server majors differ
+ +-- ClientTimeoutError        (client side) no reply within the timeout; the request was cancelled
+ +-- ClientClosedError         (client side) the client was closed
 ```
 
 Validation raises these errors; it never uses `assert`. Each message names the thing at fault
@@ -60,6 +70,13 @@ __all__ = [
     "UnknownSnapshotError",
     "SnapshotVersionError",
     "StoreError",
+    "ConfigError",
+    "ProtocolError",
+    "ServerError",
+    "BusyError",
+    "VersionMismatchError",
+    "ClientTimeoutError",
+    "ClientClosedError",
 ]
 
 
@@ -221,3 +238,44 @@ class StoreError(NpcEngineError, OSError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ConfigError(NpcEngineError, ValueError):
+    """A server setting is invalid or unsafe (for example a non-loopback bind without CURVE)."""
+
+
+class ProtocolError(NpcEngineError, ValueError):
+    """A wire message breaks the protocol. `code` is the wire error code (see schemas/PROTOCOL.md)."""
+
+    def __init__(self, message: str, *, code: str, details: dict | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id)
+        self.code = code
+        self.details = details or {}
+
+
+class ServerError(NpcEngineError):
+    """The server replied with an error: `code`, `message` and `details` as on the wire."""
+
+    def __init__(self, message: str, *, code: str, details: dict | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(f"{code}: {message}", request_id=request_id)
+        self.code = code
+        self.server_message = message
+        self.details = details or {}
+
+
+class BusyError(ServerError):
+    """The server is at a limit (queue full, too many outstanding requests); retry later."""
+
+
+class VersionMismatchError(ServerError):
+    """Client and server speak different protocol major versions."""
+
+
+class ClientTimeoutError(NpcEngineError, TimeoutError):
+    """No reply came within the timeout (a generation is cancelled on the server)."""
+
+
+class ClientClosedError(NpcEngineError, RuntimeError):
+    """The client has been closed."""

@@ -1,0 +1,203 @@
+"""The client's connection: a DEALER socket owned by one background IO thread.
+
+Callers from any thread queue requests and get a `Future` back; the IO thread sends them, reads
+continuously (so ZMTP heartbeats are answered while the game does other work), and resolves
+futures by request id. Draft events go to the request's event callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import secrets
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import zmq
+import zmq.auth
+
+from ..errors import ClientClosedError, ConfigError, ProtocolError
+from ..protocol import PROTOCOL_VERSION, Limits, decode, encode
+
+__all__ = ["Connection", "Pending"]
+
+# What the client accepts from the server: generous, but still bounded.
+_CLIENT_LIMITS = Limits(max_message_bytes=64 << 20, hard_message_bytes=64 << 20, max_depth=64,
+                        max_string_bytes=16 << 20, max_array_length=1_000_000, max_map_length=100_000)
+
+
+@dataclass
+class Pending:
+    op: str
+    future: Future
+    on_event: Callable[[dict[str, Any]], None] | None = None
+
+
+class Connection:
+    def __init__(self, endpoint: str, *, curve_keys: str | Path | None = None) -> None:
+        self.endpoint = endpoint
+        self._curve = _load_curve(Path(curve_keys)) if curve_keys else None
+        self._context = zmq.Context()
+        self._pending: dict[str, Pending] = {}
+        self._lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self._is_closed = False
+        self._generation = 0  # bumped by reconnect(): the IO thread makes a new socket
+        self._thread = threading.Thread(target=self._io_loop, name="npc-client-io", daemon=True)
+        self._thread.start()
+
+    def next_request_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def submit(self, op: str, fields: dict[str, Any], *, request_id: str | None = None,
+               on_event: Callable[[dict[str, Any]], None] | None = None) -> tuple[str, Future]:
+        """Queue a request; its Future resolves with the reply map (ok or not)."""
+        request_id = request_id or self.next_request_id()
+        message = {"protocol_version": PROTOCOL_VERSION, "op": op, "request_id": request_id, **fields}
+        payload = encode(message)
+        future: Future = Future()
+        with self._lock:
+            if self._is_closed:
+                raise ClientClosedError("the client is closed")
+            self._pending[request_id] = Pending(op, future, on_event)
+        self._outbox.put(payload)
+        self._wake()
+        return request_id, future
+
+    def forget(self, request_id: str) -> None:
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+    def reconnect(self) -> None:
+        """Drop the socket and open a new one (a new identity); requests in flight fail."""
+        self._fail_pending(ClientClosedError("the connection was reset by reconnect()"))
+        with self._lock:
+            self._generation += 1
+        self._wake()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._is_closed:
+                return
+            self._is_closed = True
+        self._outbox.put(None)
+        self._wake()
+        self._thread.join(timeout=5)
+        self._fail_pending(ClientClosedError("the client was closed"))
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self._context.term()
+
+    # -- the IO thread -------------------------------------------------------------------------
+
+    def _make_socket(self) -> zmq.Socket:
+        socket = self._context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTING_ID, b"npc-" + secrets.token_bytes(12))
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        if self._curve is not None:
+            socket.curve_serverkey, socket.curve_publickey, socket.curve_secretkey = self._curve
+        socket.connect(self.endpoint)
+        return socket
+
+    def _io_loop(self) -> None:
+        generation = self._generation
+        socket = self._make_socket()
+        poller = self._poller(socket)
+        unsent: list[bytes] = []
+        try:
+            while True:
+                if generation != self._generation:
+                    socket.close(0)
+                    generation, unsent = self._generation, []
+                    socket = self._make_socket()
+                    poller = self._poller(socket)
+                events = dict(poller.poll(10 if unsent else None))
+                if self._wake_read in events:
+                    try:
+                        while os.read(self._wake_read, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                while True:
+                    try:
+                        payload = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if payload is None:
+                        return
+                    unsent.append(payload)
+                while unsent:
+                    try:
+                        socket.send(unsent[0], zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    unsent.pop(0)
+                if socket in events:
+                    while True:
+                        try:
+                            frame = socket.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._dispatch(frame)
+        finally:
+            socket.close(0)
+
+    def _poller(self, socket: zmq.Socket) -> zmq.Poller:
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        return poller
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            message = decode(frame, _CLIENT_LIMITS)
+        except ProtocolError:
+            return  # not from a conforming server; nothing to resolve
+        request_id = message.get("request_id")
+        with self._lock:
+            pending = self._pending.get(request_id) if isinstance(request_id, str) else None
+            if pending is not None and message.get("type") == "reply":
+                del self._pending[request_id]
+        if pending is None:
+            return
+        if message.get("type") == "event":
+            if pending.on_event is not None:
+                pending.on_event(message)
+        elif message.get("type") == "reply" and not pending.future.done():
+            pending.future.set_result(message)
+
+    def _fail_pending(self, error: Exception) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for item in pending.values():
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+
+def _load_curve(keys_dir: Path) -> tuple[bytes, bytes, bytes]:
+    """(server public, client public, client secret) from a folder made by `npc-engine curve-keys`."""
+    try:
+        server_public, _ = zmq.auth.load_certificate(keys_dir / "server.key")
+        client_public, client_secret = zmq.auth.load_certificate(keys_dir / "client.key_secret")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read CURVE keys from {keys_dir}: {exc}") from exc
+    if client_secret is None:
+        raise ConfigError(f"{keys_dir / 'client.key_secret'} holds no secret key")
+    return server_public, client_public, client_secret

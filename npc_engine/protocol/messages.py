@@ -1,0 +1,380 @@
+"""Every wire message as a pydantic model. The JSON Schemas in schemas/protocol are generated
+from these (`npc-engine schemas --write`), and a test fails when the two drift apart.
+
+Client -> server: a request map with `protocol_version`, `op`, `request_id` and the op's fields.
+Server -> client: `{"type": "reply", ...}` exactly once per request, `{"type": "event", ...}`
+zero or more times before it (drafts of a `say`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..characters.model import ID_PATTERN, MAX_UTTERANCE_CHARS, Character, Speaker, WorldFact
+from ..characters.effects import StateChange
+from ..characters.snapshots import SnapshotInfo
+from ..errors import ProtocolError
+from .codes import ERROR_CODES
+from .version import PROTOCOL_VERSION, VERSION_PATTERN, check_version
+
+__all__ = ["OPS", "RESULTS", "Reply", "Event", "ErrorBody", "DraftBody", "parse_request", "ok_reply",
+           "error_reply", "draft_event", "keepalive_event", "Request", "ServerMessage"]
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ . : -")]
+RequestId = Annotated[str, Field(min_length=1, max_length=128, description="chosen by the client; "
+                                 "unique among its outstanding requests")]
+Version = Annotated[str, Field(pattern=VERSION_PATTERN, description='"MAJOR.MINOR"')]
+_MAX_SEED = 2**63 - 1
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Request(_Wire):
+    protocol_version: Version
+    request_id: RequestId
+
+
+class HelloRequest(Request):
+    """Version check and capabilities; send first."""
+    op: Literal["hello"]
+    client_name: str = Field(default="", max_length=64)
+    client_version: str = Field(default="", max_length=64)
+
+
+class PingRequest(Request):
+    op: Literal["ping"]
+
+
+class CharacterUpsertRequest(Request):
+    """Create a character or update the fields given (others keep their stored values)."""
+    op: Literal["character.upsert"]
+    character: dict[str, Any] = Field(description="a Character's fields; `id` is required")
+
+
+class CharacterGetRequest(Request):
+    op: Literal["character.get"]
+    character_id: Id
+
+
+class CharacterListRequest(Request):
+    op: Literal["character.list"]
+
+
+class CharacterDeleteRequest(Request):
+    op: Literal["character.delete"]
+    character_id: Id
+
+
+class SpeakerUpsertRequest(Request):
+    """Register someone who talks to characters without being one (the player)."""
+    op: Literal["speaker.upsert"]
+    speaker: Speaker
+
+
+class SpeakerListRequest(Request):
+    op: Literal["speaker.list"]
+
+
+class SpeakerDeleteRequest(Request):
+    op: Literal["speaker.delete"]
+    speaker_id: Id
+
+
+class WorldSetRequest(Request):
+    op: Literal["world.set"]
+    key: Id
+    text: str = Field(max_length=500)
+    salience: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class WorldGetRequest(Request):
+    """One fact by key, or every fact when `key` is left out."""
+    op: Literal["world.get"]
+    key: Id | None = None
+
+
+class WorldDeleteRequest(Request):
+    op: Literal["world.delete"]
+    key: Id
+
+
+class TemplateRegisterRequest(Request):
+    """Validate, compile and register a template (see schemas/templates); replaces one of the same name."""
+    op: Literal["template.register"]
+    template: dict[str, Any]
+
+
+class TemplateListRequest(Request):
+    op: Literal["template.list"]
+
+
+class SayRequest(Request):
+    """`speaker_id` says `text` to `character_id`: draft events (when `stream`), then the reply."""
+    op: Literal["say"]
+    character_id: Id
+    speaker_id: Id
+    text: str = Field(max_length=MAX_UTTERANCE_CHARS * 4)
+    template: str = Field(min_length=1, max_length=64, description="a registered template's name")
+    seed: int | None = Field(default=None, ge=0, le=_MAX_SEED)
+    priority: float = 0.0
+    deadline_ms: float | None = Field(default=None, gt=0)
+    stream: bool = Field(default=True, description="send draft events while denoising")
+
+    @field_validator("priority")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class CancelRequest(Request):
+    """Cancel this client's outstanding `say` `target_request_id`; its reply then says cancelled."""
+    op: Literal["cancel"]
+    target_request_id: RequestId
+
+
+class SnapshotSaveRequest(Request):
+    op: Literal["snapshot.save"]
+    name: Id
+    character_id: Id | None = Field(default=None, description="one character; the whole world when left out")
+
+
+class SnapshotLoadRequest(Request):
+    op: Literal["snapshot.load"]
+    name: Id
+
+
+class SnapshotListRequest(Request):
+    op: Literal["snapshot.list"]
+
+
+class SnapshotDeleteRequest(Request):
+    op: Literal["snapshot.delete"]
+    name: Id
+
+
+class StatsRequest(Request):
+    op: Literal["stats"]
+
+
+# -- results (the `result` map of an ok reply) ------------------------------------------------
+
+class ModelSummary(_Wire):
+    path: str
+    num_parameters: int
+    vocab_size: int
+    canvas_length: int
+    max_position_embeddings: int
+    device: str
+    dtype: str
+
+
+class HelloResult(_Wire):
+    server: Literal["npc-engine"] = "npc-engine"
+    server_version: str
+    protocol_version: Version
+    capabilities: list[str]
+    ops: list[str]
+    model: ModelSummary
+    frame_budget_ms: float | None
+    target_fps: float
+    limits: dict[str, int]
+    warnings: list[str]
+
+
+class PingResult(_Wire):
+    server_time_ms: int
+
+
+class CharacterResult(_Wire):
+    character: Character
+
+
+class CharacterListResult(_Wire):
+    character_ids: list[str]
+
+
+class EmptyResult(_Wire):
+    pass
+
+
+class DeletedResult(_Wire):
+    is_deleted: bool
+
+
+class SpeakerResult(_Wire):
+    speaker: Speaker
+
+
+class SpeakerListResult(_Wire):
+    speakers: list[Speaker]
+
+
+class WorldFactResult(_Wire):
+    fact: WorldFact
+
+
+class WorldFactsResult(_Wire):
+    facts: list[WorldFact]
+
+
+class TemplateRegisterResult(_Wire):
+    name: str
+
+
+class TemplateListResult(_Wire):
+    templates: list[dict[str, Any]]
+
+
+class SayResult(_Wire):
+    character_id: str
+    speaker_id: str
+    finish_reason: Literal["complete", "deadline", "cancelled", "error"]
+    fields: dict[str, Any] | None = Field(description="the template's fields; null when cancelled")
+    changes: list[StateChange]
+    seed: int
+    num_steps: int
+    elapsed_ms: float
+    num_prompt_tokens: int
+    num_cached_prompt_tokens: int
+
+
+class CancelResult(_Wire):
+    target_request_id: str
+
+
+class SnapshotResult(_Wire):
+    snapshot: SnapshotInfo
+
+
+class SnapshotListResult(_Wire):
+    snapshots: list[SnapshotInfo]
+
+
+class StatsResult(_Wire):
+    engine: dict[str, Any]
+    server: dict[str, Any]
+
+
+OPS: dict[str, type[Request]] = {
+    "hello": HelloRequest, "ping": PingRequest,
+    "character.upsert": CharacterUpsertRequest, "character.get": CharacterGetRequest,
+    "character.list": CharacterListRequest, "character.delete": CharacterDeleteRequest,
+    "speaker.upsert": SpeakerUpsertRequest, "speaker.list": SpeakerListRequest,
+    "speaker.delete": SpeakerDeleteRequest,
+    "world.set": WorldSetRequest, "world.get": WorldGetRequest, "world.delete": WorldDeleteRequest,
+    "template.register": TemplateRegisterRequest, "template.list": TemplateListRequest,
+    "say": SayRequest, "cancel": CancelRequest,
+    "snapshot.save": SnapshotSaveRequest, "snapshot.load": SnapshotLoadRequest,
+    "snapshot.list": SnapshotListRequest, "snapshot.delete": SnapshotDeleteRequest,
+    "stats": StatsRequest,
+}
+
+RESULTS: dict[str, type[_Wire]] = {
+    "hello": HelloResult, "ping": PingResult,
+    "character.upsert": CharacterResult, "character.get": CharacterResult,
+    "character.list": CharacterListResult, "character.delete": EmptyResult,
+    "speaker.upsert": SpeakerResult, "speaker.list": SpeakerListResult, "speaker.delete": DeletedResult,
+    "world.set": WorldFactResult, "world.get": WorldFactsResult, "world.delete": DeletedResult,
+    "template.register": TemplateRegisterResult, "template.list": TemplateListResult,
+    "say": SayResult, "cancel": CancelResult,
+    "snapshot.save": SnapshotResult, "snapshot.load": SnapshotResult,
+    "snapshot.list": SnapshotListResult, "snapshot.delete": EmptyResult,
+    "stats": StatsResult,
+}
+
+
+# -- envelopes -------------------------------------------------------------------------------
+
+class ErrorBody(_Wire):
+    code: Literal[tuple(ERROR_CODES)]  # type: ignore[valid-type]
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reply(_Wire):
+    """Exactly one per request. `request_id` is null only when the request's id could not be read."""
+    type: Literal["reply"]
+    protocol_version: Version
+    request_id: str | None
+    op: str | None
+    ok: bool
+    result: dict[str, Any] | None = Field(default=None, description="the op's result when ok")
+    error: ErrorBody | None = Field(default=None, description="when not ok")
+
+
+class DraftBody(_Wire):
+    fields: dict[str, Any]
+    num_steps: int
+
+
+class Event(_Wire):
+    """Zero or more before a reply. `draft`: a `say`'s best valid fields so far. `keepalive`: the
+    request is still being worked on (sent when nothing else was for a while). Clients ignore
+    event kinds they do not know."""
+    type: Literal["event"]
+    protocol_version: Version
+    request_id: str
+    event: Literal["draft", "keepalive"]
+    draft: DraftBody | None = None
+
+
+ServerMessage = Annotated[Union[Reply, Event], Field(discriminator="type")]
+
+
+def parse_request(message: dict[str, Any]) -> tuple[Request, str | None]:
+    """Validate a decoded request: (model, minor-version warning). Raises ProtocolError carrying
+    the request id whenever it could be read, so the error reply can name it."""
+    raw_id = message.get("request_id")
+    request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 128 else None
+    op = message.get("op")
+    try:
+        if "protocol_version" not in message:
+            raise ProtocolError("every request needs protocol_version", code="invalid_request",
+                                details={"field": "protocol_version"})
+        warning = check_version(message["protocol_version"])
+        if not isinstance(op, str):
+            raise ProtocolError(f"every request needs an op string, got {op!r}", code="invalid_request",
+                                details={"field": "op"})
+        model = OPS.get(op)
+        if model is None:
+            raise ProtocolError(f"unknown op {op[:64]!r}", code="unknown_op",
+                                details={"op": op[:64], "supported_ops": sorted(OPS)})
+        try:
+            return model.model_validate(message), warning
+        except ValidationError as exc:
+            problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(message)", "message": e["msg"]}
+                        for e in exc.errors()[:10]]
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:3])
+            raise ProtocolError(f"invalid {op} request: {summary}", code="invalid_request",
+                                details={"errors": problems}) from None
+    except ProtocolError as exc:
+        exc.request_id = request_id
+        raise
+
+
+def _envelope(request_id: str | None) -> dict[str, Any]:
+    return {"protocol_version": PROTOCOL_VERSION, "request_id": request_id}
+
+
+def ok_reply(request_id: str | None, op: str, result: BaseModel) -> dict[str, Any]:
+    return {"type": "reply", **_envelope(request_id), "op": op, "ok": True, "result": result.model_dump(mode="json")}
+
+
+def error_reply(request_id: str | None, op: str | None, error: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "reply", **_envelope(request_id), "op": op, "ok": False, "error": error}
+
+
+def keepalive_event(request_id: str) -> dict[str, Any]:
+    return {"type": "event", **_envelope(request_id), "event": "keepalive"}
+
+
+def draft_event(request_id: str, fields: dict[str, Any], num_steps: int) -> dict[str, Any]:
+    return {"type": "event", **_envelope(request_id), "event": "draft",
+            "draft": {"fields": fields, "num_steps": num_steps}}

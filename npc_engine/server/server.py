@@ -1,0 +1,386 @@
+"""`Server`: one ZeroMQ ROUTER socket in front of an `Engine` and a `Store`.
+
+Threads: the IO thread owns the socket (decode, validate, dispatch, send); worker threads run
+store ops and queue says; the engine's own thread runs frames; its state-writer thread finishes
+says. Replies from any thread go through an outbox the IO thread drains, so the socket is only
+ever touched by one thread. Sends never block: a slow client's messages wait in its own backlog
+(drafts coalesce), a vanished client (a send finds no route) has its work cancelled.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ..characters import Store
+from ..engine import Engine
+from ..errors import EngineClosedError, GenerationError, ProtocolError
+from ..protocol import Limits, decode, draft_event, encode, error_reply, error_reply_fields, keepalive_event, ok_reply
+from ..protocol import messages as m
+from ..protocol import parse_request
+from .clients import Client, ClientTable, Outstanding
+from .handlers import Handlers
+from .security import check_bind, enable_curve
+
+__all__ = ["Server", "DEFAULT_BIND"]
+
+log = logging.getLogger("npc_engine.server")
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+_KEEPALIVE_S = 1.0
+_MAX_MESSAGES_PER_WAKE = 256
+
+
+class Server:
+    """Serve `engine` and `store` on `bind`. `start()` returns at once; `stop()` shuts down."""
+
+    def __init__(self, engine: Engine, store: Store, *, bind: str = DEFAULT_BIND, limits: Limits | None = None,
+                 curve_keys: str | Path | None = None, is_insecure: bool = False, num_workers: int = 4,
+                 max_outstanding_total: int = 4096) -> None:
+        self.engine = engine
+        self.store = store
+        self.bind = bind
+        self.limits = limits or Limits()
+        self.curve_keys = Path(curve_keys) if curve_keys else None
+        check_bind(bind, curve_keys=self.curve_keys, is_insecure=is_insecure)
+        if engine.dialogue is None or engine.dialogue.store is not store:
+            engine.use_store(store)
+        self.handlers = Handlers(engine, store, self.limits, curve_enabled=self.curve_keys is not None)
+        self.clients = ClientTable(max_outstanding_per_client=self.limits.max_outstanding_per_client)
+        self.max_outstanding_total = max_outstanding_total
+        self.endpoint: str | None = None
+        self._workers = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="npc-server-worker")
+        self._outbox: queue.SimpleQueue[tuple[bytes, bytes, str | None]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._context = zmq.Context()
+        self._socket: zmq.Socket | None = None
+        self._authenticator: Any = None
+        self._thread: threading.Thread | None = None
+        self._is_stopping = False
+        self._engine_ids = (f"srv-{secrets.token_hex(4)}-{n}" for n in range(1 << 62))
+        self.counters = {"num_requests": 0, "num_errors": 0, "num_dropped_clients": 0, "num_sent": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "Server":
+        socket = self._context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished peer fails instead of vanishing
+        socket.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a client reconnecting with its id takes over
+        socket.setsockopt(zmq.MAXMSGSIZE, self.limits.hard_message_bytes)
+        socket.setsockopt(zmq.LINGER, 500)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)      # ZMTP PINGs find dead peers ...
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)  # ... and close their connection
+        if self.curve_keys is not None:
+            self._authenticator = enable_curve(socket, self._context, self.curve_keys)
+        try:
+            socket.bind(self.bind)
+        except zmq.ZMQError as exc:
+            socket.close(0)
+            self._stop_auth()
+            raise OSError(f"cannot bind {self.bind}: {exc}") from exc
+        self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = socket
+        self.engine.start()
+        self._thread = threading.Thread(target=self._io_loop, name="npc-server-io", daemon=True)
+        self._thread.start()
+        log.info("npc-engine serving on %s", self.endpoint)
+        return self
+
+    def stop(self) -> None:
+        """Stop taking requests, cancel outstanding says (their replies are sent), close the socket."""
+        if self._thread is None:
+            return
+        for client in self.clients.all():
+            self._cancel_all(client)
+        deadline = time.monotonic() + 5.0
+        while self.clients.num_outstanding() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._is_stopping = True
+        self._wake()
+        self._thread.join()
+        self._thread = None
+        self._workers.shutdown(wait=True)
+        self.engine.stop()
+        self._stop_auth()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self._context.term()
+
+    def _stop_auth(self) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- the IO thread -------------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        socket = self._socket
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        next_keepalive_s = time.monotonic() + _KEEPALIVE_S
+        while not self._is_stopping:
+            has_backlog = any(c.backlog for c in self.clients.all())
+            events = dict(poller.poll(10 if has_backlog else int(_KEEPALIVE_S * 1000)))
+            if socket in events:
+                for _ in range(_MAX_MESSAGES_PER_WAKE):
+                    try:
+                        frames = socket.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_message(frames)
+            if self._wake_read in events:
+                try:
+                    while os.read(self._wake_read, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            self._drain_outbox()
+            if has_backlog:
+                for client in self.clients.all():
+                    self._flush(client)
+            if time.monotonic() >= next_keepalive_s:
+                self._keepalive()
+                next_keepalive_s = time.monotonic() + _KEEPALIVE_S
+        self._drain_outbox()
+        socket.close(linger=500)
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        identity = frames[0]
+        self.counters["num_requests"] += 1
+        client = self.clients.get(identity)
+        request_id, op = None, None
+        try:
+            if self._is_stopping:
+                raise EngineClosedError("the server is stopping")
+            if len(frames) != 2:
+                raise ProtocolError(f"a request is exactly one frame; got {len(frames) - 1}", code="bad_message")
+            message = decode(frames[1], self.limits)
+            request, warning = parse_request(message)
+            request_id, op = request.request_id, request.op
+            self._admit(client, request)
+        except Exception as exc:
+            request_id = getattr(exc, "request_id", None) or request_id
+            self._reply_error(identity, request_id, op, exc, is_tracked=False)
+            return
+        if op == "hello":
+            self._reply(identity, request_id, op, self.handlers.hello(request, warning))
+        elif op == "ping":
+            self._reply(identity, request_id, op, self.handlers.table["ping"](request))
+        elif op == "cancel":
+            self._cancel(client, request)
+        else:
+            self._workers.submit(self._run, client, request)
+
+    def _admit(self, client: Client, request: m.Request) -> None:
+        """Track a request as outstanding, or refuse it (duplicate id, per-client or total limits)."""
+        with self.clients.lock:
+            if request.request_id in client.outstanding:
+                raise ProtocolError(f"request id {request.request_id!r} is already outstanding",
+                                    code="duplicate_request", request_id=request.request_id)
+            if request.op in ("hello", "ping", "cancel"):
+                return
+            if len(client.outstanding) >= self.limits.max_outstanding_per_client:
+                raise ProtocolError(
+                    f"this client has {len(client.outstanding)} outstanding requests (the limit); wait for replies",
+                    code="busy", details={"limit": "max_outstanding_per_client",
+                                          "value": self.limits.max_outstanding_per_client})
+            if self.clients.num_outstanding_locked() >= self.max_outstanding_total:
+                raise ProtocolError("the server has too many outstanding requests; retry later", code="busy",
+                                    details={"limit": "max_outstanding_total", "value": self.max_outstanding_total})
+            client.outstanding[request.request_id] = Outstanding(request.request_id, request.op)
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def _run(self, client: Client, request: m.Request) -> None:
+        try:
+            if request.op == "say":
+                self._submit_say(client, request)
+                return
+            if request.op == "stats":
+                result = self.handlers.stats(self._server_stats())
+            else:
+                result = self.handlers.table[request.op](request)
+        except Exception as exc:
+            self._reply_error(client.identity, request.request_id, request.op, exc)
+            return
+        self._reply(client.identity, request.request_id, request.op, result)
+
+    def _submit_say(self, client: Client, request: m.SayRequest) -> None:
+        request_id, identity = request.request_id, client.identity
+
+        def on_draft(draft: Any) -> None:
+            self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)), draft_of=request_id)
+
+        handle = self.engine.submit_say(
+            request.character_id, request.speaker_id, request.text, template=request.template, seed=request.seed,
+            priority=request.priority, deadline_ms=request.deadline_ms, request_id=next(self._engine_ids),
+            on_draft=on_draft if request.stream else None)
+        with self.clients.lock:
+            entry = client.outstanding.get(request_id)
+            if entry is not None:
+                entry.say_handle = handle
+            is_cancelled = entry is None or entry.is_cancel_requested or client.is_gone
+        if is_cancelled:
+            self._cancel_handle(handle)
+        handle.future.add_done_callback(lambda future: self._on_say_done(identity, request, future))
+
+    def _on_say_done(self, identity: bytes, request: m.SayRequest, future: Any) -> None:
+        try:
+            said = future.result()
+            if said.finish_reason == "error":
+                raise GenerationError(f"generation failed: {said.fill.error if said.fill else 'unknown error'}",
+                                      request_id=said.request_id, character_id=said.character_id)
+            fill = said.fill
+            result = m.SayResult(
+                character_id=said.character_id, speaker_id=said.speaker_id, finish_reason=said.finish_reason,
+                fields=said.fields, changes=said.changes, seed=fill.seed, num_steps=fill.num_steps,
+                elapsed_ms=round(fill.elapsed_ms, 3), num_prompt_tokens=fill.num_prompt_tokens,
+                num_cached_prompt_tokens=fill.num_cached_prompt_tokens)
+        except Exception as exc:
+            self._reply_error(identity, request.request_id, "say", exc)
+            return
+        self._reply(identity, request.request_id, "say", result)
+
+    # -- cancel ------------------------------------------------------------------------------------
+
+    def _cancel(self, client: Client, request: m.CancelRequest) -> None:
+        target = request.target_request_id
+        with self.clients.lock:
+            entry = client.outstanding.get(target)
+            if entry is not None and entry.op == "say":
+                entry.is_cancel_requested = True
+                handle = entry.say_handle
+        if entry is None or entry.op != "say":
+            why = "is not outstanding (never sent, or already finished)" if entry is None else \
+                f"is a {entry.op} request; only say requests can be cancelled"
+            self._reply_error(client.identity, request.request_id, "cancel",
+                              ProtocolError(f"request {target!r} {why}", code="unknown_request",
+                                            details={"target_request_id": target}), is_tracked=False)
+            return
+        if handle is not None:
+            self._cancel_handle(handle)
+        self._reply(client.identity, request.request_id, "cancel", m.CancelResult(target_request_id=target),
+                    is_tracked=False)
+
+    def _cancel_handle(self, handle: Any) -> None:
+        try:
+            handle.cancel()
+        except Exception:  # finished meanwhile: its reply is on the way
+            pass
+
+    def _cancel_all(self, client: Client) -> None:
+        with self.clients.lock:
+            handles = []
+            for entry in client.outstanding.values():
+                entry.is_cancel_requested = True
+                if entry.say_handle is not None:
+                    handles.append(entry.say_handle)
+        for handle in handles:
+            self._cancel_handle(handle)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _reply(self, identity: bytes, request_id: str, op: str, result: Any, *, is_tracked: bool = True) -> None:
+        self._send(identity, encode(ok_reply(request_id, op, result)), finishes=request_id if is_tracked else None)
+
+    def _reply_error(self, identity: bytes, request_id: str | None, op: str | None, exc: BaseException,
+                     *, is_tracked: bool = True) -> None:
+        self.counters["num_errors"] += 1
+        fields = error_reply_fields(exc)
+        if fields["code"] == "internal":
+            log.error("request %s (%s) failed", request_id, op, exc_info=exc)
+        self._send(identity, encode(error_reply(request_id, op, fields)),
+                   finishes=request_id if is_tracked else None)
+
+    def _send(self, identity: bytes, payload: bytes, *, finishes: str | None = None, draft_of: str | None = None) -> None:
+        """Queue a message for the IO thread (any thread). `finishes` ends an outstanding request."""
+        self._outbox.put((identity, payload, draft_of))
+        if finishes is not None:
+            self.clients.finish(identity, finishes)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake is pending) or closed (stopping)
+
+    def _drain_outbox(self) -> None:
+        touched = set()
+        while True:
+            try:
+                identity, payload, draft_of = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            client = self.clients.get(identity)
+            if client.is_gone:  # its work was cancelled; forget it once the last reply is in
+                self.clients.forget_if_idle(client)
+                continue
+            if draft_of is not None:  # a newer draft replaces an unsent one of the same request
+                client.backlog = type(client.backlog)(item for item in client.backlog if item[1] != draft_of)
+            client.backlog.append((payload, draft_of))
+            touched.add(identity)
+        for identity in touched:
+            self._flush(self.clients.get(identity))
+
+    def _flush(self, client: Client) -> None:
+        while client.backlog and not client.is_gone:
+            payload, _ = client.backlog[0]
+            try:
+                self._socket.send_multipart([client.identity, payload], zmq.NOBLOCK)
+            except zmq.Again:  # this client reads slowly: keep its messages, serve the others
+                if len(client.backlog) > self.clients.max_backlog_per_client:
+                    self._drop_client(client, "its backlog is full")
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EHOSTUNREACH:
+                    self._drop_client(client, "it disconnected")
+                    return
+                raise
+            client.backlog.popleft()
+            client.last_sent_s = time.monotonic()
+            self.counters["num_sent"] += 1
+        self.clients.forget_if_idle(client)
+
+    def _drop_client(self, client: Client, why: str) -> None:
+        log.info("dropping client %s: %s", client.identity.hex(), why)
+        self.counters["num_dropped_clients"] += 1
+        client.is_gone = True
+        client.backlog.clear()
+        self._cancel_all(client)
+
+    def _keepalive(self) -> None:
+        """Probe clients with work in flight and nothing sent lately: a vanished one fails the send."""
+        now = time.monotonic()
+        for client in self.clients.all():
+            with self.clients.lock:
+                request_ids = list(client.outstanding)
+            if request_ids and not client.is_gone and now - client.last_sent_s >= _KEEPALIVE_S:
+                client.backlog.append((encode(keepalive_event(request_ids[0])), None))
+                self._flush(client)
+
+    def _server_stats(self) -> dict[str, Any]:
+        clients = self.clients.all()
+        return {**self.counters, "num_clients": len(clients),
+                "num_outstanding": sum(len(c.outstanding) for c in clients), "endpoint": self.endpoint}
+
+
