@@ -5,6 +5,7 @@ NpcEngineError                 base class; carries optional request_id and chara
  +-- TemplateError             a template spec is invalid (unknown slot kind, empty choice list,
  |    |                        min > max, duplicate slot names, bad JSON file, ...)
  |    +-- TemplateTooLargeError  the compiled template does not fit the model's canvas
+ |    +-- UnknownTemplateError   no template is registered under this name
  +-- ModelLoadError            a model directory is missing, incomplete, or not a DiffusionGemma
  |                             checkpoint (message names the path and what was found)
  +-- PromptError               a prompt cannot be used (too long for the model, not text)
@@ -52,6 +53,7 @@ __all__ = [
     "NpcEngineError",
     "TemplateError",
     "TemplateTooLargeError",
+    "UnknownTemplateError",
     "ModelLoadError",
     "PromptError",
     "GenerationError",
@@ -118,6 +120,13 @@ class TemplateTooLargeError(TemplateError):
         super().__init__(message, template=template)
         self.num_required_tokens = num_required_tokens
         self.canvas_length = canvas_length
+
+
+class UnknownTemplateError(TemplateError, KeyError):
+    """No template is registered under this name (see `Engine.register_template`)."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ModelLoadError(NpcEngineError, OSError):

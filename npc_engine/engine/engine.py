@@ -31,9 +31,10 @@ from ..errors import (
     EngineStateError,
     GenerationError,
     QueueFullError,
-    TemplateError,
     RequestError,
+    TemplateError,
     UnknownRequestError,
+    UnknownTemplateError,
 )
 from ..models import DiffusionGemmaBackend
 from ..templates import Template, TemplateCompiler, load_template
@@ -119,7 +120,7 @@ class Engine:
         is_bare_name = isinstance(template, str) and not template.endswith(".json") and "/" not in template \
             and "\\" not in template
         if is_bare_name and not Path(template).is_file():
-            raise TemplateError(f"no template is registered as {template!r} (registered: "
+            raise UnknownTemplateError(f"no template is registered as {template!r} (registered: "
                                 f"{sorted(self.templates) or 'none'})", template=template)
         return load_template(template)
 

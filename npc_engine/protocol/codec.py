@@ -74,8 +74,10 @@ def decode(frame: bytes, limits: Limits = Limits()) -> dict[str, Any]:
         raise ProtocolError(f"a message must be a msgpack map, got {type(value).__name__}", code="bad_message")
     depth = depth_of(value)
     if depth > limits.max_depth:
+        request_id = value.get("request_id")
         raise ProtocolError(f"message nests {depth} levels; the limit is {limits.max_depth}", code="too_deep",
-                            details={"depth": depth, "limit": limits.max_depth})
+                            details={"depth": depth, "limit": limits.max_depth},
+                            request_id=request_id if isinstance(request_id, str) and len(request_id) <= 128 else None)
     return value
 
 

@@ -43,6 +43,7 @@ _BY_EXCEPTION: list[tuple[type[BaseException], str]] = [
     (errors.UnknownSpeakerError, "unknown_speaker"),
     (errors.UnknownSnapshotError, "unknown_snapshot"),
     (errors.UnknownRequestError, "unknown_request"),
+    (errors.UnknownTemplateError, "unknown_template"),
     (errors.DuplicateRequestError, "duplicate_request"),
     (errors.QueueFullError, "busy"),
     (errors.EngineClosedError, "shutting_down"),

@@ -10,6 +10,7 @@ ever touched by one thread. Sends never block: a slow client's messages wait in 
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import queue
@@ -24,7 +25,7 @@ import zmq
 
 from ..characters import Store
 from ..engine import Engine
-from ..errors import EngineClosedError, GenerationError, ProtocolError
+from ..errors import EngineClosedError, GenerationError, ProtocolError, UnknownTemplateError
 from ..protocol import Limits, decode, draft_event, encode, error_reply, error_reply_fields, keepalive_event, ok_reply
 from ..protocol import messages as m
 from ..protocol import parse_request
@@ -69,7 +70,8 @@ class Server:
         self._authenticator: Any = None
         self._thread: threading.Thread | None = None
         self._is_stopping = False
-        self._engine_ids = (f"srv-{secrets.token_hex(4)}-{n}" for n in range(1 << 62))
+        self._engine_id_prefix = f"srv-{secrets.token_hex(4)}-"
+        self._engine_ids = itertools.count(1)  # next() on a count is atomic; a generator is not
         self.counters = {"num_requests": 0, "num_errors": 0, "num_dropped_clients": 0, "num_sent": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -226,13 +228,16 @@ class Server:
 
     def _submit_say(self, client: Client, request: m.SayRequest) -> None:
         request_id, identity = request.request_id, client.identity
+        if request.template not in self.engine.templates:  # names only: never a path on this machine
+            raise UnknownTemplateError(f"no template is registered as {request.template!r} (registered: "
+                                       f"{sorted(self.engine.templates) or 'none'})", template=request.template)
 
         def on_draft(draft: Any) -> None:
             self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)), draft_of=request_id)
 
         handle = self.engine.submit_say(
             request.character_id, request.speaker_id, request.text, template=request.template, seed=request.seed,
-            priority=request.priority, deadline_ms=request.deadline_ms, request_id=next(self._engine_ids),
+            priority=request.priority, deadline_ms=request.deadline_ms, request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
             on_draft=on_draft if request.stream else None)
         with self.clients.lock:
             entry = client.outstanding.get(request_id)
