@@ -73,6 +73,7 @@ class Server:
         self._engine_id_prefix = f"srv-{secrets.token_hex(4)}-"
         self._engine_ids = itertools.count(1)  # next() on a count is atomic; a generator is not
         self.counters = {"num_requests": 0, "num_errors": 0, "num_dropped_clients": 0, "num_sent": 0}
+        self._counters_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class Server:
 
     def _on_message(self, frames: list[bytes]) -> None:
         identity = frames[0]
-        self.counters["num_requests"] += 1
+        self._count("num_requests")
         client = self.clients.get(identity)
         request_id, op = None, None
         try:
@@ -309,7 +310,7 @@ class Server:
 
     def _reply_error(self, identity: bytes, request_id: str | None, op: str | None, exc: BaseException,
                      *, is_tracked: bool = True) -> None:
-        self.counters["num_errors"] += 1
+        self._count("num_errors")
         fields = error_reply_fields(exc)
         if fields["code"] == "internal":
             log.error("request %s (%s) failed", request_id, op, exc_info=exc)
@@ -363,12 +364,12 @@ class Server:
                 raise
             client.backlog.popleft()
             client.last_sent_s = time.monotonic()
-            self.counters["num_sent"] += 1
+            self._count("num_sent")
         self.clients.forget_if_idle(client)
 
     def _drop_client(self, client: Client, why: str) -> None:
         log.info("dropping client %s: %s", client.identity.hex(), why)
-        self.counters["num_dropped_clients"] += 1
+        self._count("num_dropped_clients")
         client.is_gone = True
         client.backlog.clear()
         self._cancel_all(client)
@@ -383,9 +384,15 @@ class Server:
                 client.backlog.append((encode(keepalive_event(request_ids[0])), None))
                 self._flush(client)
 
+    def _count(self, name: str) -> None:
+        with self._counters_lock:  # errors are counted from worker and engine threads too
+            self.counters[name] += 1
+
     def _server_stats(self) -> dict[str, Any]:
         clients = self.clients.all()
-        return {**self.counters, "num_clients": len(clients),
+        with self._counters_lock:
+            counters = dict(self.counters)
+        return {**counters, "num_clients": len(clients),
                 "num_outstanding": sum(len(c.outstanding) for c in clients), "endpoint": self.endpoint}
 
 

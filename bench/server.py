@@ -1,0 +1,222 @@
+"""Server overhead: `npc-engine serve` in its own process, driven through the Python client.
+
+1. ping round trip, p50/p99 (goal p50 <= 0.3 ms): the typed `Client` vs a bare DEALER socket on
+   the same server (the transport's floor).
+2. `character.get` ops/s with 16 concurrent clients (16 threads, a Client each), next to the
+   same reads on an in-process `Store`.
+3. `say` throughput: the same says (same model, seeds, characters) through the server vs
+   in-process `engine.submit_say` (goal: overhead <= 5%), without and with drafts (in-process
+   with drafts renders them to a no-op callback, so both sides pay the rendering).
+
+    python bench/server.py [--pings 2000] [--says 48] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import MODEL_SIZES, ROOT, hardware, write_json  # noqa: E402
+
+import msgpack  # noqa: E402
+import torch  # noqa: E402
+import zmq  # noqa: E402
+
+from npc_engine import Engine, Store  # noqa: E402
+from npc_engine.client import Client  # noqa: E402
+from npc_engine.models import build_tiny_model  # noqa: E402
+from npc_engine.protocol import PROTOCOL_VERSION  # noqa: E402
+
+TEMPLATES = ROOT / "schemas" / "templates"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def populate(target, num_characters: int) -> None:
+    """Same characters for both sides; `target` is a Client or a Store."""
+    if isinstance(target, Store):
+        target.upsert_speaker({"id": "player", "name": "Aria"})
+    else:
+        target.upsert_speaker("player", "Aria")
+    for i in range(num_characters):
+        target.upsert_character({"id": f"npc_{i}", "name": f"Villager {i}", "persona": f"Villager {i}, a farmer."})
+
+
+def bench_ping(endpoint: str, num_pings: int) -> dict:
+    with Client(endpoint) as client:
+        for _ in range(200):
+            client.ping()
+        typed = []
+        for _ in range(num_pings):
+            start = time.perf_counter()
+            client.ping()
+            typed.append((time.perf_counter() - start) * 1000)
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.connect(endpoint)
+    bare = []
+    for n in range(num_pings + 200):
+        payload = msgpack.packb({"protocol_version": PROTOCOL_VERSION, "op": "ping", "request_id": str(n)})
+        start = time.perf_counter()
+        dealer.send(payload)
+        dealer.recv()
+        if n >= 200:
+            bare.append((time.perf_counter() - start) * 1000)
+    dealer.close(0)
+    context.term()
+    return {name: {"p50_ms": percentile(v, 0.5), "p99_ms": percentile(v, 0.99)}
+            for name, v in (("client", typed), ("bare dealer", bare))}
+
+
+def bench_get(endpoint: str, store: Store, num_clients: int, num_ops: int, num_characters: int) -> dict:
+    clients = [Client(endpoint) for _ in range(num_clients)]
+    barrier = threading.Barrier(num_clients + 1)
+
+    def work(client: Client, offset: int) -> None:
+        barrier.wait()
+        for n in range(num_ops):
+            client.get_character(f"npc_{(offset + n) % num_characters}")
+
+    threads = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    server_ops = num_clients * num_ops / (time.perf_counter() - start)
+    for client in clients:
+        client.close()
+    start = time.perf_counter()
+    for n in range(num_clients * num_ops):
+        store.get_character(f"npc_{n % num_characters}")
+    local_ops = num_clients * num_ops / (time.perf_counter() - start)
+    return {"server_ops_per_s": server_ops, "in_process_ops_per_s": local_ops}
+
+
+def says(num_says: int, num_characters: int) -> list[tuple[str, int]]:
+    return [(f"npc_{n % num_characters}", n) for n in range(num_says)]
+
+
+def bench_say_server(endpoint: str, jobs: list[tuple[str, int]], num_clients: int, stream: bool) -> float:
+    chunks = [jobs[i::num_clients] for i in range(num_clients)]
+    clients = [Client(endpoint, timeout_s=600) for _ in range(num_clients)]
+
+    def work(client: Client, chunk: list[tuple[str, int]]) -> None:
+        handles = [client.say_stream(c, "player", "Any news?", template="shopkeeper_reply", seed=s)
+                   if stream else client.connection.submit("say", {
+                       "character_id": c, "speaker_id": "player", "text": "Any news?",
+                       "template": "shopkeeper_reply", "seed": s, "stream": False}) for c, s in chunk]
+        for handle in handles:
+            if stream:
+                for _ in handle:
+                    pass
+                handle.result()
+            else:
+                assert handle[1].result(600)["ok"]
+
+    threads = [threading.Thread(target=work, args=(c, chunk)) for c, chunk in zip(clients, chunks)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    return len(jobs) / elapsed
+
+
+def bench_say_local(engine: Engine, jobs: list[tuple[str, int]], stream: bool = False) -> float:
+    start = time.perf_counter()
+    handles = [engine.submit_say(c, "player", "Any news?", template="shopkeeper_reply", seed=s,
+                                 on_draft=(lambda draft: None) if stream else None) for c, s in jobs]
+    for handle in handles:
+        handle.result(600)
+    return len(jobs) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--gets", type=int, default=200, help="character.get per client")
+    parser.add_argument("--says", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="npc-server-bench-"))
+    model_dir = build_tiny_model(folder / "model", MODEL_SIZES["tiny"])
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "npc_engine.cli", "serve", "--bind", endpoint, "--model", str(model_dir),
+         "--device", args.device, "--db", str(folder / "server.db"), "--templates", str(TEMPLATES)],
+        stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        print(server.stdout.readline().strip())
+        num_characters = 16
+        with Client(endpoint) as client:
+            populate(client, num_characters)
+        ping = bench_ping(endpoint, args.pings)
+        store = Store(folder / "local.db")
+        populate(store, num_characters)
+        gets = bench_get(endpoint, store, args.clients, args.gets, num_characters)
+        engine = Engine.from_pretrained(model_dir, device=args.device)
+        engine.register_template(TEMPLATES / "shopkeeper_reply.json")
+        engine.use_store(store)
+        engine.start()
+        jobs = says(args.says, num_characters)
+        bench_say_local(engine, jobs[:8])  # warm-up both sides
+        bench_say_server(endpoint, jobs[:8], 4, False)
+        rows = {"in-process": [], "server": [], "in-process, drafts": [], "server, drafts": []}
+        for _ in range(args.rounds):
+            rows["in-process"].append(bench_say_local(engine, jobs))
+            rows["server"].append(bench_say_server(endpoint, jobs, 8, False))
+            rows["in-process, drafts"].append(bench_say_local(engine, jobs, stream=True))
+            rows["server, drafts"].append(bench_say_server(endpoint, jobs, 8, True))
+        engine.close()
+        say_rate = {name: statistics.median(values) for name, values in rows.items()}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    machine = hardware(torch.device(args.device))
+    print(f"\nServer on {machine}; loopback TCP; server in its own process")
+    print("| ping round trip | p50 ms | p99 ms |\n|---|---:|---:|")
+    for name, row in ping.items():
+        print(f"| {name} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
+    print(f"\n| character.get, {args.clients} clients | ops/s |\n|---|---:|")
+    print(f"| through the server | {gets['server_ops_per_s']:,.0f} |")
+    print(f"| in-process Store (one thread) | {gets['in_process_ops_per_s']:,.0f} |")
+    print(f"\n| say, {args.says} says over 16 characters, median of {args.rounds} | says/s | overhead vs in-process |")
+    print("|---|---:|---:|")
+    for name, rate in say_rate.items():
+        base = say_rate["in-process, drafts" if "drafts" in name else "in-process"]
+        print(f"| {name} | {rate:.2f} | {(1 - rate / base) * 100:+.1f}% |")
+    print("rounds (says/s): " + "; ".join(f"{n}: {', '.join(f'{v:.2f}' for v in vs)}" for n, vs in rows.items()))
+    write_json("server", {"hardware": machine, "ping": ping, "get": gets, "say_per_s": say_rate,
+                          "say_rounds": rows, "args": vars(args)}, args.out)
+
+
+if __name__ == "__main__":
+    main()
