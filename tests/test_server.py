@@ -8,6 +8,7 @@ import time
 
 import msgpack
 import pytest
+import zmq
 
 from npc_engine import BusyError, ClientTimeoutError, ConfigError, ServerError, VersionMismatchError
 from npc_engine.client import AsyncClient, Client
@@ -279,3 +280,24 @@ def test_curve_admits_only_known_clients(backend, tmp_path):
                 unknown.ping()
         with Client(server.endpoint, timeout_s=10, curve_keys=keys) as allowed:
             assert allowed.ping()
+
+
+def test_a_client_that_stops_reading_does_not_stall_the_others(server):
+    slow = Raw(server.endpoint)
+    slow.socket.setsockopt(zmq.RCVHWM, 1)
+    hello = msgpack.packb({"protocol_version": PROTOCOL_VERSION, "op": "hello", "request_id": "h"})
+    try:
+        for _ in range(10_000):  # ~7 MB of replies it never reads
+            slow.send(hello)
+        with Client(server.endpoint, timeout_s=10) as other:
+            started = time.monotonic()
+            for _ in range(50):
+                assert other.ping()
+            assert time.monotonic() - started < 10
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(c.backlog for c in server.clients.all()) \
+                and not server.counters["num_dropped_clients"]:
+            time.sleep(0.05)
+        assert any(c.backlog for c in server.clients.all()) or server.counters["num_dropped_clients"]
+    finally:
+        slow.close()

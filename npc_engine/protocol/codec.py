@@ -54,7 +54,8 @@ def decode(frame: bytes, limits: Limits = Limits()) -> dict[str, Any]:
         value = msgpack.unpackb(
             frame, raw=False, strict_map_key=True, ext_hook=_refuse_ext, use_list=True,
             max_str_len=limits.max_string_bytes, max_bin_len=limits.max_string_bytes,
-            max_array_len=limits.max_array_length, max_map_len=limits.max_map_length, max_ext_len=limits.max_string_bytes)
+            max_array_len=limits.max_array_length, max_map_len=limits.max_map_length,
+            max_ext_len=limits.max_string_bytes)
     except ProtocolError:
         raise
     except msgpack.StackError:

@@ -149,7 +149,10 @@ class Server:
                         frames = socket.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._on_message(frames)
+                    try:
+                        self._on_message(frames)
+                    except Exception:  # a bug in one request must not stop the server
+                        log.exception("failed to handle a message")
             if self._wake_read in events:
                 try:
                     while os.read(self._wake_read, 4096):
@@ -170,6 +173,7 @@ class Server:
         identity = frames[0]
         self._count("num_requests")
         client = self.clients.get(identity)
+        client.is_gone = False  # it is talking to us, so it is connected (again)
         request_id, op = None, None
         try:
             if self._is_stopping:
@@ -184,14 +188,17 @@ class Server:
             request_id = getattr(exc, "request_id", None) or request_id
             self._reply_error(identity, request_id, op, exc, is_tracked=False)
             return
-        if op == "hello":
-            self._reply(identity, request_id, op, self.handlers.hello(request, warning))
-        elif op == "ping":
-            self._reply(identity, request_id, op, self.handlers.table["ping"](request))
-        elif op == "cancel":
-            self._cancel(client, request)
-        else:
-            self._workers.submit(self._run, client, request)
+        try:
+            if op == "hello":
+                self._reply(identity, request_id, op, self.handlers.hello(request, warning), is_tracked=False)
+            elif op == "ping":
+                self._reply(identity, request_id, op, self.handlers.table["ping"](request), is_tracked=False)
+            elif op == "cancel":
+                self._cancel(client, request)
+            else:
+                self._workers.submit(self._run, client, request)
+        except Exception as exc:
+            self._reply_error(identity, request_id, op, exc)
 
     def _admit(self, client: Client, request: m.Request) -> None:
         """Track a request as outstanding, or refuse it (duplicate id, per-client or total limits)."""
@@ -238,7 +245,8 @@ class Server:
 
         handle = self.engine.submit_say(
             request.character_id, request.speaker_id, request.text, template=request.template, seed=request.seed,
-            priority=request.priority, deadline_ms=request.deadline_ms, request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
+            priority=request.priority, deadline_ms=request.deadline_ms,
+            request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
             on_draft=on_draft if request.stream else None)
         with self.clients.lock:
             entry = client.outstanding.get(request_id)
@@ -317,7 +325,8 @@ class Server:
         self._send(identity, encode(error_reply(request_id, op, fields)),
                    finishes=request_id if is_tracked else None)
 
-    def _send(self, identity: bytes, payload: bytes, *, finishes: str | None = None, draft_of: str | None = None) -> None:
+    def _send(self, identity: bytes, payload: bytes, *, finishes: str | None = None,
+              draft_of: str | None = None) -> None:
         """Queue a message for the IO thread (any thread). `finishes` ends an outstanding request."""
         self._outbox.put((identity, payload, draft_of))
         if finishes is not None:
@@ -358,10 +367,9 @@ class Server:
                     self._drop_client(client, "its backlog is full")
                 return
             except zmq.ZMQError as exc:
-                if exc.errno == errno.EHOSTUNREACH:
-                    self._drop_client(client, "it disconnected")
-                    return
-                raise
+                why = "it disconnected" if exc.errno == errno.EHOSTUNREACH else f"sending failed: {exc}"
+                self._drop_client(client, why)
+                return
             client.backlog.popleft()
             client.last_sent_s = time.monotonic()
             self._count("num_sent")
