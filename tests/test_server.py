@@ -301,3 +301,28 @@ def test_a_client_that_stops_reading_does_not_stall_the_others(server):
         assert any(c.backlog for c in server.clients.all()) or server.counters["num_dropped_clients"]
     finally:
         slow.close()
+
+
+def test_client_reconnects_to_a_restarted_server(backend):
+    from .test_serve_cli import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Client(endpoint, timeout_s=20) as client:
+        with running(make_server(backend, bind=endpoint)):
+            assert client.ping()
+        with running(make_server(backend, bind=endpoint)):  # a new server process would look the same
+            assert client.ping()  # ZeroMQ reconnected underneath, same client object
+            client.reconnect()    # or start over explicitly, with a fresh identity
+            assert client.hello().protocol_version == PROTOCOL_VERSION
+
+
+def test_reconnect_fails_requests_in_flight(backend):
+    from npc_engine import ClientClosedError
+
+    with running(make_server(backend, max_steps=2000)) as server, Client(server.endpoint, timeout_s=20) as client:
+        request_id, future = client.connection.submit("say", {
+            "character_id": "brom", "speaker_id": "player", "text": "Long.", "template": "shopkeeper_reply"})
+        client.reconnect()
+        with pytest.raises(ClientClosedError):
+            future.result(5)
+        assert client.ping()

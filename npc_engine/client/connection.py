@@ -26,6 +26,7 @@ from ..protocol import PROTOCOL_VERSION, Limits, decode, encode
 __all__ = ["Connection", "Pending"]
 
 # What the client accepts from the server: generous, but still bounded.
+_RECONNECT = object()  # an outbox marker: switch to a new socket here
 _CLIENT_LIMITS = Limits(max_message_bytes=64 << 20, hard_message_bytes=64 << 20, max_depth=64,
                         max_string_bytes=16 << 20, max_array_length=1_000_000, max_map_length=100_000)
 
@@ -44,14 +45,13 @@ class Connection:
         self._context = zmq.Context()
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # payload bytes, _RECONNECT, None (close)
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self._is_closed = False
-        self._generation = 0  # bumped by reconnect(): the IO thread makes a new socket
         self._thread = threading.Thread(target=self._io_loop, name="npc-client-io", daemon=True)
         self._thread.start()
 
@@ -80,8 +80,7 @@ class Connection:
     def reconnect(self) -> None:
         """Drop the socket and open a new one (a new identity); requests in flight fail."""
         self._fail_pending(ClientClosedError("the connection was reset by reconnect()"))
-        with self._lock:
-            self._generation += 1
+        self._outbox.put(_RECONNECT)  # in order: requests queued after this use the new socket
         self._wake()
 
     def close(self) -> None:
@@ -111,17 +110,11 @@ class Connection:
         return socket
 
     def _io_loop(self) -> None:
-        generation = self._generation
         socket = self._make_socket()
         poller = self._poller(socket)
         unsent: list[bytes] = []
         try:
             while True:
-                if generation != self._generation:
-                    socket.close(0)
-                    generation, unsent = self._generation, []
-                    socket = self._make_socket()
-                    poller = self._poller(socket)
                 events = dict(poller.poll(10 if unsent else None))
                 if self._wake_read in events:
                     try:
@@ -136,6 +129,11 @@ class Connection:
                         break
                     if payload is None:
                         return
+                    if payload is _RECONNECT:
+                        socket.close(0)
+                        socket, unsent, events = self._make_socket(), [], {}
+                        poller = self._poller(socket)
+                        continue
                     unsent.append(payload)
                 while unsent:
                     try:
