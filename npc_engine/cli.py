@@ -20,20 +20,24 @@ from .errors import NpcEngineError
 __all__ = ["main"]
 
 
-def default_model_dir() -> Path:
-    """Where the default model lives until the SDK ships a trained one inside the package."""
+def tiny_fallback_dir() -> Path:
+    """Where a tiny random model is built when the shipped default model is missing."""
     cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache_root / "npc-engine" / "tiny-random-v1"
 
 
-def _ensure_default_model() -> Path:
-    from .models import build_tiny_model
+def _model_path(requested: str | None) -> Path | None:
+    """The model folder to load: the one asked for, else None (the shipped default model), else,
+    if the installation lacks it, a tiny random-weight model (with a warning)."""
+    from .models import build_tiny_model, has_default_model
 
-    directory = default_model_dir()
-    print(
-        "npc-engine: no --model given and no trained default model ships yet; using a tiny "
-        f"random-weight DiffusionGemma at {directory}. Its lines are noise, but every field is "
-        "valid for the template.", file=sys.stderr)
+    if requested:
+        return Path(requested)
+    if has_default_model():
+        return None
+    directory = tiny_fallback_dir()
+    print(f"npc-engine: the shipped default model is missing; using a tiny random-weight model at {directory} "
+          "(its lines are noise, but every field is valid for the template)", file=sys.stderr)
     if not (directory / "config.json").is_file():
         build_tiny_model(directory)
     return directory
@@ -42,9 +46,8 @@ def _ensure_default_model() -> Path:
 def _cmd_fill(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    model_dir = Path(args.model) if args.model else _ensure_default_model()
     overrides = {"max_denoising_steps": args.max_steps} if args.max_steps else {}
-    engine = Engine.from_pretrained(model_dir, device=args.device, **overrides)
+    engine = Engine.from_pretrained(_model_path(args.model), device=args.device, **overrides)
     result = engine.fill(args.template, args.prompt, seed=args.seed)
     payload = {
         "template": result.template,
@@ -76,7 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, check_bind
 
     check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before loading a model
-    model_dir = Path(args.model) if args.model else _ensure_default_model()
+    model_dir = _model_path(args.model)
     config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
     engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config)
     for folder in args.templates:
@@ -95,7 +98,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
-          f"model {model_dir}; state {store.path}; templates {sorted(engine.templates) or 'none'})", flush=True)
+          f"model {engine.backend.path}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
+          flush=True)
     try:
         stop.wait()
     finally:
@@ -128,12 +132,51 @@ def _cmd_curve_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .templates import load_template
+    from .training import DataConfig, TrainConfig, generate, load_jsonl, train
+
+    data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed)
+    description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__}}
+    if args.data:
+        templates = {t.name: t for t in (load_template(p) for folder in args.templates
+                                          for p in sorted(Path(folder).glob("*.json")))}
+        samples, num_skipped = load_jsonl(args.data, templates, is_strict=args.strict)
+        print(f"npc-engine: {len(samples)} samples from {args.data}, {num_skipped} malformed lines skipped",
+              file=sys.stderr)
+        split = max(1, len(samples) // 20)
+        train_samples, validation = samples[split:], samples[:split]
+        description = {"jsonl": str(args.data), "num_lines": len(samples), "num_skipped": num_skipped}
+    else:
+        train_samples, validation = generate(data, split="train"), generate(data, split="heldout")
+    config = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, eval_every=args.eval_every,
+                         checkpoint_every=args.eval_every, seed=args.seed)
+    report = train(config, args.out, train_samples, validation, data_description=description, device=args.device,
+                   is_overwrite=args.overwrite, is_resume=args.resume, is_fp16=args.fp16,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps({"out": str(args.out), "train_seconds": report["train_seconds"],
+                      "final": report["history"][-1] if report["history"] else None}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .training.evaluate import evaluate, print_table
+
+    results = evaluate(args.model, num_samples=args.num_samples, seed=args.data_seed, device=args.device,
+                       with_floor=not args.no_floor)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npc-engine", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     fill = commands.add_parser("fill", help="fill a template once and print the JSON result")
-    fill.add_argument("--template", required=True, help="template JSON file")
+    fill.add_argument("--template", required=True, help="template JSON file, or a template of the model by name")
     fill.add_argument("--prompt", required=True, help="what the player says")
     fill.add_argument("--model", help="DiffusionGemma checkpoint folder (default: the built-in model)")
     fill.add_argument("--seed", type=int, default=None, help="random seed (same seed, same output)")
@@ -165,6 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("curve-keys", help="create CurveZMQ certificates for a non-loopback server")
     keys.add_argument("directory")
     keys.set_defaults(handler=_cmd_curve_keys)
+
+    training = commands.add_parser("train", help="train a small DiffusionGemma on NPC dialogue")
+    training.add_argument("--out", required=True, help="model folder to write")
+    training.add_argument("--preset", default="tiny", help="tiny or small")
+    training.add_argument("--steps", type=int, default=1500)
+    training.add_argument("--batch-size", type=int, default=16)
+    training.add_argument("--learning-rate", type=float, default=2e-3)
+    training.add_argument("--eval-every", type=int, default=250, help="validation and checkpoint cadence")
+    training.add_argument("--num-train", type=int, default=20_000, help="generated training samples")
+    training.add_argument("--num-validation", type=int, default=600, help="generated held-out samples")
+    training.add_argument("--data", help="your own JSONL instead of generated data (see npc_engine.training.data)")
+    training.add_argument("--templates", action="append", default=[], help="template folder for --data names")
+    training.add_argument("--strict", action="store_true", help="fail on the first malformed JSONL line")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--data-seed", type=int, default=0)
+    training.add_argument("--device", default=None)
+    training.add_argument("--fp16", action="store_true", help="save the weights in float16")
+    training.add_argument("--overwrite", action="store_true")
+    training.add_argument("--resume", action="store_true")
+    training.set_defaults(handler=_cmd_train)
+
+    evaluation = commands.add_parser("eval", help="evaluate a model on the held-out split")
+    evaluation.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    evaluation.add_argument("--num-samples", type=int, default=200)
+    evaluation.add_argument("--data-seed", type=int, default=0)
+    evaluation.add_argument("--device", default="cpu")
+    evaluation.add_argument("--json", help="write the results here")
+    evaluation.add_argument("--no-floor", action="store_true", help="skip the random-weights floor")
+    evaluation.set_defaults(handler=_cmd_eval)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")
     tiny.add_argument("directory")

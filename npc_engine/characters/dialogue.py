@@ -100,7 +100,7 @@ class Dialogue:
                     names[turn.speaker_id] = row[0] if row else turn.speaker_id
             world_facts = rows.load_world_facts(conn)
         prompt = self.builder.build(character, speaker_id=speaker_id, speaker_name=speaker_name,
-                                    utterance=utterance, world_facts=world_facts, name_of=names.__getitem__)
+                                    utterance=utterance, world_facts=world_facts, name_of=names.get)
         return prompt, utterance
 
     def submit(self, character_id: str, speaker_id: str, text: str, *, template: Any, seed: int | None = None,

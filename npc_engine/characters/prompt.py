@@ -97,21 +97,43 @@ class PromptBuilder:
             lines += [f"- {fact}" for fact in character.knowledge]
         return "\n".join(lines)
 
-    def build(self, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
-              world_facts: Sequence[WorldFact] = (), name_of: Callable[[str], str] | None = None) -> BuiltPrompt:
-        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`."""
-        name_of = name_of or (lambda other: character.name if other == character.id else other)
+    @classmethod
+    def layout(cls, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
+               world_facts: Sequence[WorldFact] = (),
+               name_of: Callable[[str], str | None] | None = None) -> tuple[str, str]:
+        """(prefix, prompt) with nothing dropped: what `build` gives when everything fits. Training
+        data is laid out with this, so a model learns exactly the engine's prompts."""
+        required, ending, turns, facts = cls._items(character, speaker_id, speaker_name, utterance, world_facts,
+                                                    name_of)
+        return cls.persona_prefix(character), cls._render(set(turns + facts), required, ending)
+
+    @staticmethod
+    def _items(character: Character, speaker_id: str, speaker_name: str, utterance: str,
+               world_facts: Sequence[WorldFact], name_of: Callable[[str], str | None] | None
+               ) -> tuple[list[str], str, list[_Item], list[_Item]]:
+        def display(other: str) -> str:
+            name = name_of(other) if name_of is not None else None
+            return name or (character.name if other == character.id else other)
+
         relationship = character.relationship(speaker_id)
         required = [f"Your mood: {character.mood}.",
                     f"How you feel about {speaker_name}: trust {relationship.trust}, affinity "
                     f"{relationship.affinity}, familiarity {relationship.familiarity}."]
         ending = f"{speaker_name} says: {utterance}"
-        turns = [_Item("turns", i, f"{name_of(t.speaker_id)}: {' '.join(t.text.split())}")
+        turns = [_Item("turns", i, f"{display(t.speaker_id)}: {' '.join(t.text.split())}")
                  for i, t in enumerate(character.recent_turns)]
         memories = [(m.salience, 0, i, _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
         world = [(f.salience, 1, i, _Item("world", i, f"- {f.text}"))
                  for i, f in enumerate(sorted(world_facts, key=lambda f: f.key))]
         facts = [item for *_, item in sorted(memories + world, key=lambda entry: entry[:3])]
+        return required, ending, turns, facts
+
+    def build(self, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
+              world_facts: Sequence[WorldFact] = (),
+              name_of: Callable[[str], str | None] | None = None) -> BuiltPrompt:
+        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`."""
+        required, ending, turns, facts = self._items(character, speaker_id, speaker_name, utterance, world_facts,
+                                                     name_of)
         drop_order = turns + facts
 
         prefix = self.persona_prefix(character)
@@ -146,16 +168,17 @@ class PromptBuilder:
                            num_turns_dropped=len(turns) - num_turns, num_facts=len(kept) - num_turns,
                            num_facts_dropped=len(facts) - (len(kept) - num_turns))
 
-    def _render(self, kept: set[_Item], required: list[str], ending: str) -> str:
+    @classmethod
+    def _render(cls, kept: set[_Item], required: list[str], ending: str) -> str:
         lines: list[str] = []
         for section in ("world", "memories"):
             items = sorted((i for i in kept if i.section == section), key=lambda i: i.order)
             if items:
-                lines += [self._HEADERS[section], *(i.line for i in items)]
+                lines += [cls._HEADERS[section], *(i.line for i in items)]
         lines += required
         turns = sorted((i for i in kept if i.section == "turns"), key=lambda i: i.order)
         if turns:
-            lines += [self._HEADERS["turns"], *(i.line for i in turns)]
+            lines += [cls._HEADERS["turns"], *(i.line for i in turns)]
         lines.append(ending)
         return "\n".join(lines)
 

@@ -30,13 +30,14 @@ from ..errors import (
     EngineClosedError,
     EngineStateError,
     GenerationError,
+    ModelLoadError,
     QueueFullError,
     RequestError,
     TemplateError,
     UnknownRequestError,
     UnknownTemplateError,
 )
-from ..models import DiffusionGemmaBackend
+from ..models import DiffusionGemmaBackend, default_model_dir, has_default_model
 from ..templates import Template, TemplateCompiler, load_template
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
@@ -83,12 +84,22 @@ class Engine:
         self.dialogue: Any = None  # npc_engine.characters.Dialogue once use_store() is called
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: str | None = None,
+    def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
                         config: EngineConfig | None = None, **setting_overrides: Any) -> "Engine":
-        """Load a local DiffusionGemma checkpoint (model + tokenizer in one folder)."""
+        """Load a local DiffusionGemma checkpoint (model + tokenizer in one folder); with no path,
+        the small model that ships inside the package, with its templates registered."""
+        is_default = path is None
+        if is_default:
+            path = default_model_dir()
+            if not has_default_model():
+                raise ModelLoadError(f"the shipped default model is missing from {path}; reinstall npc-engine "
+                                     "or pass a model folder", path=str(path))
         backend = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)
         settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-        return cls(backend, settings.with_overrides(**setting_overrides), config)
+        engine = cls(backend, settings.with_overrides(**setting_overrides), config)
+        for template_file in sorted((Path(path) / "templates").glob("*.json")):
+            engine.register_template(template_file)  # a trained model folder carries its templates
+        return engine
 
     # -- inputs ---------------------------------------------------------------------------
 

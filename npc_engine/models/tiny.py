@@ -9,6 +9,7 @@ and a chat template. It is saved with `save_pretrained` and loaded back through 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
     EntropyBoundSamplerConfig,
 )
 
-__all__ = ["TinyModelSpec", "build_tiny_model", "build_tiny_tokenizer", "SPECIAL_TOKENS"]
+__all__ = ["TinyModelSpec", "build_tiny_model", "build_tiny_tokenizer", "tiny_config", "generation_config",
+           "SPECIAL_TOKENS", "CHAT_TEMPLATE"]
 
 # Ids 0..2 follow Gemma's layout (pad, eos, bos); the rest are reserved so that the config's
 # image token ids point at real vocabulary entries.
@@ -74,8 +76,9 @@ def _tokenizer_corpus() -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on a small built-in NPC corpus (deterministic)."""
+def build_tiny_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with DiffusionGemma's special tokens and a chat template, trained
+    on `corpus` (default: a small built-in NPC corpus). Deterministic for the same corpus."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -85,7 +88,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_tokenizer_corpus(), trainer)
+    tokenizer.train_from_iterator(list(corpus) if corpus is not None else _tokenizer_corpus(), trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
@@ -116,7 +119,7 @@ class TinyModelSpec:
     seed: int = 0
 
 
-def _tiny_config(spec: TinyModelSpec, vocab_size: int) -> DiffusionGemmaConfig:
+def tiny_config(spec: TinyModelSpec, vocab_size: int) -> DiffusionGemmaConfig:
     layer_types = ["sliding_attention"] * (spec.num_hidden_layers - 1) + ["full_attention"]
     text_config = DiffusionGemmaTextConfig(
         vocab_size=vocab_size,
@@ -150,19 +153,8 @@ def _tiny_config(spec: TinyModelSpec, vocab_size: int) -> DiffusionGemmaConfig:
     )
 
 
-def build_tiny_model(directory: str | Path, spec: TinyModelSpec | None = None) -> Path:
-    """Create a tiny random DiffusionGemma checkpoint with its tokenizer in `directory`.
-
-    Returns the directory. The same spec always yields the same weights.
-    """
-    spec = spec or TinyModelSpec()
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size)
-    config = _tiny_config(spec, vocab_size=len(tokenizer))
-    torch.manual_seed(spec.seed)
-    model = DiffusionGemmaForBlockDiffusion(config)
-    model.generation_config = DiffusionGemmaGenerationConfig(
+def generation_config(spec: TinyModelSpec) -> DiffusionGemmaGenerationConfig:
+    return DiffusionGemmaGenerationConfig(
         max_new_tokens=spec.canvas_length,
         max_denoising_steps=spec.max_denoising_steps,
         sampler_config=EntropyBoundSamplerConfig(entropy_bound=0.1),
@@ -172,6 +164,21 @@ def build_tiny_model(directory: str | Path, spec: TinyModelSpec | None = None) -
         confidence_threshold=0.005,
         pad_token_id=0, eos_token_id=1, bos_token_id=2,
     )
+
+
+def build_tiny_model(directory: str | Path, spec: TinyModelSpec | None = None) -> Path:
+    """Create a tiny random DiffusionGemma checkpoint with its tokenizer in `directory`.
+
+    Returns the directory. The same spec always yields the same weights.
+    """
+    spec = spec or TinyModelSpec()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size)
+    config = tiny_config(spec, vocab_size=len(tokenizer))
+    torch.manual_seed(spec.seed)
+    model = DiffusionGemmaForBlockDiffusion(config)
+    model.generation_config = generation_config(spec)
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
