@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from npc_engine.client import Client
 from npc_engine.protocol import OPS, PROTOCOL_VERSION
 
+from .conftest import SHOPKEEPER_TEMPLATE
 from .server_helpers import Raw, make_server, running
 
 VALID = [
@@ -84,6 +85,11 @@ def test_every_frame_gets_exactly_one_reply(fuzz_server, batch):
 def test_served_normally_after_fuzzing(fuzz_server):
     with Client(fuzz_server.endpoint, timeout_s=30) as client:
         assert client.hello().protocol_version == PROTOCOL_VERSION
+        # The fuzzer may legitimately have deleted or changed state (a mutated op can be a valid
+        # character.delete or speaker.delete); a normal client sets up what it needs.
+        client.upsert_speaker("player", "Aria")
+        client.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith of Thornvale."})
+        client.register_template(SHOPKEEPER_TEMPLATE)
         reply = client.say("brom", "player", "Still there?", template="shopkeeper_reply", seed=5)
         assert reply.finish_reason == "complete" and set(reply.fields) >= {"say", "emotion"}
     stats = fuzz_server.engine.stats()
