@@ -61,6 +61,11 @@ class ClientTable:
             if not client.outstanding and not client.backlog:
                 self._clients.pop(client.identity, None)
 
+    def forget(self, client: Client) -> None:
+        with self.lock:
+            if self._clients.get(client.identity) is client:
+                del self._clients[client.identity]
+
     def finish(self, identity: bytes, request_id: str | None) -> None:
         with self.lock:
             client = self._clients.get(identity)

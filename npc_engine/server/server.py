@@ -40,6 +40,7 @@ log = logging.getLogger("npc_engine.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 _KEEPALIVE_S = 1.0
 _MAX_MESSAGES_PER_WAKE = 256
+_GONE_FOR_S = 60.0  # how long messages for a dropped client are discarded unless it talks again
 
 
 class Server:
@@ -70,6 +71,7 @@ class Server:
         self._authenticator: Any = None
         self._thread: threading.Thread | None = None
         self._is_stopping = False
+        self._gone: dict[bytes, float] = {}  # identity -> when it was dropped (IO thread only)
         self._engine_id_prefix = f"srv-{secrets.token_hex(4)}-"
         self._engine_ids = itertools.count(1)  # next() on a count is atomic; a generator is not
         self.counters = {"num_requests": 0, "num_errors": 0, "num_dropped_clients": 0, "num_sent": 0}
@@ -172,8 +174,9 @@ class Server:
     def _on_message(self, frames: list[bytes]) -> None:
         identity = frames[0]
         self._count("num_requests")
+        self._gone.pop(identity, None)  # it is talking to us, so it is connected (again)
         client = self.clients.get(identity)
-        client.is_gone = False  # it is talking to us, so it is connected (again)
+        client.is_gone = False
         request_id, op = None, None
         try:
             if self._is_stopping:
@@ -346,10 +349,9 @@ class Server:
                 identity, payload, draft_of = self._outbox.get_nowait()
             except queue.Empty:
                 break
-            client = self.clients.get(identity)
-            if client.is_gone:  # its work was cancelled; forget it once the last reply is in
-                self.clients.forget_if_idle(client)
+            if identity in self._gone:  # late replies and drafts for a client we dropped
                 continue
+            client = self.clients.get(identity)
             if draft_of is not None:  # a newer draft replaces an unsent one of the same request
                 client.backlog = type(client.backlog)(item for item in client.backlog if item[1] != draft_of)
             client.backlog.append((payload, draft_of))
@@ -380,11 +382,15 @@ class Server:
         self._count("num_dropped_clients")
         client.is_gone = True
         client.backlog.clear()
+        self._gone[client.identity] = time.monotonic()
         self._cancel_all(client)
+        self.clients.forget(client)
 
     def _keepalive(self) -> None:
         """Probe clients with work in flight and nothing sent lately: a vanished one fails the send."""
         now = time.monotonic()
+        for identity in [i for i, dropped_s in self._gone.items() if now - dropped_s > _GONE_FOR_S]:
+            del self._gone[identity]
         for client in self.clients.all():
             with self.clients.lock:
                 request_ids = list(client.outstanding)
