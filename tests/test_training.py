@@ -10,11 +10,20 @@ from transformers import DiffusionGemmaForBlockDiffusion
 
 from npc_engine import Engine, TemplateTooLargeError
 from npc_engine.cli import main
+from npc_engine.templates import load_template
+from npc_engine.templates.compiler import _output_model
 from npc_engine.training import (
-    DataConfig, DataError, TrainConfig, TrainError, combinations, generate, load_jsonl, train)
+    DataConfig,
+    DataError,
+    TrainConfig,
+    TrainError,
+    combinations,
+    generate,
+    load_jsonl,
+    train,
+)
 from npc_engine.training.corpus import ARCHETYPES, INTENTS
 from npc_engine.training.data import default_template_path, expected_emotion
-from npc_engine.templates import load_template
 
 SMALL = DataConfig(num_train=120, num_heldout=24, seed=3)
 QUICK = TrainConfig(steps=12, batch_size=8, eval_every=4, checkpoint_every=4, warmup_steps=3, learning_rate=3e-3,
@@ -29,7 +38,7 @@ def test_generator_variety_and_split_by_combination():
     assert {s.combination for s in heldout} <= set(heldout_combos)
     assert not {s.combination for s in heldout} & {s.combination for s in train_samples}
     template = load_template(default_template_path())
-    output = __import__("npc_engine.templates.compiler", fromlist=["_output_model"])._output_model(template)
+    output = _output_model(template)
     for sample in train_samples + heldout:
         output.model_validate(sample.fields)
         _, intent, mood = sample.combination

@@ -19,6 +19,7 @@ from ..characters import Character, WorldFact
 from ..characters.prompt import PromptBuilder, normalize_utterance
 from ..errors import NpcEngineError, TemplateError
 from ..templates import Template, load_template
+from ..templates.compiler import _output_model
 from .corpus import (
     ARCHETYPES,
     EMOTION_RULES,
@@ -190,7 +191,6 @@ def _parse_line(line: str, templates: dict[str, Template]) -> Sample:
     utterance = normalize_utterance(prompt["utterance"])
     prefix, text = PromptBuilder.layout(character, speaker_id=speaker["id"], speaker_name=speaker["name"],
                                         utterance=utterance, world_facts=facts)
-    from ..templates.compiler import _output_model
     checked = _output_model(template).model_validate(fields).model_dump()
     return Sample(prefix, text, template, checked)
 
