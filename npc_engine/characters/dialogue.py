@@ -95,9 +95,7 @@ class Dialogue:
             names = {character.id: character.name, speaker_id: speaker_name}
             for turn in character.recent_turns:
                 if turn.speaker_id not in names:
-                    row = conn.execute("SELECT name FROM characters WHERE id = ? UNION ALL SELECT name FROM "
-                                       "speakers WHERE id = ?", (turn.speaker_id, turn.speaker_id)).fetchone()
-                    names[turn.speaker_id] = row[0] if row else turn.speaker_id
+                    names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id
             world_facts = rows.load_world_facts(conn)
         prompt = self.builder.build(character, speaker_id=speaker_id, speaker_name=speaker_name,
                                     utterance=utterance, world_facts=world_facts, name_of=names.get)

@@ -30,6 +30,7 @@ __all__ = [
     "load_world_facts",
     "write_world_fact",
     "speaker_name",
+    "display_name",
     "insert_memory",
     "insert_turn",
 ]
@@ -176,13 +177,19 @@ def write_speaker(conn: sqlite3.Connection, speaker: Speaker) -> None:
 
 def speaker_name(conn: sqlite3.Connection, speaker_id: str, *, character_id: str | None = None) -> str:
     """The display name of a character or registered speaker; UnknownSpeakerError otherwise."""
-    row = conn.execute("SELECT name FROM characters WHERE id = ? UNION ALL SELECT name FROM speakers WHERE id = ?",
-                       (speaker_id, speaker_id)).fetchone()
-    if row is None:
+    name = display_name(conn, speaker_id)
+    if name is None:
         raise UnknownSpeakerError(
             f"speaker {speaker_id!r} is neither a character nor a registered speaker "
             "(register the player with Store.upsert_speaker)", speaker_id=speaker_id, character_id=character_id)
-    return str(row[0])
+    return name
+
+
+def display_name(conn: sqlite3.Connection, entity_id: str) -> str | None:
+    """The name of a character or registered speaker with this id, or None."""
+    row = conn.execute("SELECT name FROM characters WHERE id = ? UNION ALL SELECT name FROM speakers WHERE id = ?",
+                       (entity_id, entity_id)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def load_world_facts(conn: sqlite3.Connection) -> list[WorldFact]:

@@ -8,7 +8,6 @@ futures by request id. Draft events go to the request's event callback.
 from __future__ import annotations
 
 import itertools
-import os
 import queue
 import secrets
 import threading
@@ -22,6 +21,7 @@ import zmq.auth
 
 from ..errors import ClientClosedError, ConfigError, ProtocolError
 from ..protocol import PROTOCOL_VERSION, Limits, decode, encode
+from ..protocol.wake import WakePipe
 
 __all__ = ["Connection", "Pending"]
 
@@ -46,9 +46,7 @@ class Connection:
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # payload bytes, _RECONNECT, None (close)
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self._wake_pipe = WakePipe()
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self._is_closed = False
@@ -92,8 +90,7 @@ class Connection:
         self._wake()
         self._thread.join(timeout=5)
         self._fail_pending(ClientClosedError("the client was closed"))
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._wake_pipe.close()
         self._context.term()
 
     # -- the IO thread -------------------------------------------------------------------------
@@ -116,12 +113,8 @@ class Connection:
         try:
             while True:
                 events = dict(poller.poll(10 if unsent else None))
-                if self._wake_read in events:
-                    try:
-                        while os.read(self._wake_read, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
+                if self._wake_pipe.read_fd in events:
+                    self._wake_pipe.drain()
                 while True:
                     try:
                         payload = self._outbox.get_nowait()
@@ -154,7 +147,7 @@ class Connection:
     def _poller(self, socket: zmq.Socket) -> zmq.Poller:
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
-        poller.register(self._wake_read, zmq.POLLIN)
+        poller.register(self._wake_pipe.read_fd, zmq.POLLIN)
         return poller
 
     def _dispatch(self, frame: bytes) -> None:
@@ -183,10 +176,7 @@ class Connection:
                 item.future.set_exception(error)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"x")
-        except (BlockingIOError, OSError):
-            pass
+        self._wake_pipe.wake()
 
 
 def _load_curve(keys_dir: Path) -> tuple[bytes, bytes, bytes]:

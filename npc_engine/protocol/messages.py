@@ -13,8 +13,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..characters.model import ID_PATTERN, MAX_UTTERANCE_CHARS, Character, Speaker, WorldFact
 from ..characters.effects import StateChange
+from ..characters.model import (
+    ID_PATTERN,
+    MAX_UTTERANCE_CHARS,
+    Character,
+    Speaker,
+    WorldFact,
+)
 from ..characters.snapshots import SnapshotInfo
 from ..errors import ProtocolError
 from .codes import ERROR_CODES

@@ -28,11 +28,8 @@ class Handlers:
         self.engine = engine
         self.store = store
         self.limits = limits
-        info = engine.backend.info()
-        self.model = m.ModelSummary(path=str(info.path), num_parameters=info.num_parameters,
-                                    vocab_size=info.vocab_size, canvas_length=info.canvas_length,
-                                    max_position_embeddings=info.max_position_embeddings, device=info.device,
-                                    dtype=info.dtype)
+        info = dataclasses.asdict(engine.backend.info())
+        self.model = m.ModelSummary(**{**info, "path": str(info["path"])})
         self.capabilities = CAPABILITIES + (["curve"] if curve_enabled else [])
         self.table: dict[str, Callable[[Any], BaseModel]] = {
             "ping": lambda r: m.PingResult(server_time_ms=int(time.time() * 1000)),

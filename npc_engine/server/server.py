@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
-import os
 import queue
 import secrets
 import threading
@@ -25,10 +24,25 @@ import zmq
 
 from ..characters import Store
 from ..engine import Engine
-from ..errors import EngineClosedError, GenerationError, ProtocolError, UnknownTemplateError
-from ..protocol import Limits, decode, draft_event, encode, error_reply, error_reply_fields, keepalive_event, ok_reply
+from ..errors import (
+    EngineClosedError,
+    GenerationError,
+    ProtocolError,
+    UnknownTemplateError,
+)
+from ..protocol import (
+    Limits,
+    decode,
+    draft_event,
+    encode,
+    error_reply,
+    error_reply_fields,
+    keepalive_event,
+    ok_reply,
+    parse_request,
+)
 from ..protocol import messages as m
-from ..protocol import parse_request
+from ..protocol.wake import WakePipe
 from .clients import Client, ClientTable, Outstanding
 from .handlers import Handlers
 from .security import check_bind, enable_curve
@@ -63,9 +77,7 @@ class Server:
         self.endpoint: str | None = None
         self._workers = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="npc-server-worker")
         self._outbox: queue.SimpleQueue[tuple[bytes, bytes, str | None]] = queue.SimpleQueue()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self._wake_pipe = WakePipe()
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
         self._authenticator: Any = None
@@ -119,8 +131,7 @@ class Server:
         self._workers.shutdown(wait=True)
         self.engine.stop()
         self._stop_auth()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._wake_pipe.close()
         self._context.term()
 
     def _stop_auth(self) -> None:
@@ -140,7 +151,7 @@ class Server:
         socket = self._socket
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
-        poller.register(self._wake_read, zmq.POLLIN)
+        poller.register(self._wake_pipe.read_fd, zmq.POLLIN)
         next_keepalive_s = time.monotonic() + _KEEPALIVE_S
         while not self._is_stopping:
             has_backlog = any(c.backlog for c in self.clients.all())
@@ -155,12 +166,8 @@ class Server:
                         self._on_message(frames)
                     except Exception:  # a bug in one request must not stop the server
                         log.exception("failed to handle a message")
-            if self._wake_read in events:
-                try:
-                    while os.read(self._wake_read, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+            if self._wake_pipe.read_fd in events:
+                self._wake_pipe.drain()
             self._drain_outbox()
             if has_backlog:
                 for client in self.clients.all():
@@ -337,10 +344,7 @@ class Server:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake is pending) or closed (stopping)
+        self._wake_pipe.wake()
 
     def _drain_outbox(self) -> None:
         touched = set()

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import DiffusionGemmaForBlockDiffusion
 
 from ..engine import Engine
 from ..models import default_model_dir
 from ..templates import load_template
 from .corpus import INTENTS
 from .data import DataConfig, expected_emotion, generate
-from .trainer import build_model
 
 __all__ = ["evaluate", "print_table"]
 
@@ -93,26 +93,14 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
     results["examples"] = examples
     if with_floor:
         with tempfile.TemporaryDirectory(prefix="npc-floor-") as floor_dir:
-            model = build_model(_spec_like(engine), engine.backend.tokenizer, seed=0)
+            torch.manual_seed(0)  # same architecture and tokenizer, untrained
+            model = DiffusionGemmaForBlockDiffusion(engine.backend.model.config)
+            model.generation_config = engine.backend.model.generation_config
             model.save_pretrained(floor_dir)
             engine.backend.tokenizer.save_pretrained(floor_dir)
             floor = Engine.from_pretrained(floor_dir, device=device)
             results["random_weights"] = _score(floor, template, samples[: min(len(samples), 50)], training_lines)
     return results
-
-
-def _spec_like(engine: Engine):
-    """The TinyModelSpec a trained folder was made with (from its config)."""
-    from ..models.tiny import TinyModelSpec
-    text = engine.backend.text_config
-    return TinyModelSpec(
-        tokenizer_vocab_size=text.vocab_size, hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
-        num_hidden_layers=text.num_hidden_layers, num_attention_heads=text.num_attention_heads,
-        num_key_value_heads=text.num_key_value_heads, head_dim=text.head_dim, num_experts=text.num_experts,
-        top_k_experts=text.top_k_experts, moe_intermediate_size=text.moe_intermediate_size,
-        sliding_window=text.sliding_window, canvas_length=engine.backend.canvas_length,
-        max_position_embeddings=text.max_position_embeddings,
-        max_denoising_steps=engine.settings.max_denoising_steps)
 
 
 _ROWS = [("validity", "{:.1%}"), ("action_accuracy", "{:.1%}"), ("emotion_agreement", "{:.1%}"),
