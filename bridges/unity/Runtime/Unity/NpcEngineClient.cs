@@ -1,0 +1,246 @@
+using System;
+using System.Threading.Tasks;
+using UnityEngine;
+using UnityEngine.Events;
+
+namespace NpcEngine.Unity
+{
+    [Serializable]
+    public sealed class NpcLineEvent : UnityEvent<string, string>
+    {
+    }
+
+    [Serializable]
+    public sealed class NpcErrorEvent : UnityEvent<string, string>
+    {
+    }
+
+    /// <summary>
+    /// Connects a scene to `npc-engine serve`. Everything it raises (C# events and UnityEvents)
+    /// runs on the main thread, during this component's Update(); no call here blocks a frame.
+    /// Add one to a GameObject, then call <see cref="Say"/> from your NPC scripts.
+    /// </summary>
+    [AddComponentMenu("NPC Engine/NPC Engine Client")]
+    public sealed class NpcEngineClient : MonoBehaviour
+    {
+        [Tooltip("The server's endpoint, tcp://HOST:PORT")]
+        public string endpoint = Protocol.DefaultEndpoint;
+
+        [Tooltip("Connect and send hello in Start()")]
+        public bool connectOnStart = true;
+
+        [Tooltip("Callbacks run per frame at most; the rest wait for the next frame")]
+        public int maxCallbacksPerFrame = 64;
+
+        [Tooltip("Seconds a request may wait for its reply")]
+        public float requestTimeoutSeconds = 30f;
+
+        [Tooltip("Template used by Say() when none is given")]
+        public string defaultTemplate = "shopkeeper_reply";
+
+        [Tooltip("The template field that holds the spoken line")]
+        public string lineField = "say";
+
+        [Header("Events (main thread)")]
+        [Tooltip("A say finished: (character id, line)")]
+        public NpcLineEvent onLine = new NpcLineEvent();
+
+        [Tooltip("A say's draft: (character id, line so far)")]
+        public NpcLineEvent onDraft = new NpcLineEvent();
+
+        [Tooltip("An error: (code, message)")]
+        public NpcErrorEvent onError = new NpcErrorEvent();
+
+        public UnityEvent onConnected = new UnityEvent();
+        public UnityEvent onDisconnected = new UnityEvent();
+
+        /// <summary>A say's final reply.</summary>
+        public event Action<SayResult> LineReady;
+        /// <summary>A say's draft.</summary>
+        public event Action<string, Draft> DraftReceived;
+        public event Action<NpcEngineException> ErrorRaised;
+        /// <summary>The server's hello, after each (re)connect.</summary>
+        public event Action<HelloResult> Connected;
+        public event Action Disconnected;
+
+        private readonly MainThreadQueue _mainThread = new MainThreadQueue();
+        private NpcClient _client;
+
+        /// <summary>The underlying Task-based client (null until <see cref="Connect"/>), for the ops without a wrapper here.</summary>
+        public NpcClient Client { get { return _client; } }
+
+        /// <summary>The latest hello, or null before the first connect.</summary>
+        public HelloResult Hello { get; private set; }
+
+        public bool IsConnected { get { return _client != null && _client.IsConnected; } }
+
+        private void Start()
+        {
+            if (connectOnStart)
+            {
+                Connect();
+            }
+        }
+
+        /// <summary>Starts connecting (non-blocking); <see cref="Connected"/> fires after hello.</summary>
+        public void Connect()
+        {
+            if (_client != null)
+            {
+                return;
+            }
+            NpcClientOptions options = new NpcClientOptions
+            {
+                Endpoint = endpoint,
+                RequestTimeout = TimeSpan.FromSeconds(requestTimeoutSeconds),
+            };
+            try
+            {
+                _client = new NpcClient(options);
+            }
+            catch (ArgumentException error)
+            {
+                ReportError(new NpcEngineException("invalid_config", error.Message));
+                return;
+            }
+            NpcClient client = _client;
+            client.Connected += delegate { SendHello(client); };
+            client.Disconnected += delegate(NpcEngineException reason)
+            {
+                _mainThread.Post(delegate
+                {
+                    if (Disconnected != null)
+                    {
+                        Disconnected();
+                    }
+                    onDisconnected.Invoke();
+                });
+            };
+            client.Error += delegate(NpcEngineException error) { _mainThread.Post(delegate { ReportError(error); }); };
+        }
+
+        /// <summary>
+        /// Makes a character speak. Drafts and the final line arrive through the events; the
+        /// returned request can be cancelled, and its Task awaited on the main thread too.
+        /// </summary>
+        public SayRequest Say(string characterId, string speakerId, string text, string template = null, SayOptions options = null)
+        {
+            if (_client == null)
+            {
+                Connect();
+            }
+            SayOptions given = options ?? new SayOptions();
+            Action<Draft> userDraft = given.OnDraft;
+            options = new SayOptions { Seed = given.Seed, Priority = given.Priority, DeadlineMs = given.DeadlineMs, Stream = given.Stream, Timeout = given.Timeout };
+            options.OnDraft = delegate(Draft draft)
+            {
+                _mainThread.Post(delegate
+                {
+                    if (userDraft != null)
+                    {
+                        userDraft(draft);
+                    }
+                    if (DraftReceived != null)
+                    {
+                        DraftReceived(characterId, draft);
+                    }
+                    onDraft.Invoke(characterId, draft.Fields.GetString(lineField, ""));
+                });
+            };
+            SayRequest request = _client.Say(characterId, speakerId, text, template ?? defaultTemplate, options);
+            request.Task.ContinueWith(delegate(Task<SayResult> done)
+            {
+                _mainThread.Post(delegate
+                {
+                    if (done.IsFaulted)
+                    {
+                        ReportError(Unwrap(done.Exception));
+                        return;
+                    }
+                    SayResult result = done.Result;
+                    if (LineReady != null)
+                    {
+                        LineReady(result);
+                    }
+                    if (!result.IsCancelled)
+                    {
+                        onLine.Invoke(characterId, result.GetText(lineField) ?? "");
+                    }
+                });
+            }, TaskScheduler.Default);
+            return request;
+        }
+
+        /// <summary>Runs the queued callbacks; Unity calls it once per frame.</summary>
+        private void Update()
+        {
+            _mainThread.Drain(Math.Max(1, maxCallbacksPerFrame), delegate(Exception error) { Debug.LogException(error); });
+        }
+
+        private void OnDestroy()
+        {
+            Close();
+        }
+
+        private void OnApplicationQuit()
+        {
+            Close();
+        }
+
+        /// <summary>Closes the socket and stops the IO threads (bounded wait; safe to call twice).</summary>
+        public void Close()
+        {
+            NpcClient client = _client;
+            _client = null;
+            if (client != null)
+            {
+                client.Dispose();
+            }
+        }
+
+        private void SendHello(NpcClient client)
+        {
+            client.HelloAsync().ContinueWith(delegate(Task<HelloResult> done)
+            {
+                _mainThread.Post(delegate
+                {
+                    if (done.IsFaulted)
+                    {
+                        ReportError(Unwrap(done.Exception));
+                        if (done.Exception != null && done.Exception.InnerException is VersionMismatchException)
+                        {
+                            Close();  // talking on would only produce more refusals
+                        }
+                        return;
+                    }
+                    Hello = done.Result;
+                    foreach (string warning in Hello.Warnings)
+                    {
+                        Debug.LogWarning("npc-engine: " + warning);
+                    }
+                    if (Connected != null)
+                    {
+                        Connected(Hello);
+                    }
+                    onConnected.Invoke();
+                });
+            }, TaskScheduler.Default);
+        }
+
+        private void ReportError(NpcEngineException error)
+        {
+            if (ErrorRaised != null)
+            {
+                ErrorRaised(error);
+            }
+            onError.Invoke(error.Code, error.Message);
+        }
+
+        private static NpcEngineException Unwrap(AggregateException error)
+        {
+            Exception inner = error == null ? null : error.GetBaseException();
+            NpcEngineException known = inner as NpcEngineException;
+            return known ?? new NpcEngineException("internal", inner == null ? "unknown error" : inner.Message, null, inner);
+        }
+    }
+}

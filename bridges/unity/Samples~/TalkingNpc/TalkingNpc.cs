@@ -1,0 +1,107 @@
+using NpcEngine;
+using NpcEngine.Unity;
+using UnityEngine;
+
+namespace NpcEngine.Samples
+{
+    /// <summary>
+    /// A talking NPC: put it on the NPC's GameObject (it adds an NpcEngineClient), press Play
+    /// with `npc-engine serve` running, type into the field and press Enter or "Say". The speech
+    /// bubble over the NPC shows drafts settling into the final line; mood and trust show below.
+    /// Drawn with IMGUI so the sample needs no UI package.
+    /// </summary>
+    [RequireComponent(typeof(NpcEngineClient))]
+    public sealed class TalkingNpc : MonoBehaviour
+    {
+        public string characterId = "brom";
+        public string characterName = "Brom";
+        [TextArea]
+        public string persona = "A gruff but fair blacksmith in the village of Thornvale. Proud of his work, wary of strangers.";
+        public string speakerId = "player";
+        public string playerName = "Traveller";
+        public string template = "shopkeeper_reply";
+
+        private NpcEngineClient _engine;
+        private SayRequest _current;
+        private string _bubble = "...";
+        private string _status = "connecting...";
+        private string _input = "";
+        private bool _isReady;
+
+        private void Awake()
+        {
+            _engine = GetComponent<NpcEngineClient>();
+            _engine.defaultTemplate = template;
+            _engine.Connected += OnConnected;
+            _engine.DraftReceived += delegate(string id, Draft draft) { _bubble = draft.Fields.GetString("say", "") + " ..."; };
+            _engine.LineReady += OnLine;
+            _engine.ErrorRaised += delegate(NpcEngineException error) { _status = error.Code + ": " + error.Message; };
+            _engine.Disconnected += delegate { _status = "server gone; reconnecting..."; _isReady = false; };
+        }
+
+        private async void OnConnected(HelloResult hello)
+        {
+            _status = "model: " + hello.Model.NumParameters + " parameters on " + hello.Model.Device;
+            try
+            {
+                await _engine.Client.UpsertSpeakerAsync(speakerId, playerName);
+                await _engine.Client.UpsertCharacterAsync(new Character { Id = characterId, Name = characterName, Persona = persona });
+                _isReady = true;
+            }
+            catch (NpcEngineException error)
+            {
+                _status = error.Code + ": " + error.Message;
+            }
+        }
+
+        private void OnLine(SayResult result)
+        {
+            _current = null;
+            if (result.IsCancelled)
+            {
+                _bubble = "(interrupted)";
+                return;
+            }
+            _bubble = result.GetText("say");
+            string changes = "";
+            foreach (StateChange change in result.Changes)
+            {
+                changes += change.Path + " -> " + change.New + "   ";
+            }
+            _status = result.GetText("emotion") + ", " + result.GetText("action") + "   " + changes;
+        }
+
+        private void Speak()
+        {
+            if (!_isReady || _input.Trim().Length == 0)
+            {
+                return;
+            }
+            if (_current != null)
+            {
+                _current.CancelAsync();  // the player interrupted: drop the old line
+            }
+            _bubble = "...";
+            _current = _engine.Say(characterId, speakerId, _input);
+            _input = "";
+        }
+
+        private void OnGUI()
+        {
+            Camera view = Camera.main;
+            if (view != null)
+            {
+                Vector3 screen = view.WorldToScreenPoint(transform.position + Vector3.up * 2f);
+                GUI.Box(new Rect(screen.x - 160f, Screen.height - screen.y - 60f, 320f, 50f), _bubble);
+            }
+            GUI.Label(new Rect(10f, Screen.height - 70f, 800f, 24f), _status);
+            Event current = Event.current;
+            bool isEnter = current != null && current.type == EventType.KeyDown && current.keyCode == KeyCode.Return;
+            _input = GUI.TextField(new Rect(10f, Screen.height - 40f, 500f, 28f), _input);
+            if (GUI.Button(new Rect(520f, Screen.height - 40f, 80f, 28f), "Say") || isEnter)
+            {
+                Speak();
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
+using NpcEngine.Unity;
+using NUnit.Framework;
+using UnityEngine;
+
+namespace NpcEngine.Tests
+{
+    /// <summary>The MonoBehaviour under the UnityEngine stub, driven frame by frame like the player loop.</summary>
+    [TestFixture]
+    public class ComponentTests
+    {
+        private static void RunFrames(NpcEngineClient component, Func<bool> until, double seconds, List<double> frameMs)
+        {
+            Stopwatch waited = Stopwatch.StartNew();
+            while (!until())
+            {
+                if (waited.Elapsed.TotalSeconds > seconds)
+                {
+                    Assert.Fail("the condition did not hold within " + seconds + " s of frames");
+                }
+                Stopwatch frame = Stopwatch.StartNew();
+                StubPlayerLoop.Send(component, "Update");
+                frameMs.Add(frame.Elapsed.TotalMilliseconds);
+                Thread.Sleep(16);
+            }
+        }
+
+        [Test]
+        public void EventsArriveOnTheMainThreadDuringUpdate()
+        {
+            string endpoint = TestEnvironment.Endpoint;
+            GameObject npc = new GameObject("Brom");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            component.endpoint = endpoint;
+            int mainThread = Thread.CurrentThread.ManagedThreadId;
+            List<string> seen = new List<string>();
+            List<int> threads = new List<int>();
+            HelloResult hello = null;
+            SayResult line = null;
+            component.Connected += delegate(HelloResult h) { hello = h; threads.Add(Thread.CurrentThread.ManagedThreadId); };
+            component.DraftReceived += delegate(string id, Draft draft) { seen.Add("draft"); threads.Add(Thread.CurrentThread.ManagedThreadId); };
+            component.LineReady += delegate(SayResult result) { line = result; threads.Add(Thread.CurrentThread.ManagedThreadId); };
+            string unityLine = null;
+            component.onLine.AddListener(delegate(string characterId, string text) { unityLine = characterId + ": " + text; });
+            List<double> frameMs = new List<double>();
+            StubPlayerLoop.Send(component, "Start");
+            try
+            {
+                RunFrames(component, delegate { return hello != null; }, 60, frameMs);
+                Assert.AreEqual(Protocol.Version, hello.ProtocolVersion);
+                component.Client.UpsertSpeakerAsync("player", "Aria").Wait();
+                component.Client.UpsertCharacterAsync(new Character { Id = "brom", Name = "Brom", Persona = "A smith." }).Wait();
+                component.Say("brom", "player", "Hello there!");
+                Assert.IsNull(line, "nothing is delivered outside Update");
+                RunFrames(component, delegate { return line != null; }, 60, frameMs);
+                Assert.AreEqual(FinishReasons.Complete, line.FinishReason);
+                Assert.Greater(seen.Count, 0, "drafts were delivered");
+                Assert.IsNotNull(unityLine);
+                StringAssert.StartsWith("brom: ", unityLine);
+                CollectionAssert.AreEqual(new List<int>(new int[threads.Count]).ConvertAll(delegate(int x) { return mainThread; }), threads,
+                    "every callback ran on the thread that calls Update");
+                frameMs.Sort();
+                Console.WriteLine("  component: " + frameMs.Count + " frames, Update() max " + frameMs[frameMs.Count - 1].ToString("F2") + " ms");
+            }
+            finally
+            {
+                Stopwatch closing = Stopwatch.StartNew();
+                StubPlayerLoop.Send(component, "OnDestroy");
+                Assert.Less(closing.Elapsed.TotalSeconds, 3.0, "leaving play mode does not hang");
+            }
+            Assert.IsNull(component.Client);
+        }
+
+        [Test]
+        public void NoServerRaisesErrorEventsAndQuitsCleanly()
+        {
+            GameObject npc = new GameObject("Lost");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            component.endpoint = "tcp://127.0.0.1:" + TestEnvironment.FreePort();
+            List<string> codes = new List<string>();
+            component.onError.AddListener(delegate(string code, string message) { codes.Add(code); });
+            StubPlayerLoop.Send(component, "Start");
+            NpcClient client = component.Client;
+            RunFrames(component, delegate { return codes.Count > 0; }, 20, new List<double>());
+            Assert.AreEqual(LocalCodes.ConnectFailed, codes[0]);
+            StubPlayerLoop.Send(component, "OnApplicationQuit");
+            StubPlayerLoop.Send(component, "OnDestroy");
+            Stopwatch waited = Stopwatch.StartNew();
+            while (client.AreThreadsAlive && waited.Elapsed.TotalSeconds < 5)
+            {
+                Thread.Sleep(20);
+            }
+            Assert.IsFalse(client.AreThreadsAlive, "no IO thread outlives the component");
+        }
+
+        [Test]
+        public void SampleComponentBuildsOnTheClient()
+        {
+            GameObject npc = new GameObject("Sample");
+            Samples.TalkingNpc sample = npc.AddComponent<Samples.TalkingNpc>();
+            Assert.IsNotNull(sample.GetComponent<NpcEngineClient>(), "RequireComponent adds the client");
+            StubPlayerLoop.Send(sample, "OnGUI");
+            StubPlayerLoop.Send(sample.GetComponent<NpcEngineClient>(), "OnDestroy");
+        }
+    }
+}
