@@ -1,13 +1,16 @@
 """Shared test vectors: values and their exact msgpack bytes, read by the Python, C# and GDScript tests.
 
 `value` is the plain JSON value. `typed` spells out every type for languages whose JSON reader
-cannot tell 1 from 1.0 or loses map order: {"nil": null}, {"bool": b}, {"int": n}, {"float": x},
-{"str": s}, {"array": [typed...]}, {"map": [[key, typed], ...]}. `decode_only` vectors are valid
+cannot tell 1 from 1.0 or loses map order: {"nil": null}, {"bool": b}, {"int": n},
+{"float": x, "bits": "<16 hex digits>"}, {"str": s}, {"array": [typed...]}, {"map": [[key, typed], ...]}.
+A float's `bits` are its IEEE-754 binary64 bits, big-endian, for readers whose decimal parsing is
+not correctly rounded (Godot's is off by one ulp on some values). `decode_only` vectors are valid
 msgpack a decoder must accept, though an encoder writes the same value in a shorter form.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from .codec import encode
@@ -24,7 +27,7 @@ def typed(value: Any) -> Any:
     if isinstance(value, int):
         return {"int": value}
     if isinstance(value, float):
-        return {"float": value}
+        return {"float": value, "bits": struct.pack(">d", value).hex()}
     if isinstance(value, str):
         return {"str": value}
     if isinstance(value, list):

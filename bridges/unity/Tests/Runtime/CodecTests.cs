@@ -178,7 +178,13 @@ namespace NpcEngine.Tests
                 case "nil": return null;
                 case "bool": return (bool)value;
                 case "int": return (long)value;
-                case "float": return value is long ? (double)(long)value : (double)value;
+                case "float":
+                    string bits = spec.GetString("bits");
+                    if (bits != null)
+                    {
+                        return BitConverter.Int64BitsToDouble(Convert.ToInt64(bits, 16));
+                    }
+                    return value is long ? (double)(long)value : (double)value;
                 case "str": return (string)value;
                 case "array":
                     List<object> items = new List<object>();

@@ -1,0 +1,145 @@
+class_name NpcClient
+extends NpcConnection
+## Talks to `npc-engine serve` (schemas/PROTOCOL.md). Every op is a coroutine returning an
+## [NpcReply]: [code]var reply := await NpcEngine.get_character("brom")[/code], then
+## [code]reply.ok[/code] / [code]reply.result[/code] or [code]reply.code[/code] /
+## [code]reply.message[/code]. [method say] returns its [NpcRequest] at once (drafts through
+## [signal NpcConnection.draft], the line through [signal NpcConnection.line_ready]).
+
+
+func hello() -> NpcReply:
+	var fields := {"client_name": client_name, "client_version": VERSION}
+	var reply: NpcReply = await send_request("hello", fields).wait()
+	if reply.ok:
+		var theirs := str(reply.result.get("protocol_version", ""))
+		if theirs.get_slice(".", 0) != PROTOCOL_VERSION.get_slice(".", 0):
+			var text := "the server speaks protocol %s, this addon %s" % [theirs, PROTOCOL_VERSION]
+			var details := {"client_version": PROTOCOL_VERSION, "server_version": theirs}
+			return NpcReply.failure(reply.request_id, "unsupported_version", text, details)
+	return reply
+
+
+func ping() -> NpcReply:
+	return await send_request("ping").wait()
+
+
+## Fields left out keep their stored values; only "id" is required.
+func upsert_character(character: Dictionary) -> NpcReply:
+	return await send_request("character.upsert", {"character": character}).wait()
+
+
+func get_character(character_id: String) -> NpcReply:
+	return await send_request("character.get", {"character_id": character_id}).wait()
+
+
+func list_characters() -> NpcReply:
+	return await send_request("character.list").wait()
+
+
+func delete_character(character_id: String) -> NpcReply:
+	return await send_request("character.delete", {"character_id": character_id}).wait()
+
+
+func upsert_speaker(speaker_id: String, speaker_name: String, description := "") -> NpcReply:
+	var speaker := {"id": speaker_id, "name": speaker_name, "description": description}
+	return await send_request("speaker.upsert", {"speaker": speaker}).wait()
+
+
+func list_speakers() -> NpcReply:
+	return await send_request("speaker.list").wait()
+
+
+func delete_speaker(speaker_id: String) -> NpcReply:
+	return await send_request("speaker.delete", {"speaker_id": speaker_id}).wait()
+
+
+func set_world_fact(key: String, text: String, salience := 0.5) -> NpcReply:
+	var fields := {"key": key, "text": text, "salience": float(salience)}
+	return await send_request("world.set", fields).wait()
+
+
+## All facts, or the one under [param key].
+func get_world_facts(key := "") -> NpcReply:
+	return await send_request("world.get", {"key": key} if key != "" else {}).wait()
+
+
+func delete_world_fact(key: String) -> NpcReply:
+	return await send_request("world.delete", {"key": key}).wait()
+
+
+## [param template]: a Dictionary (see schemas/protocol/template.json).
+func register_template(template: Dictionary) -> NpcReply:
+	return await send_request("template.register", {"template": template}).wait()
+
+
+## A template from a JSON file (res:// or user://), read with [NpcJson] so integers stay integers.
+func register_template_file(path: String) -> NpcReply:
+	if not FileAccess.file_exists(path):
+		return NpcReply.failure("", "invalid_template", "no file at %s" % path)
+	var parsed := NpcJson.parse(FileAccess.get_file_as_string(path))
+	if parsed[1] != "" or not parsed[0] is Dictionary:
+		var why: String = parsed[1] if parsed[1] != "" else "a template is a JSON object"
+		return NpcReply.failure("", "invalid_template", "%s: %s" % [path, why])
+	return await register_template(parsed[0])
+
+
+func list_templates() -> NpcReply:
+	return await send_request("template.list").wait()
+
+
+## Starts a say. [param options]: seed (int), priority (float), deadline_ms (float),
+## stream (bool, default true: send drafts), timeout_s (float).
+func say(
+	character_id: String, speaker_id: String, text: String, template: String, options := {}
+) -> NpcRequest:
+	var fields := {
+		"character_id": character_id,
+		"speaker_id": speaker_id,
+		"text": text,
+		"template": template,
+		"priority": float(options.get("priority", 0.0)),
+		"stream": bool(options.get("stream", true)),
+	}
+	if options.has("seed"):
+		fields["seed"] = int(options.seed)
+	if options.has("deadline_ms"):
+		fields["deadline_ms"] = float(options.deadline_ms)
+	var request := send_request("say", fields, float(options.get("timeout_s", -1.0)))
+	request.character_id = character_id
+	return request
+
+
+## [method say], waiting for the reply.
+func say_and_wait(
+	character_id: String, speaker_id: String, text: String, template: String, options := {}
+) -> NpcReply:
+	return await say(character_id, speaker_id, text, template, options).wait()
+
+
+## Cancels an outstanding say; its reply then has finish_reason "cancelled".
+func cancel(request_id: String) -> NpcReply:
+	return await send_request("cancel", {"target_request_id": request_id}).wait()
+
+
+## Saves the whole world, or one character when [param character_id] is given.
+func save_snapshot(snapshot_name: String, character_id := "") -> NpcReply:
+	var fields := {"name": snapshot_name}
+	if character_id != "":
+		fields["character_id"] = character_id
+	return await send_request("snapshot.save", fields).wait()
+
+
+func load_snapshot(snapshot_name: String) -> NpcReply:
+	return await send_request("snapshot.load", {"name": snapshot_name}).wait()
+
+
+func list_snapshots() -> NpcReply:
+	return await send_request("snapshot.list").wait()
+
+
+func delete_snapshot(snapshot_name: String) -> NpcReply:
+	return await send_request("snapshot.delete", {"name": snapshot_name}).wait()
+
+
+func stats() -> NpcReply:
+	return await send_request("stats").wait()
