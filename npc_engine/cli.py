@@ -5,6 +5,7 @@
     npc-engine schemas [--write] [--dir schemas]
     npc-engine curve-keys DIR
     npc-engine make-tiny-model DIR
+    npc-engine demo [--script FILE] [--model DIR] [--port N] [--db FILE]
 """
 
 from __future__ import annotations
@@ -107,6 +108,65 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         engine.close()
         store.close()
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .characters.store import default_database_path
+    from .client import Client
+    from .demo import ServerProcess, ServerStartError, Tavern
+
+    if args.model and not (Path(args.model) / "config.json").is_file():
+        print(f"npc-engine demo: no model at {args.model} (a folder with config.json, weights and tokenizer); "
+              "leave --model out to use the built-in one", file=sys.stderr)
+        return 2
+    lines: list[str] | None = None
+    if args.script:
+        try:
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"npc-engine demo: cannot read the script {args.script}: {exc}", file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory(prefix="npc-demo-") as scratch:
+        # A script plays in a fresh world; a person's tavern persists between runs.
+        db = args.db or (Path(scratch) / "demo.db" if lines is not None
+                         else default_database_path().with_name("demo.db"))
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        print("Starting the engine (npc-engine serve in a subprocess)...", file=sys.stderr)
+        try:
+            server = ServerProcess(port=args.port, model=args.model, db=db).start()
+        except ServerStartError as exc:
+            print(f"npc-engine demo: {exc}", file=sys.stderr)
+            return 1
+        try:
+            with Client(server.endpoint, timeout_s=args.timeout) as client:
+                tavern = Tavern(client, seed=args.seed)
+                tavern.setup()
+                if lines is not None:
+                    for line in lines:
+                        if line.strip() and not line.lstrip().startswith("#"):
+                            tavern.print(f"> {line}")
+                        if not tavern.handle(line):
+                            break
+                    return 1 if tavern.num_errors else 0
+                _interact(tavern)
+                return 0
+        finally:
+            server.stop()
+
+
+def _interact(tavern) -> None:  # noqa: ANN001 - the Tavern of npc_engine.demo
+    from .demo.tavern import CHARACTERS
+
+    while True:
+        try:
+            line = input(f"you -> {CHARACTERS[tavern.current]['name']}> ")
+        except (EOFError, KeyboardInterrupt):
+            tavern.print()
+            return
+        if not tavern.handle(line):
+            return
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
@@ -237,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", help="write the results here")
     evaluation.add_argument("--no-floor", action="store_true", help="skip the random-weights floor")
     evaluation.set_defaults(handler=_cmd_eval)
+
+    demo = commands.add_parser("demo", help="a terminal tavern: talk to three characters (starts the server)")
+    demo.add_argument("--script", help="play the lines of this file (commands or speech) and exit")
+    demo.add_argument("--model", help="DiffusionGemma checkpoint folder (default: the built-in model)")
+    demo.add_argument("--port", type=int, default=0, help="loopback port for the server (default: any free one)")
+    demo.add_argument("--db", help="state database (default: demo.db beside your state, or a temp file with --script)")
+    demo.add_argument("--seed", type=int, default=None, help="fix the sampling seed")
+    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply")
+    demo.set_defaults(handler=_cmd_demo)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")
     tiny.add_argument("directory")

@@ -1,0 +1,7 @@
+"""The terminal tavern (`npc-engine demo`) and the helper that runs `npc-engine serve` in a
+subprocess, shared with the pygame prototype in demos/."""
+
+from .server_process import ServerProcess, ServerStartError
+from .tavern import CHARACTERS, Tavern
+
+__all__ = ["CHARACTERS", "ServerProcess", "ServerStartError", "Tavern"]

@@ -1,0 +1,192 @@
+"""`npc-engine demo`: a terminal tavern. Three characters, a live "thinking" draft while the
+model denoises, the line with its emotion and action, and the state it changed. It talks to a
+real `npc-engine serve` subprocess over the wire protocol, as a game would.
+
+Commands (also usable in a `--script` file, one per line; `#` starts a comment):
+    /talk NAME    speak to another character          /who       list the characters
+    /memory       what the current character remembers /save SLOT /load SLOT /slots
+    /help         this list                             /quit
+Anything else is said to the current character.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from ..client import Client
+from ..errors import ClientTimeoutError, ServerError
+
+__all__ = ["CHARACTERS", "Tavern"]
+
+PLAYER_ID = "player"
+TEMPLATE = "shopkeeper_reply"
+CHARACTERS: dict[str, dict] = {
+    "brom": {"id": "brom", "name": "Brom", "mood": "neutral",
+             "persona": "The blacksmith of Thornvale: gruff, proud of his work, wary of strangers, fair in trade.",
+             "speaking_style": "short sentences, smithing words",
+             "knowledge": ["The north bridge is out since the storm.", "Steel costs double this season."]},
+    "mira": {"id": "mira", "name": "Mira", "mood": "happy",
+             "persona": "The herbalist by the mill: warm, curious, knows every plant and every rumour in the valley.",
+             "speaking_style": "gentle, asks questions back",
+             "knowledge": ["Wolfsbane grows past the old mill.", "The miller's son has been ill for a week."]},
+    "tomas": {"id": "tomas", "name": "Tomas", "mood": "suspicious",
+              "persona": "The innkeeper of the Crooked Flagon: sly, counts every coin, trades in secrets.",
+              "speaking_style": "smooth, a little mocking",
+              "knowledge": ["A stranger in a grey cloak took the attic room.", "The guard captain drinks on credit."]},
+}
+
+
+def clean_input(text: str) -> str:
+    """Drops control characters (a pasted escape sequence must not reach the terminal or the model)."""
+    return "".join(ch for ch in text if ch in "\t " or unicodedata.category(ch)[0] != "C").strip()
+
+
+@dataclass
+class _Options:
+    is_tty: bool
+    seed: int | None
+
+
+class Tavern:
+    """The demo's logic, separate from its input loop so a script and a person drive it alike."""
+
+    def __init__(self, client: Client, out: TextIO = sys.stdout, *, is_tty: bool | None = None,
+                 seed: int | None = None) -> None:
+        self.client = client
+        self.out = out
+        self.current = "brom"
+        self.options = _Options(is_tty=out.isatty() if is_tty is None else is_tty, seed=seed)
+        self.num_errors = 0
+
+    def setup(self) -> None:
+        hello = self.client.hello(client_name="npc-engine-demo")
+        self.client.upsert_speaker(PLAYER_ID, "Traveller", "A stranger passing through Thornvale.")
+        known = set(self.client.list_characters())
+        for character in CHARACTERS.values():
+            # Only the definition on a first visit; later visits keep mood, trust and memories.
+            self.client.upsert_character(character if character["id"] not in known else
+                                         {k: character[k] for k in ("id", "name", "persona")})
+        self.print(f"Connected: {hello.server} {hello.server_version}, model with "
+                   f"{hello.model.num_parameters:,} parameters on {hello.model.device}.")
+        self.print("You step into the Crooked Flagon. " + ", ".join(
+            f"{c['name']} ({c['id']})" for c in CHARACTERS.values()) + " are here. Type /help for commands.")
+        self.print(f"You are talking to {self._name(self.current)}.")
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def handle(self, line: str) -> bool:
+        """One line of input; False when the demo should end."""
+        line = clean_input(line)
+        if not line or line.startswith("#"):
+            return True
+        if not line.startswith("/"):
+            self.say(line)
+            return True
+        command, _, argument = line[1:].partition(" ")
+        argument = argument.strip()
+        handlers: dict[str, Callable[[str], bool | None]] = {
+            "talk": self._talk, "who": self._who, "memory": self._memory, "save": self._save,
+            "load": self._load, "slots": self._slots, "help": self._help, "quit": lambda _: False,
+        }
+        handler = handlers.get(command.lower())
+        if handler is None:
+            self.print(f"Unknown command /{command}. Type /help.")
+            return True
+        try:
+            return handler(argument) is not False
+        except ServerError as exc:
+            self._report(exc)
+            return True
+
+    def say(self, text: str) -> None:
+        name = self._name(self.current)
+        try:
+            stream = self.client.say_stream(self.current, PLAYER_ID, text, template=TEMPLATE,
+                                            seed=self.options.seed)
+            num_drafts = 0
+            for draft in stream:
+                num_drafts += 1
+                if self.options.is_tty:
+                    self.out.write(f"\r\x1b[2K  {name} (thinking): {draft.fields.get('say', '')}")
+                    self.out.flush()
+            result = stream.result()
+        except (ServerError, ClientTimeoutError) as exc:
+            self._report(exc)
+            return
+        if self.options.is_tty:
+            self.out.write("\r\x1b[2K")
+        fields = result.fields or {}
+        self.print(f'{name}: "{fields.get("say", "")}"')
+        self.print(f"  emotion: {fields.get('emotion')}   action: {fields.get('action')}   "
+                   f"({num_drafts} drafts, {result.num_steps} steps, {result.elapsed_ms:.0f} ms)")
+        for change in result.changes:
+            if change.old == change.new:
+                continue
+            delta = f" ({change.delta:+d})" if change.delta is not None else ""
+            self.print(f"  {change.path}: {change.old} -> {change.new}{delta}")
+
+    def _talk(self, argument: str) -> None:
+        key = argument.lower()
+        if key not in CHARACTERS:
+            self.print(f"Nobody here is called {argument!r}. Try: {', '.join(CHARACTERS)}.")
+            return
+        self.current = key
+        self.print(f"You turn to {self._name(key)}.")
+
+    def _who(self, _: str) -> None:
+        for key in CHARACTERS:
+            character = self.client.get_character(key)
+            trust = character.relationships.get(PLAYER_ID)
+            self.print(f"  {key:6} {character.name:7} mood {character.mood:10} trust "
+                       f"{trust.trust if trust else 0:+d}{'   <- talking' if key == self.current else ''}")
+
+    def _memory(self, _: str) -> None:
+        character = self.client.get_character(self.current)
+        self.print(f"{character.name} remembers {len(character.recent_turns)} recent lines"
+                   f" and {len(character.memories)} memories:")
+        for turn in character.recent_turns[-6:]:
+            speaker = "you" if turn.speaker_id == PLAYER_ID else character.name
+            self.print(f"  {speaker}: {turn.text}")
+        for memory in character.memories[-5:]:
+            self.print(f"  * {memory.text} (salience {memory.salience:.1f})")
+
+    def _save(self, slot: str) -> None:
+        if not slot:
+            self.print("Usage: /save SLOT")
+            return
+        info = self.client.save_snapshot(slot)
+        self.print(f"Saved the tavern to slot {info.name!r} ({info.num_bytes:,} bytes).")
+
+    def _load(self, slot: str) -> None:
+        if not slot:
+            self.print("Usage: /load SLOT")
+            return
+        try:
+            self.client.load_snapshot(slot)
+        except ServerError as exc:
+            if exc.code != "unknown_snapshot":
+                raise
+            names = [s.name for s in self.client.list_snapshots()]
+            self.print(f"There is no save slot {slot!r}. Slots: {', '.join(names) or 'none yet (/save NAME)'}.")
+            return
+        self.print(f"Loaded slot {slot!r}: everyone is back as they were.")
+
+    def _slots(self, _: str) -> None:
+        snapshots = self.client.list_snapshots()
+        self.print("Save slots: " + (", ".join(s.name for s in snapshots) or "none yet (/save NAME)"))
+
+    def _help(self, _: str) -> None:
+        self.print(__doc__.split("Commands", 1)[1].split("\n", 1)[1].rstrip())
+
+    def _name(self, key: str) -> str:
+        return CHARACTERS[key]["name"]
+
+    def _report(self, exc: Exception) -> None:
+        self.num_errors += 1
+        code = getattr(exc, "code", "timeout")
+        self.print(f"  ({code}: {exc})")
