@@ -97,7 +97,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken, or the address is not ours
+        engine.close()
+        store.close()
+        print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
+        return 2
     print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
           f"model {engine.backend.path}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
           flush=True)

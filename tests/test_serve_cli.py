@@ -49,6 +49,15 @@ def test_serve_refuses_an_open_bind_without_curve(tiny_model_dir, capsys):
     assert code == 2 and "--curve-keys" in capsys.readouterr().err
 
 
+def test_serve_says_when_its_port_is_taken(tiny_model_dir, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        endpoint = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        code = main(["serve", "--bind", endpoint, "--model", str(tiny_model_dir), "--db", str(tmp_path / "s.db")])
+    assert code == 2 and "Address already in use" in capsys.readouterr().err
+
+
 def test_schemas_command_checks_and_writes(tmp_path, capsys):
     assert main(["schemas", "--dir", str(ROOT / "schemas")]) == 0
     assert main(["schemas", "--dir", str(tmp_path)]) == 1
