@@ -229,14 +229,14 @@ func test_demo_scene_shows_drafts_settling_into_the_line() -> void:
 	var scene: Node = load("res://demo/tavern.tscn").instantiate()
 	h.root.add_child(scene)
 	var is_ready := func() -> bool: return scene.is_ready_to_talk
-	h.check(await h.wait_until(is_ready, 60.0), "the demo set up its NPC")
+	h.check(await h.wait_until(is_ready, 240.0), "the demo set up its NPC")
 	scene.talk("Good morning! Any work?")
 	var bubbles := []
 	var has_line := func() -> bool:
 		if bubbles.is_empty() or bubbles[-1] != scene.bubble.text:
 			bubbles.append(scene.bubble.text)
 		return scene.last_line != ""
-	h.check(await h.wait_until(has_line, 60.0), "a line arrived")
+	h.check(await h.wait_until(has_line, 240.0), "a line arrived")
 	h.check(scene.bubble.text == scene.last_line, "the bubble ends on the line")
 	h.check(bubbles.size() >= 2, "the bubble changed while denoising: %s" % [bubbles])
 	scene.queue_free()

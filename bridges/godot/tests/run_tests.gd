@@ -81,7 +81,7 @@ func make_client(at := "") -> NpcClient:
 	var client := NpcClient.new()
 	client.min_reconnect_delay_s = 0.05
 	client.max_reconnect_delay_s = 0.5
-	client.request_timeout_s = 60.0
+	client.request_timeout_s = 240.0
 	root.add_child(client)
 	client.connect_to_server(at if at != "" else endpoint)
 	return client
@@ -113,7 +113,7 @@ func start_server() -> bool:
 		return false
 	var probe_client := make_client()
 	var is_up: bool = await wait_until(
-		func() -> bool: return not probe_client.hello_result.is_empty(), 120.0
+		func() -> bool: return not probe_client.hello_result.is_empty(), 300.0
 	)
 	free_client(probe_client)
 	return is_up

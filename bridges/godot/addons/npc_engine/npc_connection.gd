@@ -20,6 +20,8 @@ const DEFAULT_ENDPOINT := "tcp://127.0.0.1:5555"
 @export var request_timeout_s := 30.0
 ## A live server pings every second; this much silence means it is gone.
 @export var heartbeat_timeout_s := 5.0
+## How long one connect attempt (TCP and the ZMTP handshake) may take before it is retried.
+@export var connect_timeout_s := 5.0
 @export var min_reconnect_delay_s := 0.1
 @export var max_reconnect_delay_s := 5.0
 ## Replies larger than this are skipped; their request fails with reply_too_large.
@@ -41,6 +43,7 @@ var _id_prefix := ""
 var _num_failures := 0
 var _reconnect_at_ms := 0
 var _last_heard_ms := 0
+var _connect_started_ms := 0
 var _last_pings := 0
 
 
@@ -151,6 +154,8 @@ func poll() -> void:
 				_last_heard_ms = now
 			if was_ready and now - _last_heard_ms > int(heartbeat_timeout_s * 1000.0):
 				_lost("connection_lost", "the server was silent past the heartbeat timeout")
+			elif not _is_ready and now - _connect_started_ms > int(connect_timeout_s * 1000.0):
+				_connect_failed("no connection to %s within %.1f s" % [endpoint, connect_timeout_s])
 	_check_timeouts(now)
 
 
@@ -161,6 +166,7 @@ func _start_connect() -> void:
 		return
 	_zmtp = NpcZmtp.new(peer, max_reply_bytes)
 	_last_heard_ms = Time.get_ticks_msec()
+	_connect_started_ms = _last_heard_ms
 
 
 func _on_event(event: Dictionary) -> void:

@@ -49,13 +49,13 @@ namespace NpcEngine.Tests
             StubPlayerLoop.Send(component, "Start");
             try
             {
-                RunFrames(component, delegate { return hello != null; }, 60, frameMs);
+                RunFrames(component, delegate { return hello != null; }, 240, frameMs);
                 Assert.AreEqual(Protocol.Version, hello.ProtocolVersion);
                 component.Client.UpsertSpeakerAsync("player", "Aria").Wait();
                 component.Client.UpsertCharacterAsync(new Character { Id = "brom", Name = "Brom", Persona = "A smith." }).Wait();
                 component.Say("brom", "player", "Hello there!");
                 Assert.IsNull(line, "nothing is delivered outside Update");
-                RunFrames(component, delegate { return line != null; }, 60, frameMs);
+                RunFrames(component, delegate { return line != null; }, 240, frameMs);
                 Assert.AreEqual(FinishReasons.Complete, line.FinishReason);
                 Assert.Greater(seen.Count, 0, "drafts were delivered");
                 Assert.IsNotNull(unityLine);

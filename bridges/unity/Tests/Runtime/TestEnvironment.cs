@@ -142,7 +142,7 @@ namespace NpcEngine.Tests
             Stopwatch waited = Stopwatch.StartNew();
             while (!ready.WaitOne(200))
             {
-                if (server.HasExited || waited.Elapsed > TimeSpan.FromSeconds(120))
+                if (server.HasExited || waited.Elapsed > TimeSpan.FromSeconds(300))
                 {
                     string log;
                     lock (ServerLog)
