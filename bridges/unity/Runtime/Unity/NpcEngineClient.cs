@@ -122,12 +122,17 @@ namespace NpcEngine.Unity
         /// <summary>
         /// Makes a character speak. Drafts and the final line arrive through the events; the
         /// returned request can be cancelled, and its Task awaited on the main thread too.
+        /// Returns null (after an onError) when no client can be made from <see cref="endpoint"/>.
         /// </summary>
         public SayRequest Say(string characterId, string speakerId, string text, string template = null, SayOptions options = null)
         {
             if (_client == null)
             {
                 Connect();
+                if (_client == null)
+                {
+                    return null;  // the endpoint is invalid; onError has said why
+                }
             }
             SayOptions given = options ?? new SayOptions();
             Action<Draft> userDraft = given.OnDraft;

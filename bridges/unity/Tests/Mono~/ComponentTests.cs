@@ -97,6 +97,20 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void AnInvalidEndpointIsAnErrorEventNotAnException()
+        {
+            GameObject npc = new GameObject("Misconfigured");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            component.endpoint = "localhost:5555";
+            List<string> codes = new List<string>();
+            component.onError.AddListener(delegate(string code, string message) { codes.Add(code); });
+            StubPlayerLoop.Send(component, "Start");
+            Assert.IsNull(component.Say("brom", "player", "hello"));
+            CollectionAssert.Contains(codes, "invalid_config");
+            StubPlayerLoop.Send(component, "OnDestroy");
+        }
+
+        [Test]
         public void SampleComponentBuildsOnTheClient()
         {
             GameObject npc = new GameObject("Sample");
