@@ -139,28 +139,13 @@ namespace NpcEngine
             PackMap map = value as PackMap;
             if (map != null)
             {
-                WriteHeader(output, map.Count, 0x80, 0xde, 0xdf);
-                foreach (KeyValuePair<string, object> entry in map)
-                {
-                    WriteString(output, entry.Key);
-                    Write(output, entry.Value, depth + 1);
-                }
+                WriteMap(output, map.Count, map, depth);
                 return;
             }
             IDictionary dictionary = value as IDictionary;
             if (dictionary != null)
             {
-                WriteHeader(output, dictionary.Count, 0x80, 0xde, 0xdf);
-                foreach (DictionaryEntry entry in dictionary)
-                {
-                    string key = entry.Key as string;
-                    if (key == null)
-                    {
-                        throw new ArgumentException("map keys must be strings");
-                    }
-                    WriteString(output, key);
-                    Write(output, entry.Value, depth + 1);
-                }
+                WriteMap(output, dictionary.Count, StringKeyed(dictionary), depth);
                 return;
             }
             IList list = value as IList;
@@ -174,6 +159,29 @@ namespace NpcEngine
                 return;
             }
             throw new ArgumentException("cannot encode a " + value.GetType().Name + " (the protocol has nil, bool, int, float, str, array, map)");
+        }
+
+        private static void WriteMap(Stream output, int count, IEnumerable<KeyValuePair<string, object>> entries, int depth)
+        {
+            WriteHeader(output, count, 0x80, 0xde, 0xdf);
+            foreach (KeyValuePair<string, object> entry in entries)
+            {
+                WriteString(output, entry.Key);
+                Write(output, entry.Value, depth + 1);
+            }
+        }
+
+        private static IEnumerable<KeyValuePair<string, object>> StringKeyed(IDictionary dictionary)
+        {
+            foreach (DictionaryEntry entry in dictionary)
+            {
+                string key = entry.Key as string;
+                if (key == null)
+                {
+                    throw new ArgumentException("map keys must be strings");
+                }
+                yield return new KeyValuePair<string, object>(key, entry.Value);
+            }
         }
 
         private static void WriteInt(Stream output, long value)
