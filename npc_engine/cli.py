@@ -150,29 +150,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 tavern = Tavern(client, seed=args.seed)
                 tavern.setup()
                 if lines is not None:
-                    for line in lines:
-                        if line.strip() and not line.lstrip().startswith("#"):
-                            tavern.print(f"> {line}")
-                        if not tavern.handle(line):
-                            break
-                    return 1 if tavern.num_errors else 0
-                _interact(tavern)
+                    return 0 if tavern.play(lines) else 1
+                tavern.interact()
                 return 0
         finally:
             server.stop()
-
-
-def _interact(tavern) -> None:  # noqa: ANN001 - the Tavern of npc_engine.demo
-    from .demo.tavern import CHARACTERS
-
-    while True:
-        try:
-            line = input(f"you -> {CHARACTERS[tavern.current]['name']}> ")
-        except (EOFError, KeyboardInterrupt):
-            tavern.print()
-            return
-        if not tavern.handle(line):
-            return
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:

@@ -75,6 +75,26 @@ class Tavern:
             f"{c['name']} ({c['id']})" for c in CHARACTERS.values()) + " are here. Type /help for commands.")
         self.print(f"You are talking to {self._name(self.current)}.")
 
+    def play(self, lines: list[str]) -> bool:
+        """Plays a script, echoing each line; True when every say got its reply."""
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                self.print(f"> {line}")
+            if not self.handle(line):
+                break
+        return self.num_errors == 0
+
+    def interact(self, read: Callable[[str], str] = input) -> None:
+        """Reads lines from a person until /quit, end of input or Ctrl-C."""
+        while True:
+            try:
+                line = read(f"you -> {self._name(self.current)}> ")
+            except (EOFError, KeyboardInterrupt):
+                self.print()
+                return
+            if not self.handle(line):
+                return
+
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
         self.out.flush()
