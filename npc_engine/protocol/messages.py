@@ -268,32 +268,32 @@ class StatsResult(_Wire):
     server: dict[str, Any]
 
 
-OPS: dict[str, type[Request]] = {
-    "hello": HelloRequest, "ping": PingRequest,
-    "character.upsert": CharacterUpsertRequest, "character.get": CharacterGetRequest,
-    "character.list": CharacterListRequest, "character.delete": CharacterDeleteRequest,
-    "speaker.upsert": SpeakerUpsertRequest, "speaker.list": SpeakerListRequest,
-    "speaker.delete": SpeakerDeleteRequest,
-    "world.set": WorldSetRequest, "world.get": WorldGetRequest, "world.delete": WorldDeleteRequest,
-    "template.register": TemplateRegisterRequest, "template.list": TemplateListRequest,
-    "say": SayRequest, "cancel": CancelRequest,
-    "snapshot.save": SnapshotSaveRequest, "snapshot.load": SnapshotLoadRequest,
-    "snapshot.list": SnapshotListRequest, "snapshot.delete": SnapshotDeleteRequest,
-    "stats": StatsRequest,
+# op -> (request model, result model): one row per op, so an op cannot have one without the other.
+_OP_MODELS: dict[str, tuple[type[Request], type[_Wire]]] = {
+    "hello": (HelloRequest, HelloResult),
+    "ping": (PingRequest, PingResult),
+    "character.upsert": (CharacterUpsertRequest, CharacterResult),
+    "character.get": (CharacterGetRequest, CharacterResult),
+    "character.list": (CharacterListRequest, CharacterListResult),
+    "character.delete": (CharacterDeleteRequest, EmptyResult),
+    "speaker.upsert": (SpeakerUpsertRequest, SpeakerResult),
+    "speaker.list": (SpeakerListRequest, SpeakerListResult),
+    "speaker.delete": (SpeakerDeleteRequest, DeletedResult),
+    "world.set": (WorldSetRequest, WorldFactResult),
+    "world.get": (WorldGetRequest, WorldFactsResult),
+    "world.delete": (WorldDeleteRequest, DeletedResult),
+    "template.register": (TemplateRegisterRequest, TemplateRegisterResult),
+    "template.list": (TemplateListRequest, TemplateListResult),
+    "say": (SayRequest, SayResult),
+    "cancel": (CancelRequest, CancelResult),
+    "snapshot.save": (SnapshotSaveRequest, SnapshotResult),
+    "snapshot.load": (SnapshotLoadRequest, SnapshotResult),
+    "snapshot.list": (SnapshotListRequest, SnapshotListResult),
+    "snapshot.delete": (SnapshotDeleteRequest, EmptyResult),
+    "stats": (StatsRequest, StatsResult),
 }
-
-RESULTS: dict[str, type[_Wire]] = {
-    "hello": HelloResult, "ping": PingResult,
-    "character.upsert": CharacterResult, "character.get": CharacterResult,
-    "character.list": CharacterListResult, "character.delete": EmptyResult,
-    "speaker.upsert": SpeakerResult, "speaker.list": SpeakerListResult, "speaker.delete": DeletedResult,
-    "world.set": WorldFactResult, "world.get": WorldFactsResult, "world.delete": DeletedResult,
-    "template.register": TemplateRegisterResult, "template.list": TemplateListResult,
-    "say": SayResult, "cancel": CancelResult,
-    "snapshot.save": SnapshotResult, "snapshot.load": SnapshotResult,
-    "snapshot.list": SnapshotListResult, "snapshot.delete": EmptyResult,
-    "stats": StatsResult,
-}
+OPS: dict[str, type[Request]] = {op: models[0] for op, models in _OP_MODELS.items()}
+RESULTS: dict[str, type[_Wire]] = {op: models[1] for op, models in _OP_MODELS.items()}
 
 
 # -- envelopes -------------------------------------------------------------------------------
