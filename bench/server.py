@@ -14,10 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,16 +31,11 @@ import zmq  # noqa: E402
 
 from npc_engine import Engine, Store  # noqa: E402
 from npc_engine.client import Client  # noqa: E402
+from npc_engine.demo import ServerProcess  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
 from npc_engine.protocol import PROTOCOL_VERSION  # noqa: E402
 
 TEMPLATES = ROOT / "schemas" / "templates"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -167,14 +159,11 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="npc-server-bench-"))
     model_dir = build_tiny_model(folder / "model", MODEL_SIZES["tiny"])
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "npc_engine.cli", "serve", "--bind", endpoint, "--model", str(model_dir),
-         "--device", args.device, "--db", str(folder / "server.db"), "--templates", str(TEMPLATES)],
-        stdout=subprocess.PIPE, text=True, env=env)
+    server = ServerProcess(model=model_dir, db=folder / "server.db", templates=[TEMPLATES],
+                           extra_args=["--device", args.device]).start()
+    endpoint = server.endpoint
     try:
-        print(server.stdout.readline().strip())
+        print(f"server on {endpoint}")
         num_characters = 16
         with Client(endpoint) as client:
             populate(client, num_characters)
@@ -198,8 +187,7 @@ def main() -> None:
         engine.close()
         say_rate = {name: statistics.median(values) for name, values in rows.items()}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     machine = hardware(torch.device(args.device))
     print(f"\nServer on {machine}; loopback TCP; server in its own process")
     print("| ping round trip | p50 ms | p99 ms |\n|---|---:|---:|")

@@ -10,14 +10,9 @@ from pathlib import Path
 
 from npc_engine.cli import main
 from npc_engine.client import Client
+from npc_engine.demo.server_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_serve_runs_until_sigterm(tiny_model_dir, tmp_path):
