@@ -5,18 +5,8 @@ extends NpcConnection
 ## [code]reply.ok[/code] / [code]reply.result[/code] or [code]reply.code[/code] /
 ## [code]reply.message[/code]. [method say] returns its [NpcRequest] at once (drafts through
 ## [signal NpcConnection.draft], the line through [signal NpcConnection.line_ready]).
-
-
-func hello() -> NpcReply:
-	var fields := {"client_name": client_name, "client_version": VERSION}
-	var reply: NpcReply = await send_request("hello", fields).wait()
-	if reply.ok:
-		var theirs := str(reply.result.get("protocol_version", ""))
-		if theirs.get_slice(".", 0) != PROTOCOL_VERSION.get_slice(".", 0):
-			var text := "the server speaks protocol %s, this addon %s" % [theirs, PROTOCOL_VERSION]
-			var details := {"client_version": PROTOCOL_VERSION, "server_version": theirs}
-			return NpcReply.failure(reply.request_id, "unsupported_version", text, details)
-	return reply
+## [method NpcConnection.hello] (with its protocol check) is inherited: the connection sends it
+## on every (re)connect.
 
 
 func ping() -> NpcReply:

@@ -203,22 +203,29 @@ func _on_event(event: Dictionary) -> void:
 				)
 
 
-func _say_hello() -> void:
+## Sends hello and checks the protocol major; another major is an unsupported_version failure.
+func hello() -> NpcReply:
 	var fields := {"client_name": client_name, "client_version": VERSION}
-	var request := send_request("hello", fields)
-	var reply: NpcReply = await request.wait()
+	var reply: NpcReply = await send_request("hello", fields).wait()
+	if reply.ok:
+		var theirs := str(reply.result.get("protocol_version", ""))
+		if theirs.get_slice(".", 0) != PROTOCOL_VERSION.get_slice(".", 0):
+			var text := (
+				"the server speaks protocol %s, this addon %s; update one of them"
+				% [theirs, PROTOCOL_VERSION]
+			)
+			var details := {"client_version": PROTOCOL_VERSION, "server_version": theirs}
+			return NpcReply.failure(reply.request_id, "unsupported_version", text, details)
+	return reply
+
+
+func _say_hello() -> void:
+	var reply: NpcReply = await hello()
 	if not reply.ok:
 		if reply.code != "closed" and reply.code != "connection_lost":
 			error.emit(reply.code, reply.message, reply.request_id)
-		return
-	var theirs := str(reply.result.get("protocol_version", ""))
-	if theirs.get_slice(".", 0) != PROTOCOL_VERSION.get_slice(".", 0):
-		var text := (
-			"the server speaks protocol %s, this addon %s; update one of them"
-			% [theirs, PROTOCOL_VERSION]
-		)
-		error.emit("unsupported_version", text, reply.request_id)
-		close()
+		if reply.code == "unsupported_version":
+			close()  # talking on would only produce more refusals
 		return
 	hello_result = reply.result
 	for warning in reply.result.get("warnings", []):

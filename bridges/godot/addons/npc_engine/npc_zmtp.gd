@@ -23,6 +23,7 @@ var max_read_bytes_per_poll := 1 << 20
 
 var _peer: StreamPeerTCP
 var _in := PackedByteArray()
+var _in_pos := 0  # bytes of _in already parsed; dropped once per poll, not per frame
 var _out := PackedByteArray()
 var _skip_left := 0
 var _skip_prefix := PackedByteArray()
@@ -144,14 +145,28 @@ func _closed(events: Array, code: String, message: String) -> Array:
 
 
 func _parse(events: Array) -> void:
+	_parse_buffered(events)
+	_in = _in.slice(_in_pos)
+	_in_pos = 0
+
+
+func _unread() -> int:
+	return _in.size() - _in_pos
+
+
+func _take(count: int) -> PackedByteArray:
+	_in_pos += count
+	return _in.slice(_in_pos - count, _in_pos)
+
+
+func _parse_buffered(events: Array) -> void:
 	while state != State.CLOSED:
 		if _skip_left > 0 and not _skip_some(events):
 			return
 		if state == State.GREETING:
-			if _in.size() < 64:
+			if _unread() < 64:
 				return
-			var problem := _check_greeting(_in.slice(0, 64))
-			_in = _in.slice(64)
+			var problem := _check_greeting(_take(64))
 			if problem != "":
 				_closed(events, "malformed_frame", problem)
 				return
@@ -164,26 +179,26 @@ func _parse(events: Array) -> void:
 
 ## Parses one frame if it is all here (or starts skipping an oversized one); false to wait for more.
 func _parse_frame(events: Array) -> bool:
-	if _in.size() < 2:
+	if _unread() < 2:
 		return false
-	var flags := _in[0]
+	var flags := _in[_in_pos]
 	if flags & 0xf8:
 		_closed(events, "malformed_frame", "frame flags 0x%02x use reserved bits" % flags)
 		return false
 	var header := 9 if flags & FLAG_LONG else 2
-	if _in.size() < header:
+	if _unread() < header:
 		return false
-	var size := _in[1]
+	var size := _in[_in_pos + 1]
 	if flags & FLAG_LONG:
 		size = 0
 		for i in 8:
-			size = (size << 8) | _in[1 + i]
+			size = (size << 8) | _in[_in_pos + 1 + i]
 		if size < 0:
 			_closed(events, "malformed_frame", "a frame claims a negative size")
 			return false
 	var is_command := (flags & FLAG_COMMAND) != 0
 	if not is_command and state == State.READY and size > max_body_bytes and not flags & FLAG_MORE:
-		_in = _in.slice(header)
+		_in_pos += header
 		_skip_left = size
 		_skip_size = size
 		_skip_prefix = PackedByteArray()
@@ -191,10 +206,10 @@ func _parse_frame(events: Array) -> bool:
 	if is_command and size > MAX_COMMAND_BYTES:
 		_closed(events, "malformed_frame", "a command frame of %d bytes is too large" % size)
 		return false
-	if _in.size() < header + size:
+	if _unread() < header + size:
 		return false
-	var body := _in.slice(header, header + size)
-	_in = _in.slice(header + size)
+	_in_pos += header
+	var body := _take(size)
 	if is_command:
 		_on_command(body, events)
 	elif state != State.READY:
@@ -209,10 +224,11 @@ func _parse_frame(events: Array) -> bool:
 
 
 func _skip_some(events: Array) -> bool:
-	var take := mini(_skip_left, _in.size())
+	var take := mini(_skip_left, _unread())
 	if _skip_prefix.size() < PEEK_BYTES:
-		_skip_prefix.append_array(_in.slice(0, mini(take, PEEK_BYTES - _skip_prefix.size())))
-	_in = _in.slice(take)
+		var num_peek := mini(take, PEEK_BYTES - _skip_prefix.size())
+		_skip_prefix.append_array(_in.slice(_in_pos, _in_pos + num_peek))
+	_in_pos += take
 	_skip_left -= take
 	if _skip_left > 0:
 		return false

@@ -52,7 +52,7 @@ namespace NpcEngine.Tests
             }
             finally
             {
-                TestEnvironment.StopServer();
+                TestEnvironment.KillServer();
             }
             Console.WriteLine(numPassed + " passed, " + numFailed + " failed, " + numIgnored + " ignored");
             return numFailed == 0 && numPassed > 0 ? 0 : 1;

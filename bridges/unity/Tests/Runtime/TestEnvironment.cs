@@ -93,11 +93,6 @@ namespace NpcEngine.Tests
             }
         }
 
-        public static void StopServer()
-        {
-            KillServer();
-        }
-
         public static int FreePort()
         {
             TcpListener probe = new TcpListener(IPAddress.Loopback, 0);
