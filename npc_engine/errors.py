@@ -7,7 +7,11 @@ NpcEngineError                 base class; carries optional request_id and chara
  |    +-- TemplateTooLargeError  the compiled template does not fit the model's canvas
  |    +-- UnknownTemplateError   no template is registered under this name
  +-- ModelLoadError            a model directory is missing, incomplete, or not a DiffusionGemma
- |                             checkpoint (message names the path and what was found)
+ |    |                        checkpoint; an exported ONNX folder from another version, with a
+ |    |                        graph or tokenizer missing or changed, or CUDA asked for with
+ |    |                        `strict` where onnxruntime has none (message names the file)
+ |    +-- ExportError            `export-onnx` failed, or its graphs disagree with PyTorch
+ |                               beyond the tolerance (nothing usable is left in the folder)
  +-- PromptError               a prompt cannot be used (too long for the model, not text)
  +-- GenerationError           a generation failed inside the engine; never the caller's fault
  +-- RequestError              the engine refused a request; nothing was queued
@@ -55,6 +59,7 @@ __all__ = [
     "TemplateTooLargeError",
     "UnknownTemplateError",
     "ModelLoadError",
+    "ExportError",
     "PromptError",
     "GenerationError",
     "RequestError",
@@ -135,6 +140,10 @@ class ModelLoadError(NpcEngineError, OSError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ExportError(ModelLoadError):
+    """An ONNX export failed, or its check against PyTorch did not pass."""
 
 
 class PromptError(NpcEngineError, ValueError):

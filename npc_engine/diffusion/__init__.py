@@ -1,9 +1,20 @@
-"""Sampler math and the step-wise block-diffusion loop."""
+"""Sampler math and the step-wise block-diffusion loop.
 
-from .constraint import CanvasConstraint
-from .loop import BlockDiffusion, DiffusionBatch, DiffusionOutput
-from .sampler import BatchNoise, NoiseSource, RowNoise
+`DiffusionSettings` and `RequestNoise` are plain Python/numpy; the torch-bound names (the loop,
+the sampler's noise sources, constraints) load on first use, so the ONNX Runtime backend can run
+without PyTorch installed.
+"""
+
+from typing import Any
+
+from .noise import RequestNoise
 from .settings import DiffusionSettings
+
+_TORCH_NAMES = {
+    "BatchNoise": "sampler", "NoiseSource": "sampler", "RowNoise": "sampler",
+    "BlockDiffusion": "loop", "DiffusionBatch": "loop", "DiffusionOutput": "loop",
+    "CanvasConstraint": "constraint",
+}
 
 __all__ = [
     "BatchNoise",
@@ -13,5 +24,14 @@ __all__ = [
     "DiffusionOutput",
     "DiffusionSettings",
     "NoiseSource",
+    "RequestNoise",
     "RowNoise",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+    return getattr(import_module(f".{module}", __name__), name)

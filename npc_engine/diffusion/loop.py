@@ -175,7 +175,7 @@ class BlockDiffusion:
             canvas = torch.where(keep, batch.canvas, canvas)
             logits = torch.where(keep[..., None], batch.self_conditioning_logits, logits)
         is_done, batch.stability_history = stable_and_confident(
-            argmax_canvas, entropy, batch.stability_history,
+            argmax_canvas, entropy.mean(dim=-1), batch.stability_history,
             settings.stability_threshold, settings.confidence_threshold,
         )
         batch.is_denoised |= is_done

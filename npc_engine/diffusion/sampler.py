@@ -27,6 +27,7 @@ __all__ = [
     "entropy_bound_accept",
     "stable_and_confident",
     "sample_accept_renoise",
+    "sample_with_draws",
 ]
 
 
@@ -133,15 +134,16 @@ def entropy_bound_accept(entropy: torch.Tensor, entropy_bound: float) -> torch.T
 
 def stable_and_confident(
     argmax_canvas: torch.Tensor,
-    entropy: torch.Tensor,
+    mean_entropy: torch.Tensor,
     history: torch.Tensor | None,
     stability_threshold: int,
     confidence_threshold: float,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Whether each row's argmax has been stable and its mean entropy is below the threshold.
 
-    `history` holds the last `stability_threshold` argmax canvases, shape (S, batch, canvas); it
-    starts as None. Returns (done per row, updated history).
+    `mean_entropy` is each row's mean entropy over the canvas, (B,). `history` holds the last
+    `stability_threshold` argmax canvases, shape (S, batch, canvas); it starts as None. Returns
+    (done per row, updated history).
     """
     if stability_threshold == 0:
         is_stable = torch.ones(argmax_canvas.shape[0], dtype=torch.bool, device=argmax_canvas.device)
@@ -152,8 +154,38 @@ def stable_and_confident(
         is_stable = (history == argmax_canvas[None]).all(dim=-1).all(dim=0)
         history = torch.roll(history, shifts=-1, dims=0)
         history[-1] = argmax_canvas
-    is_confident = entropy.mean(dim=-1) < confidence_threshold
+    is_confident = mean_entropy < confidence_threshold
     return is_stable & is_confident, history
+
+
+def sample_with_draws(
+    logits: torch.Tensor,
+    disallowed: torch.Tensor,
+    temperature: torch.Tensor,
+    uniform: torch.Tensor,
+    renoise: torch.Tensor,
+    entropy_bound: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sampler half of an engine step, from raw logits (B, L, V) and host-drawn noise.
+
+    Masks `disallowed`, divides by each row's `temperature` (B,), samples every position by
+    inverse CDF with `uniform` (B, L), accepts the lowest-entropy positions under the bound and
+    puts `renoise` (B, L) everywhere else. Every backend runs exactly this (the ONNX step graph
+    is exported from it), so the same draws give the same canvases. Returns (next canvas,
+    argmax canvas, mean entropy per row, scaled logits).
+    """
+    logits = logits.masked_fill(disallowed, MASKED_LOGIT) / temperature[:, None, None]
+    probs = torch.softmax(logits, dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    # A target strictly below the total: the first cdf entry above it is then a token with
+    # positive probability (a masked token repeats the entry before it). Counting the entries
+    # at or below the target is searchsorted(right=True), written so that it exports.
+    targets = uniform[..., None] * cdf[..., -1:] * (1.0 - 2.0 ** -23)
+    sampled = (cdf <= targets).sum(dim=-1)
+    argmax_canvas = torch.argmax(logits, dim=-1)
+    entropy = token_entropy_fast(logits, probs)
+    is_accepted = entropy_bound_accept(entropy, entropy_bound)
+    return torch.where(is_accepted, sampled, renoise), argmax_canvas, entropy.mean(dim=-1), logits
 
 
 def sample_accept_renoise(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DiffusionSettings"]
 
@@ -61,6 +64,16 @@ class DiffusionSettings:
         if sampler_config is not None and getattr(sampler_config, "entropy_bound", None) is not None:
             values["entropy_bound"] = sampler_config.entropy_bound
         return cls(**values)
+
+    def temperatures(self) -> "np.ndarray":
+        """float32 (max_denoising_steps,): entry n-1 is the temperature with n steps left,
+        t_min + (t_max - t_min) * n / N in float32, the arithmetic of transformers' linear
+        schedule. Every runner indexes this one table."""
+        import numpy as np
+
+        steps = np.arange(1, self.max_denoising_steps + 1, dtype=np.float32)
+        fraction = steps / np.float32(self.max_denoising_steps)
+        return np.float32(self.t_min) + np.float32(self.t_max - self.t_min) * fraction
 
     def with_overrides(self, **overrides: Any) -> "DiffusionSettings":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
+from ..diffusion.noise import RequestNoise
 from ..templates import TemplateCompiler, load_template
 from .cost_model import CostModel, measure_ms
 from .request import Request
-from .runner import ModelRunner
+from .runner_base import RunnerBase
 
 __all__ = ["Calibration", "calibrate"]
 
@@ -35,19 +34,19 @@ def calibration_batch_sizes(max_batch_size: int) -> list[int]:
     return sizes + [max_batch_size]
 
 
-def calibrate(runner: ModelRunner, compiler: TemplateCompiler, cost: CostModel, *, max_batch_size: int,
+def calibrate(runner: RunnerBase, compiler: TemplateCompiler, cost: CostModel, *, max_batch_size: int,
               prefill_chunk_tokens: int, budget_ms: float | None, num_repeats: int = 3) -> Calibration:
     """Time prefill chunks and one denoising step at each power-of-two batch size; feed `cost`."""
     backend = runner.backend
     plan = compiler.compile(_CALIBRATION_TEMPLATE)
-    max_prompt = int(backend.text_config.max_position_embeddings) - backend.canvas_length
+    max_prompt = int(backend.max_position_embeddings) - backend.canvas_length
     chunk_sizes = sorted({min(16, prefill_chunk_tokens), min(prefill_chunk_tokens, max_prompt)})
 
     def timed(action) -> float:
         return measure_ms(action, backend.synchronize)[1]
 
     def dummy(index: int, num_tokens: int) -> Request:
-        generator = torch.Generator(device=backend.device).manual_seed(index)
+        generator = RequestNoise(index)
         ids = tuple((index + i) % backend.vocab_size for i in range(num_tokens))
         return Request(request_id=f"_calibration-{index}", plan=plan, prefix_ids=(), turn_ids=ids,
                        seed=index, generator=generator)

@@ -11,22 +11,29 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..diffusion import DiffusionSettings
-from ..models import DiffusionGemmaBackend
 from .calibrate import calibration_batch_sizes
 from .config import EngineConfig
 from .cost_model import CostModel, measure_ms
 from .prefix_cache import PrefixCache
 from .request import Draft, FillResult, Request, RequestStatus, finish_reason
-from .runner import ModelRunner
 from .scheduler import RequestView, Scheduler, SchedulerOutput
 from .stats import StatsRecorder
 
 __all__ = ["EngineCore", "FrameReport"]
 
 log = logging.getLogger("npc_engine.engine")
+
+
+def _runner_class(backend: Any) -> type:
+    """The runner for a backend; imported here so that only the backend in use is loaded."""
+    if getattr(backend, "kind", "torch") == "onnx":
+        from .onnx_runner import OnnxRunner
+        return OnnxRunner
+    from .runner import ModelRunner
+    return ModelRunner
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,14 @@ class FrameReport:
 
 
 class EngineCore:
-    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings, config: EngineConfig,
+    def __init__(self, backend: Any, settings: DiffusionSettings, config: EngineConfig,
                  on_finish: Callable[[Request], None]) -> None:
         self.backend = backend
         self.config = config
         self.cost_model = CostModel()
         self.prefix_cache: PrefixCache = PrefixCache(config.prefix_cache_bytes)
-        self.runner = ModelRunner(backend, settings, self.prefix_cache,
-                                  prefill_chunk_tokens=config.prefill_chunk_tokens)
+        self.runner = _runner_class(backend)(backend, settings, self.prefix_cache,
+                                             prefill_chunk_tokens=config.prefill_chunk_tokens)
         self.scheduler = Scheduler(max_batch_size=config.max_batch_size, canvas_length=backend.canvas_length,
                                    aging_per_step=config.aging_per_step,
                                    batch_sizes=calibration_batch_sizes(config.max_batch_size))

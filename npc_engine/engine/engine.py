@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from ..diffusion import DiffusionSettings
 from ..errors import (
     BudgetError,
@@ -37,7 +35,8 @@ from ..errors import (
     UnknownRequestError,
     UnknownTemplateError,
 )
-from ..models import DiffusionGemmaBackend, default_model_dir, has_default_model
+from ..diffusion import RequestNoise
+from ..models import default_model_dir, default_onnx_dir, has_default_model
 from ..templates import Template, TemplateCompiler, load_template
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
@@ -62,14 +61,15 @@ class Engine:
     >>> engine.tick(4.0)      # once per frame, or engine.start() for a background thread
     """
 
-    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings | None = None,
+    def __init__(self, backend: Any, settings: DiffusionSettings | None = None,
                  config: EngineConfig | None = None) -> None:
+        """`backend`: a `DiffusionGemmaBackend` (PyTorch) or an `OnnxBackend` (ONNX Runtime)."""
         self.backend = backend
-        self.settings = settings or DiffusionSettings.from_generation_config(backend.model.generation_config)
+        self.settings = settings or DiffusionSettings.from_generation_config(backend.generation_config)
         self.config = config or EngineConfig()
         self.compiler = TemplateCompiler.for_backend(backend)
         self.prompts = PromptEncoder(
-            backend.tokenizer, max_position_embeddings=int(backend.text_config.max_position_embeddings),
+            backend.tokenizer, max_position_embeddings=int(backend.max_position_embeddings),
             canvas_length=backend.canvas_length)
         self.core = EngineCore(backend, self.settings, self.config, self._on_finish)
         self.calibration: Calibration | None = None
@@ -85,19 +85,36 @@ class Engine:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
-                        config: EngineConfig | None = None, **setting_overrides: Any) -> "Engine":
-        """Load a local DiffusionGemma checkpoint (model + tokenizer in one folder); with no path,
-        the small model that ships inside the package, with its templates registered."""
+                        config: EngineConfig | None = None, backend: str = "torch", strict: bool = False,
+                        **setting_overrides: Any) -> "Engine":
+        """Load a local model folder; with no path, the small model that ships inside the package,
+        with its templates registered.
+
+        `backend="torch"`: a DiffusionGemma checkpoint (model + tokenizer, save_pretrained) on
+        PyTorch. `backend="onnx"`: a folder written by `npc-engine export-onnx`, on ONNX Runtime
+        with no PyTorch needed (`device` "cuda"/"cpu"; an unavailable CUDA falls back to CPU with
+        a warning, or raises with `strict`; `dtype` does not apply: exports are float32).
+        """
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         is_default = path is None
         if is_default:
-            path = default_model_dir()
-            if not has_default_model():
+            path = default_model_dir() if backend == "torch" else default_onnx_dir()
+            if not has_default_model() or not Path(path).is_dir():
                 raise ModelLoadError(f"the shipped default model is missing from {path}; reinstall npc-engine "
                                      "or pass a model folder", path=str(path))
-        backend = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)
-        settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
-        engine = cls(backend, settings.with_overrides(**setting_overrides), config)
-        for template_file in sorted((Path(path) / "templates").glob("*.json")):
+        if backend == "onnx":
+            from ..models.onnx_backend import OnnxBackend
+            loaded: Any = OnnxBackend.from_folder(path, device=device, strict=strict)
+        else:
+            from ..models.backend import DiffusionGemmaBackend
+            loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)
+        settings = DiffusionSettings.from_generation_config(loaded.generation_config)
+        engine = cls(loaded, settings.with_overrides(**setting_overrides), config)
+        template_folder = Path(path) / "templates"
+        if is_default and backend == "onnx":
+            template_folder = default_model_dir() / "templates"
+        for template_file in sorted(template_folder.glob("*.json")):
             engine.register_template(template_file)  # a trained model folder carries its templates
         return engine
 
@@ -194,7 +211,7 @@ class Engine:
 
             request = Request(
                 request_id=request_id, plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids, seed=seed,
-                generator=torch.Generator(device=self.backend.device).manual_seed(seed),
+                generator=RequestNoise(seed),
                 priority=float(priority), deadline_s=deadline_s, character_id=character_id,
                 on_draft=draft_listener if (on_draft is not None or stream) else None,
                 arrival_index=next(self._arrivals), submitted_s=time.perf_counter(),

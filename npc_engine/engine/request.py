@@ -10,8 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
-
+from ..diffusion.noise import RequestNoise
 from ..templates import CanvasPlan
 
 __all__ = ["Draft", "FINISH_REASONS", "FillResult", "Request", "RequestStatus", "finish_reason"]
@@ -80,7 +79,7 @@ class Request:
     prefix_ids: tuple[int, ...]       # stable part (chat framing + persona): prefix-cache key
     turn_ids: tuple[int, ...]         # the new turn, encoded per request
     seed: int
-    generator: torch.Generator
+    generator: RequestNoise
     priority: float = 0.0
     deadline_s: float | None = None
     character_id: str | None = None
@@ -93,11 +92,11 @@ class Request:
     num_encoded: int = 0
     num_cached_prompt_tokens: int = 0
     prefill_ms: float = 0.0
-    # denoising (row tensors; see runner.py)
-    canvas: torch.Tensor | None = None
-    argmax_canvas: torch.Tensor | None = None
-    self_conditioning_logits: torch.Tensor | None = None
-    stability_history: torch.Tensor | None = None
+    # denoising (row tensors of the backend: torch or numpy/ORT; see the runners)
+    canvas: Any = None
+    argmax_canvas: Any = None
+    self_conditioning_logits: Any = None
+    stability_history: Any = None
     num_steps: int = 0
     num_steps_left: int = 0
     num_steps_skipped: int = 0

@@ -1,4 +1,4 @@
-"""The only code that touches a batch's tensors: prefill chunks, one batched denoising step, render.
+"""The PyTorch runner: the only code that touches a batch's torch tensors.
 
 Each request owns its encoder cache (a batch of one) and its row state. A decoder step stacks
 the scheduled rows into one forward, with per-row positions, per-row temperatures and per-row
@@ -12,21 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..diffusion import DiffusionSettings, RowNoise
-from ..diffusion.sampler import (
-    MASKED_LOGIT,
-    sample_accept_renoise,
-    stable_and_confident,
-    temperature_schedule,
-)
+from ..diffusion import DiffusionSettings
+from ..diffusion.sampler import sample_with_draws, stable_and_confident
 from ..models import DiffusionGemmaBackend
-from ..models.kv import KVSnapshot, cache_length, merge_caches, restore_cache, snapshot_cache
-from ..templates import render
+from ..models.kv import KVSnapshot, cache_length, merge_caches
 from .prefix_cache import PrefixCache
 from .request import Request, RequestStatus
+from .runner_base import RunnerBase
 
 __all__ = ["ModelRunner"]
 
@@ -45,65 +41,23 @@ class _ResidentBatch:
     stability_history: torch.Tensor | None
 
 
-class ModelRunner:
+class ModelRunner(RunnerBase):
+    """The PyTorch runner: row state and the stacked batch are torch tensors on the model's device."""
+
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
                  prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int) -> None:
-        self.backend = backend
-        self.settings = settings
-        self.prefix_cache = prefix_cache
-        self.prefill_chunk_tokens = prefill_chunk_tokens
-        self.canvas_length = backend.canvas_length
-        self.vocab_size = backend.vocab_size
-        schedule = temperature_schedule(settings.t_min, settings.t_max, settings.max_denoising_steps)
-        self._temperatures = torch.stack([schedule[n] for n in range(1, settings.max_denoising_steps + 1)])
-        self._temperatures = self._temperatures.to(backend.device)
+        super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
+        self._temperatures = torch.from_numpy(settings.temperatures()).to(backend.device)
         self._embeddings_dtype = backend.model.model.decoder.embed_tokens.weight.dtype
         self._resident: _ResidentBatch | None = None
 
-    # -- prefill --------------------------------------------------------------------------
-
-    def next_chunk_tokens(self, request: Request) -> int:
-        """Tokens the next prefill of `request` will encode (after a prefix-cache hit, if any)."""
-        num_encoded = request.num_encoded
-        if num_encoded == 0 and request.prefix_ids and request.prefix_ids in self.prefix_cache:
-            num_encoded = len(request.prefix_ids)
-        start, end = request.next_chunk(self.prefill_chunk_tokens, num_encoded)
-        return end - start
-
     @torch.inference_mode()
     def prefill(self, request: Request) -> int:
-        """Encode the request's next prompt chunk (restoring a cached prefix first). Returns the
-        number of tokens encoded; opens the canvas once the whole prompt is in the cache."""
-        backend = self.backend
-        if request.cache is None:
-            request.cache = backend.new_cache()
-            request.status = RequestStatus.PREFILLING
-            if request.prefix_ids and self.prefix_cache.capacity_bytes > 0:
-                snapshot = self.prefix_cache.get(request.prefix_ids)
-                if snapshot is not None:
-                    request.cache = restore_cache(backend.new_cache(), snapshot)
-                    request.num_encoded = request.num_cached_prompt_tokens = len(request.prefix_ids)
-        num_tokens = 0
-        if request.num_prompt_tokens_left > 0:
-            start, end = request.next_chunk(self.prefill_chunk_tokens)
-            device = backend.device
-            ids = torch.tensor([request.prompt_ids[start:end]], dtype=torch.long, device=device)
-            attention_mask = torch.ones((1, end), dtype=torch.bool, device=device)
-            positions = torch.arange(start, end, dtype=torch.int32, device=device).unsqueeze(0)
-            backend.encode(ids, attention_mask, request.cache, positions)
-            request.num_encoded = end
-            num_tokens = end - start
-            if end == len(request.prefix_ids) and self.prefix_cache.capacity_bytes > 0:
-                snapshot = snapshot_cache(request.cache)
-                self.prefix_cache.put(request.prefix_ids, snapshot, snapshot.num_bytes)
-        if request.num_prompt_tokens_left == 0:
-            self._open_canvas(request)
-        return num_tokens
+        return super().prefill(request)
 
     def _open_canvas(self, request: Request) -> None:
         device = self.backend.device
-        canvas = torch.randint(0, self.vocab_size, (1, self.canvas_length), device=device,
-                               generator=request.generator)[0]
+        canvas = torch.from_numpy(request.generator.tokens(self.canvas_length, self.vocab_size)).to(device)
         clamp_ids = request.plan.constraint(device).clamp_ids
         request.canvas = request.argmax_canvas = torch.where(clamp_ids >= 0, clamp_ids, canvas)
         request.num_steps_left = self.settings.max_denoising_steps
@@ -159,14 +113,14 @@ class ModelRunner:
             has_signal = torch.tensor([r.self_conditioning_logits is not None for r in requests], device=device)
         logits = self.backend.denoise(batch.canvas, batch.self_conditioning_logits, batch.cache,
                                       batch.masks, batch.position_ids, has_signal)
-        logits.masked_fill_(batch.disallowed_tokens, MASKED_LOGIT)
         temperature_index = torch.tensor([r.num_steps_left - 1 for r in requests], device=device)
-        logits.div_(self._temperatures[temperature_index][:, None, None])
-
-        noise = RowNoise([r.generator for r in requests])
-        canvas, argmax_canvas, entropy = sample_accept_renoise(logits, batch.canvas, noise,
-                                                               settings.entropy_bound)
-        is_done, history = stable_and_confident(argmax_canvas, entropy, batch.stability_history,
+        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
+        uniform = torch.from_numpy(np.stack([u for u, _ in draws])).to(device)
+        renoise = torch.from_numpy(np.stack([t for _, t in draws])).to(device)
+        canvas, argmax_canvas, mean_entropy, logits = sample_with_draws(
+            logits, batch.disallowed_tokens, self._temperatures[temperature_index], uniform, renoise,
+            settings.entropy_bound)
+        is_done, history = stable_and_confident(argmax_canvas, mean_entropy, batch.stability_history,
                                                 settings.stability_threshold, settings.confidence_threshold)
         sc_logits = logits.to(self._embeddings_dtype)
 
@@ -183,13 +137,8 @@ class ModelRunner:
         return is_done_rows
 
     def forget_batch(self) -> None:
-        """Drop the stacked batch (its membership changed, or the engine is idle)."""
         self._resident = None
-
-    # -- output ----------------------------------------------------------------------------
 
     @torch.inference_mode()
     def render(self, request: Request) -> dict[str, Any]:
-        """The template's fields from the request's argmax canvas (valid after any step >= 1)."""
-        return render(request.plan, request.argmax_canvas, request.self_conditioning_logits,
-                      self.backend.tokenizer)
+        return super().render(request)

@@ -9,7 +9,6 @@ one decoder forward that returns (soft-capped, float32) logits for a canvas. It 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 from transformers.cache_utils import DynamicCache
 
 from ..errors import ModelLoadError
+from .info import ModelInfo
+from .kv import KVSnapshot, restore_cache, snapshot_cache
 
 __all__ = ["DiffusionGemmaBackend", "ModelInfo", "pick_device", "pick_dtype"]
 
@@ -43,19 +44,6 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a client may want to know about the loaded model."""
-
-    path: str
-    num_parameters: int
-    vocab_size: int
-    canvas_length: int
-    max_position_embeddings: int
-    device: str
-    dtype: str
 
 
 def _check_checkpoint_dir(path: Path) -> None:
@@ -93,6 +81,8 @@ def _check_checkpoint_dir(path: Path) -> None:
 
 class DiffusionGemmaBackend:
     """A loaded DiffusionGemma model plus tokenizer, with step-level forwards."""
+
+    kind = "torch"
 
     def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str) -> None:
         self.model = model.eval()
@@ -144,6 +134,14 @@ class DiffusionGemmaBackend:
             dtype=str(self.dtype).removeprefix("torch."),
         )
 
+    @property
+    def max_position_embeddings(self) -> int:
+        return int(self.text_config.max_position_embeddings)
+
+    @property
+    def generation_config(self) -> Any:
+        return self.model.generation_config
+
     # -- token ids -------------------------------------------------------------------------
 
     @property
@@ -164,6 +162,24 @@ class DiffusionGemmaBackend:
 
     def new_cache(self) -> DynamicCache:
         return DynamicCache(config=self.text_config)
+
+    def encode_chunk(self, cache: DynamicCache, token_ids: list[int] | tuple[int, ...], start: int) -> DynamicCache:
+        """Encode one request's next `token_ids` (positions from `start`) into its cache."""
+        device = self.device
+        end = start + len(token_ids)
+        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=device)
+        attention_mask = torch.ones((1, end), dtype=torch.bool, device=device)
+        positions = torch.arange(start, end, dtype=torch.int32, device=device).unsqueeze(0)
+        self.encode(ids, attention_mask, cache, positions)
+        return cache
+
+    def snapshot(self, cache: DynamicCache) -> KVSnapshot:
+        """An immutable copy-free view of a request's cache, for the prefix cache."""
+        return snapshot_cache(cache)
+
+    def restore(self, snapshot: KVSnapshot) -> DynamicCache:
+        """A cache holding a snapshot; encoding more into it leaves the snapshot as it was."""
+        return restore_cache(self.new_cache(), snapshot)
 
     def encode(
         self,

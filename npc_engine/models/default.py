@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["default_model_dir", "has_default_model"]
+__all__ = ["default_model_dir", "default_onnx_dir", "has_default_model"]
 
 
 def default_model_dir() -> Path:
@@ -14,3 +14,8 @@ def default_model_dir() -> Path:
 def has_default_model() -> bool:
     folder = default_model_dir()
     return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def default_onnx_dir() -> Path:
+    """The default model exported for ONNX Runtime (`npc-engine export-onnx`), shipped beside it."""
+    return default_model_dir() / "onnx"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+import numpy as np
 from pydantic import BaseModel, Field, create_model
 
-from ..diffusion.constraint import CanvasConstraint
 from ..errors import TemplateError, TemplateTooLargeError
 from .spec import ChoiceSlot, IntegerSlot, Template, TextSlot
+
+if TYPE_CHECKING:  # the plan is numpy; only the PyTorch runner asks for torch tensors
+    from ..diffusion.constraint import CanvasConstraint
 
 __all__ = ["CanvasPlan", "SlotPlan", "TemplateCompiler", "FORBIDDEN_TEXT_CHARS"]
 
@@ -36,7 +38,7 @@ class SlotPlan:
     length: int
     min_tokens: int = 0
     values: tuple[Any, ...] = ()           # choice/integer/boolean: the Python value of each option
-    option_ids: torch.Tensor | None = None  # (num_options, length), padded with the pad id
+    option_ids: np.ndarray | None = None  # int64 (num_options, length), padded with the pad id
 
 
 @dataclass
@@ -47,23 +49,33 @@ class CanvasPlan:
     canvas_length: int
     vocab_size: int
     pad_token_id: int
-    clamp_ids: torch.Tensor        # (L,) skeleton id at clamped positions, -1 in slots
-    allowed_tokens: torch.Tensor   # (L, V) bool
+    clamp_ids: np.ndarray          # int64 (L,) skeleton id at clamped positions, -1 in slots
+    allowed_tokens: np.ndarray     # bool (L, V)
     slots: tuple[SlotPlan, ...]
     output_model: type[BaseModel]
     num_skeleton_tokens: int
-    _constraints: dict[str, CanvasConstraint] = field(default_factory=dict, repr=False)
+    _constraints: dict[str, "CanvasConstraint"] = field(default_factory=dict, repr=False)
 
     @property
     def num_slot_tokens(self) -> int:
         return sum(slot.length for slot in self.slots)
 
-    def constraint(self, device: torch.device) -> CanvasConstraint:
-        """The plan's masks on `device` (inverted and copied once per device, then reused)."""
+    @property
+    def disallowed_tokens(self) -> np.ndarray:
+        """Bool (L, V), the inverse of `allowed_tokens`: the form a step's logit mask takes."""
+        if "host" not in self._constraints:
+            self._constraints["host"] = ~self.allowed_tokens
+        return self._constraints["host"]
+
+    def constraint(self, device: Any) -> "CanvasConstraint":
+        """The plan's masks as torch tensors on `device` (copied once per device, then reused)."""
         key = str(device)
         if key not in self._constraints:
-            self._constraints[key] = CanvasConstraint((~self.allowed_tokens).to(device),
-                                                      self.clamp_ids.to(device))
+            import torch
+
+            from ..diffusion.constraint import CanvasConstraint
+            self._constraints[key] = CanvasConstraint(torch.from_numpy(self.disallowed_tokens).to(device),
+                                                      torch.from_numpy(self.clamp_ids).to(device))
         return self._constraints[key]
 
 
@@ -92,7 +104,7 @@ class TemplateCompiler:
         self.pad_token_id = pad_token_id
         self.eos_token_ids = eos_token_ids
         self._plans: dict[str, CanvasPlan] = {}
-        self._text_vocab: torch.Tensor | None = None
+        self._text_vocab: np.ndarray | None = None
 
     @classmethod
     def for_backend(cls, backend: Any) -> "TemplateCompiler":
@@ -100,14 +112,14 @@ class TemplateCompiler:
         return cls(backend.tokenizer, backend.vocab_size, backend.canvas_length,
                    backend.pad_token_id, backend.eos_token_ids)
 
-    def text_vocabulary(self) -> torch.Tensor:
+    def text_vocabulary(self) -> np.ndarray:
         """Bool (V,): tokens a text slot may hold (no specials, no delimiters, not empty)."""
         if self._text_vocab is None:
             num_tokens = min(self.vocab_size, len(self.tokenizer))
             special = set(self.tokenizer.all_special_ids)
             special.update(getattr(self.tokenizer, "added_tokens_decoder", {}).keys())
             pieces = self.tokenizer.batch_decode([[i] for i in range(num_tokens)])
-            allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+            allowed = np.zeros(self.vocab_size, dtype=np.bool_)
             for token_id, piece in enumerate(pieces):
                 allowed[token_id] = token_id not in special and _is_text_piece(piece)
             self._text_vocab = allowed
@@ -151,7 +163,7 @@ class TemplateCompiler:
                     f"and {text!r} tokenize identically", template=template.name, slot=slot.name)
             seen[tuple(ids)] = text
         return SlotPlan(slot.name, slot.kind, start, length, values=values,
-                        option_ids=torch.tensor(padded, dtype=torch.long))
+                        option_ids=np.array(padded, dtype=np.int64))
 
     def _compile(self, template: Template) -> CanvasPlan:
         pieces: list[list[int] | Any] = []  # skeleton id lists and slots, in canvas order
@@ -194,17 +206,17 @@ class TemplateCompiler:
             [self.pad_token_id] * self.canvas_length
         clamp.extend(tail[: self.canvas_length - len(clamp)])
 
-        clamp_ids = torch.tensor(clamp, dtype=torch.long)
-        allowed = torch.zeros((self.canvas_length, self.vocab_size), dtype=torch.bool)
+        clamp_ids = np.array(clamp, dtype=np.int64)
+        allowed = np.zeros((self.canvas_length, self.vocab_size), dtype=np.bool_)
         is_clamped = clamp_ids >= 0
-        allowed[is_clamped.nonzero().squeeze(-1), clamp_ids[is_clamped]] = True
+        allowed[np.flatnonzero(is_clamped), clamp_ids[is_clamped]] = True
         for plan in slot_plans:
             span = slice(plan.start, plan.start + plan.length)
             if plan.kind == "text":
                 allowed[span] = self.text_vocabulary()
                 allowed[plan.start + plan.min_tokens: span.stop, self.pad_token_id] = True
             else:
-                positions = torch.arange(plan.start, span.stop).expand_as(plan.option_ids)
+                positions = np.broadcast_to(np.arange(plan.start, span.stop), plan.option_ids.shape)
                 allowed[positions.reshape(-1), plan.option_ids.reshape(-1)] = True
         return CanvasPlan(
             template=template, canvas_length=self.canvas_length, vocab_size=self.vocab_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 
 from ..errors import GenerationError
 from .compiler import CanvasPlan, SlotPlan
@@ -18,18 +18,27 @@ from .compiler import CanvasPlan, SlotPlan
 __all__ = ["render", "choose_options"]
 
 
-def choose_options(plan: CanvasPlan, logits: torch.Tensor) -> dict[str, int]:
-    """Index of the best option for every option slot, from (L, V) logits of one canvas."""
+def _host_float32(span: Any) -> np.ndarray:
+    """A (few-row) slice of logits as float32 numpy: torch tensors are copied off the device
+    here, after slicing, so only the option spans ever leave it."""
+    if hasattr(span, "detach"):
+        span = span.detach().float().cpu().numpy()
+    return np.asarray(span, dtype=np.float32)
+
+
+def choose_options(plan: CanvasPlan, logits: Any) -> dict[str, int]:
+    """Index of the best option for every option slot, from (L, V) logits of one canvas
+    (a torch tensor or a numpy array)."""
     chosen: dict[str, int] = {}
     for slot in plan.slots:
         if slot.option_ids is None:
             continue
-        span_logits = logits[slot.start: slot.start + slot.length].float()
-        log_probs = torch.log_softmax(span_logits, dim=-1)
-        option_ids = slot.option_ids.to(log_probs.device)
-        positions = torch.arange(slot.length, device=log_probs.device).expand_as(option_ids)
-        scores = log_probs[positions, option_ids].sum(dim=-1)
-        chosen[slot.name] = int(torch.argmax(scores))
+        span_logits = _host_float32(logits[slot.start: slot.start + slot.length])
+        peak = span_logits.max(axis=-1, keepdims=True)
+        log_probs = span_logits - peak - np.log(np.exp(span_logits - peak).sum(axis=-1, keepdims=True))
+        positions = np.broadcast_to(np.arange(slot.length), slot.option_ids.shape)
+        scores = log_probs[positions, slot.option_ids].sum(axis=-1)
+        chosen[slot.name] = int(np.argmax(scores))
     return chosen
 
 
@@ -40,9 +49,9 @@ def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: 
     return tokenizer.decode(ids).strip()
 
 
-def render(plan: CanvasPlan, canvas: torch.Tensor, logits: torch.Tensor, tokenizer: Any) -> dict[str, Any]:
+def render(plan: CanvasPlan, canvas: Any, logits: Any, tokenizer: Any) -> dict[str, Any]:
     """Read every slot from one canvas (L,) and its logits (L, V); validate with the template's model."""
-    canvas_ids = canvas.tolist()
+    canvas_ids = [int(token) for token in canvas.tolist()]
     chosen = choose_options(plan, logits)
     fields: dict[str, Any] = {}
     for slot in plan.slots:

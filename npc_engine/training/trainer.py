@@ -85,7 +85,7 @@ def encode_samples(samples: list[Sample], encoder: PromptEncoder,
     encoded, num_skipped = [], 0
     for sample in samples:
         plan = compiler.compile(sample.template)
-        canvas = plan.clamp_ids.clone()
+        canvas = torch.from_numpy(plan.clamp_ids.copy())
         is_ok = True
         for slot in plan.slots:
             value = sample.fields[slot.name]
@@ -98,12 +98,13 @@ def encode_samples(samples: list[Sample], encoder: PromptEncoder,
                 ids = ids + [plan.pad_token_id] * (slot.length - len(ids))
                 canvas[slot.start: slot.start + slot.length] = torch.tensor(ids)
             else:
-                canvas[slot.start: slot.start + slot.length] = slot.option_ids[slot.values.index(value)]
+                canvas[slot.start: slot.start + slot.length] = torch.from_numpy(slot.option_ids[slot.values.index(value)])
         if not is_ok:
             num_skipped += 1
             continue
         prefix_ids, turn_ids = encoder.encode(sample.prompt, sample.prefix)
-        encoded.append(Encoded([*prefix_ids, *turn_ids], canvas, plan.clamp_ids < 0, plan.allowed_tokens))
+        encoded.append(Encoded([*prefix_ids, *turn_ids], canvas, torch.from_numpy(plan.clamp_ids < 0),
+                               torch.from_numpy(plan.allowed_tokens)))
     return encoded, num_skipped
 
 

@@ -1,0 +1,135 @@
+"""The ONNX Runtime runner: the same step as `ModelRunner`, with numpy row state and no torch.
+
+The decoder step graph does the forward and the sampler; this file keeps each request's row
+(canvas, argmax canvas, previous logits, stability history), stacks rows into a batch when the
+membership changes, and checks stability on the host. The draws come from each request's
+`RequestNoise`, in the same order as the PyTorch runner, so the same seed gives the same canvases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..diffusion import DiffusionSettings
+from ..models.onnx_backend import OnnxBackend, StepBinding
+from .prefix_cache import PrefixCache
+from .request import Request, RequestStatus
+from .runner_base import RunnerBase
+
+__all__ = ["OnnxRunner"]
+
+
+class LogitsRow:
+    """One row of a step's logits, left where the step wrote them until someone reads it.
+
+    Rendering reads a few spans of it; on the GPU that is the only time logits leave the device.
+    """
+
+    def __init__(self, logits: Any, row: int) -> None:
+        self._logits, self._row = logits, row
+        self._host: np.ndarray | None = None
+
+    def host(self) -> np.ndarray:
+        if self._host is None:
+            logits = self._logits if isinstance(self._logits, np.ndarray) else self._logits.numpy()
+            self._host = logits[self._row]
+        return self._host
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.host()[index]
+
+
+@dataclass
+class _ResidentBatch:
+    request_ids: tuple[str, ...]
+    binding: StepBinding
+    canvas: np.ndarray                  # (B, L) int64
+    self_conditioning_logits: Any       # (B, L, V): a host array or the last step's device output
+    has_self_conditioning: np.ndarray   # (B,) bool
+    stability_history: np.ndarray | None
+
+
+def stable_and_confident(argmax_canvas: np.ndarray, mean_entropy: np.ndarray, history: np.ndarray | None,
+                         stability_threshold: int, confidence_threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """numpy twin of `diffusion.sampler.stable_and_confident` (same rule, same history layout)."""
+    if stability_threshold == 0:
+        is_stable = np.ones(argmax_canvas.shape[0], dtype=np.bool_)
+    else:
+        if history is None:
+            history = np.full((stability_threshold, *argmax_canvas.shape), -1, dtype=np.int64)
+        is_stable = (history == argmax_canvas[None]).all(axis=-1).all(axis=0)
+        history = np.roll(history, -1, axis=0)
+        history[-1] = argmax_canvas
+    return is_stable & (mean_entropy < confidence_threshold), history
+
+
+class OnnxRunner(RunnerBase):
+    def __init__(self, backend: OnnxBackend, settings: DiffusionSettings, prefix_cache: PrefixCache,
+                 *, prefill_chunk_tokens: int) -> None:
+        super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
+        self._temperatures = settings.temperatures()
+        self._resident: _ResidentBatch | None = None
+
+    def _open_canvas(self, request: Request) -> None:
+        canvas = request.generator.tokens(self.canvas_length, self.vocab_size)
+        clamp_ids = request.plan.clamp_ids
+        request.canvas = request.argmax_canvas = np.where(clamp_ids >= 0, clamp_ids, canvas)
+        request.num_steps_left = self.settings.max_denoising_steps
+        request.status = RequestStatus.RUNNING
+
+    def _stack(self, requests: list[Request]) -> _ResidentBatch:
+        request_ids = tuple(r.request_id for r in requests)
+        if self._resident is not None and self._resident.request_ids == request_ids:
+            return self._resident
+        disallowed = np.stack([r.plan.disallowed_tokens for r in requests])
+        binding, _ = self.backend.bind_batch([r.cache for r in requests], disallowed)
+        rows = [r.self_conditioning_logits for r in requests]
+        has_signal = np.array([row is not None for row in rows], dtype=np.bool_)
+        zeros = None
+        logits = []
+        for row in rows:
+            if row is None:
+                zeros = np.zeros((self.canvas_length, self.vocab_size), np.float32) if zeros is None else zeros
+                logits.append(zeros)
+            else:
+                logits.append(row.host())
+        histories = [r.stability_history for r in requests]
+        history = None
+        if self.settings.stability_threshold > 0 and any(h is not None for h in histories):
+            empty = np.full((self.settings.stability_threshold, self.canvas_length), -1, dtype=np.int64)
+            history = np.stack([empty if h is None else h for h in histories], axis=1)
+        self._resident = _ResidentBatch(
+            request_ids=request_ids, binding=binding, canvas=np.stack([r.canvas for r in requests]),
+            self_conditioning_logits=np.stack(logits), has_self_conditioning=has_signal,
+            stability_history=history)
+        return self._resident
+
+    def step(self, requests: list[Request]) -> list[bool]:
+        settings = self.settings
+        batch = self._stack(requests)
+        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
+        temperature = self._temperatures[[r.num_steps_left - 1 for r in requests]]
+        canvas, argmax_canvas, mean_entropy, logits = self.backend.run_step(
+            batch.binding, batch.canvas, batch.self_conditioning_logits, batch.has_self_conditioning,
+            temperature, np.stack([u for u, _ in draws]), np.stack([t for _, t in draws]),
+            settings.entropy_bound)
+        is_done, history = stable_and_confident(argmax_canvas, mean_entropy, batch.stability_history,
+                                                settings.stability_threshold, settings.confidence_threshold)
+        batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, logits, history
+        batch.has_self_conditioning = np.ones(len(requests), dtype=np.bool_)
+        is_done_rows = is_done.tolist()
+        for row, request in enumerate(requests):
+            request.canvas = canvas[row]
+            request.argmax_canvas = argmax_canvas[row]
+            request.self_conditioning_logits = LogitsRow(logits, row)
+            request.stability_history = None if history is None else history[:, row]
+            request.num_steps += 1
+            request.num_steps_left -= 1
+            is_done_rows[row] = bool(is_done_rows[row]) or request.num_steps_left == 0
+        return is_done_rows
+
+    def forget_batch(self) -> None:
+        self._resident = None

@@ -1,0 +1,78 @@
+"""What every runner shares: prompt prefill with the prefix cache, and rendering.
+
+A backend offers a request-level cache API (`new_cache`, `encode_chunk`, `snapshot`, `restore`);
+the prefill walk over chunks and the prefix-cache bookkeeping are the same whatever holds the
+tensors. The batched denoising step is each runner's own (`ModelRunner` for PyTorch,
+`OnnxRunner` for ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..diffusion import DiffusionSettings
+from ..templates import render
+from .prefix_cache import PrefixCache
+from .request import Request, RequestStatus
+
+__all__ = ["RunnerBase"]
+
+
+class RunnerBase:
+    def __init__(self, backend: Any, settings: DiffusionSettings, prefix_cache: PrefixCache,
+                 *, prefill_chunk_tokens: int) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.prefix_cache = prefix_cache
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.canvas_length = backend.canvas_length
+        self.vocab_size = backend.vocab_size
+
+    def next_chunk_tokens(self, request: Request) -> int:
+        """Tokens the next prefill of `request` will encode (after a prefix-cache hit, if any)."""
+        num_encoded = request.num_encoded
+        if num_encoded == 0 and request.prefix_ids and request.prefix_ids in self.prefix_cache:
+            num_encoded = len(request.prefix_ids)
+        start, end = request.next_chunk(self.prefill_chunk_tokens, num_encoded)
+        return end - start
+
+    def prefill(self, request: Request) -> int:
+        """Encode the request's next prompt chunk (restoring a cached prefix first). Returns the
+        number of tokens encoded; opens the canvas once the whole prompt is in the cache."""
+        backend = self.backend
+        is_caching = self.prefix_cache.capacity_bytes > 0
+        if request.cache is None:
+            request.cache = backend.new_cache()
+            request.status = RequestStatus.PREFILLING
+            if request.prefix_ids and is_caching:
+                snapshot = self.prefix_cache.get(request.prefix_ids)
+                if snapshot is not None:
+                    request.cache = backend.restore(snapshot)
+                    request.num_encoded = request.num_cached_prompt_tokens = len(request.prefix_ids)
+        num_tokens = 0
+        if request.num_prompt_tokens_left > 0:
+            start, end = request.next_chunk(self.prefill_chunk_tokens)
+            request.cache = backend.encode_chunk(request.cache, request.prompt_ids[start:end], start)
+            request.num_encoded = end
+            num_tokens = end - start
+            if end == len(request.prefix_ids) and is_caching:
+                snapshot = backend.snapshot(request.cache)
+                self.prefix_cache.put(request.prefix_ids, snapshot, snapshot.num_bytes)
+        if request.num_prompt_tokens_left == 0:
+            self._open_canvas(request)
+        return num_tokens
+
+    def _open_canvas(self, request: Request) -> None:
+        raise NotImplementedError
+
+    def step(self, requests: list[Request]) -> list[bool]:
+        """One decoder forward and sampler update for `requests`; True where a canvas is done."""
+        raise NotImplementedError
+
+    def forget_batch(self) -> None:
+        """Drop the stacked batch (its membership changed, or the engine is idle)."""
+
+    def render(self, request: Request) -> dict[str, Any]:
+        """The template's fields from the request's argmax canvas (valid after any step >= 1)."""
+        return render(request.plan, request.argmax_canvas, request.self_conditioning_logits,
+                      self.backend.tokenizer)
