@@ -6,6 +6,8 @@
     npc-engine curve-keys DIR
     npc-engine make-tiny-model DIR
     npc-engine demo [--script FILE] [--model DIR] [--port N] [--db FILE]
+    npc-engine export-onnx --model DIR --out DIR
+Every command that loads a model takes `--backend torch|onnx` (onnx: a folder from export-onnx).
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ def tiny_fallback_dir() -> Path:
     return cache_root / "npc-engine" / "tiny-random-v1"
 
 
-def _model_path(requested: str | None) -> Path | None:
+def _model_path(requested: str | None, backend: str = "torch") -> Path | None:
     """The model folder to load: the one asked for, else None (the shipped default model), else,
-    if the installation lacks it, a tiny random-weight model (with a warning)."""
-    from .models import build_tiny_model, has_default_model
+    if the installation lacks it, a tiny random-weight model (with a warning; PyTorch only)."""
+    from .models import has_default_model
 
     if requested:
         return Path(requested)
-    if has_default_model():
+    if has_default_model() or backend == "onnx":
         return None
+    from .models import build_tiny_model
+
     directory = tiny_fallback_dir()
     print(f"npc-engine: the shipped default model is missing; using a tiny random-weight model at {directory} "
           "(its lines are noise, but every field is valid for the template)", file=sys.stderr)
@@ -48,7 +52,8 @@ def _cmd_fill(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     overrides = {"max_denoising_steps": args.max_steps} if args.max_steps else {}
-    engine = Engine.from_pretrained(_model_path(args.model), device=args.device, **overrides)
+    engine = Engine.from_pretrained(_model_path(args.model, args.backend), device=args.device,
+                                    backend=args.backend, strict=args.strict, **overrides)
     result = engine.fill(args.template, args.prompt, seed=args.seed)
     payload = {
         "template": result.template,
@@ -80,9 +85,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, check_bind
 
     check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before loading a model
-    model_dir = _model_path(args.model)
+    model_dir = _model_path(args.model, args.backend)
     config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
-    engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config)
+    engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config,
+                                    backend=args.backend, strict=args.strict)
     for folder in args.templates:
         files = sorted(Path(folder).glob("*.json"))
         if not files:
@@ -105,7 +111,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
         return 2
     print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
-          f"model {engine.backend.path}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
+          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
           flush=True)
     try:
         stop.wait()
@@ -123,7 +129,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .client import Client
     from .demo import ServerProcess, ServerStartError, Tavern
 
-    if args.model and not (Path(args.model) / "config.json").is_file():
+    model_file = "manifest.json" if args.backend == "onnx" else "config.json"
+    if args.model and not (Path(args.model) / model_file).is_file():
         print(f"npc-engine demo: no model at {args.model} (a folder with config.json, weights and tokenizer); "
               "leave --model out to use the built-in one", file=sys.stderr)
         return 2
@@ -141,7 +148,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         Path(db).parent.mkdir(parents=True, exist_ok=True)
         print("Starting the engine (npc-engine serve in a subprocess)...", file=sys.stderr)
         try:
-            server = ServerProcess(port=args.port, model=args.model, db=db).start()
+            server = ServerProcess(port=args.port, model=args.model, db=db,
+                                   extra_args=["--backend", args.backend]).start()
         except ServerStartError as exc:
             print(f"npc-engine demo: {exc}", file=sys.stderr)
             return 1
@@ -155,6 +163,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 return 0
         finally:
             server.stop()
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    report = export_onnx(args.model or _default_checkpoint(), args.out, tolerance=args.tolerance,
+                         overwrite=args.overwrite)
+    print(f"exported {args.model or 'the built-in model'} to {report.folder}: encoder caches within "
+          f"{report.max_encoder_diff:.2g}, step logits within {report.max_logit_diff:.2g} of PyTorch, "
+          f"relative to their scale (tolerance {report.tolerance:g}); tokenizer checked on "
+          f"{report.num_tokens_checked} tokens")
+    return 0
+
+
+def _default_checkpoint() -> Path:
+    from .models import default_model_dir
+    return default_model_dir()
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch: a DiffusionGemma checkpoint on PyTorch; onnx: a folder from "
+                             "`npc-engine export-onnx` on ONNX Runtime (no PyTorch needed)")
+    parser.add_argument("--strict", action="store_true",
+                        help="onnx: fail instead of falling back to CPU when --device cuda is unavailable")
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
@@ -231,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     fill.add_argument("--max-steps", type=int, default=None, help="denoising step cap")
     fill.add_argument("--pretty", action="store_true", help="indent the JSON")
+    _add_backend(fill)
     fill.set_defaults(handler=_cmd_fill)
 
     serve = commands.add_parser("serve", help="serve the engine over ZeroMQ (see schemas/PROTOCOL.md)")
@@ -246,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-outstanding", type=int, default=64, help="outstanding requests per client")
     serve.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    _add_backend(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     schemas = commands.add_parser("schemas", help="check (or --write) the protocol's JSON Schemas and vectors")
@@ -293,7 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", help="state database (default: demo.db beside your state, or a temp file with --script)")
     demo.add_argument("--seed", type=int, default=None, help="fix the sampling seed")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply")
+    demo.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="as for serve")
     demo.set_defaults(handler=_cmd_demo)
+
+    export = commands.add_parser("export-onnx", help="export a checkpoint for the ONNX Runtime backend")
+    export.add_argument("--model", help="DiffusionGemma checkpoint folder (default: the built-in model)")
+    export.add_argument("--out", required=True, help="folder to write (encoder, decoder step, tokenizer, manifest)")
+    export.add_argument("--tolerance", type=float, default=1e-3, help="largest logit difference from PyTorch, relative to max(1, max |logit|)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    export.set_defaults(handler=_cmd_export_onnx)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")
     tiny.add_argument("directory")
@@ -304,9 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # an ONNX-only install has no transformers
+        pass
+    else:
+        hf_logging.disable_progress_bar()
     try:
         return args.handler(args)
     except NpcEngineError as exc:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from npc_engine.diffusion.sampler import (
     MASKED_LOGIT,
     RowNoise,
+    inverse_cdf_sample,
     entropy_bound_accept,
     token_entropy,
     token_entropy_fast,
@@ -56,3 +58,31 @@ def test_row_noise_never_picks_a_trailing_masked_token_when_the_draw_rounds_up(m
     probs = torch.tensor([[[0.3, 0.7, 0.0, 0.0]]])
     monkeypatch.setattr(torch, "rand", lambda n, **_: torch.full((n,), 1 - 2**-24))
     assert RowNoise([torch.Generator()]).sample(probs).tolist() == [[1]]
+
+
+@pytest.mark.parametrize("vocab_size", [7, 100, 512, 1000])
+def test_inverse_cdf_sample_never_draws_a_masked_token_and_follows_the_weights(vocab_size):
+    generator = torch.Generator().manual_seed(vocab_size)
+    weights = torch.rand((4, 300, vocab_size), generator=generator) ** 4
+    weights[torch.rand(weights.shape, generator=generator) < 0.7] = 0.0  # masked tokens
+    weights[..., 3] = 1e-3  # every row keeps one allowed token
+    uniform = torch.rand((4, 300), generator=generator)
+    uniform[0, :3] = torch.tensor([0.0, 1.0 - 2.0 ** -24, 0.5])  # the extremes of [0, 1)
+    drawn = inverse_cdf_sample(weights, uniform)
+    assert drawn.min() >= 0 and drawn.max() < vocab_size
+    assert bool((weights.gather(-1, drawn[..., None]) > 0).all())
+    # The same draw as a one-level inverse CDF in float64, up to float32 rounding at boundaries.
+    cdf = weights.double().cumsum(-1)
+    reference = torch.searchsorted(cdf, (uniform.double() * cdf[..., -1])[..., None], right=True).squeeze(-1)
+    assert float((drawn == reference.clamp(max=vocab_size - 1)).double().mean()) > 0.99
+
+
+def test_inverse_cdf_sample_frequencies_match_the_probabilities():
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.tensor([0.5, 0.0, 0.25, 0.125, 0.0, 0.125] * 32)  # V=192: three blocks of 64
+    probabilities = probabilities / probabilities.sum()
+    num_draws = 40_000
+    drawn = inverse_cdf_sample(probabilities.expand(1, num_draws, -1), torch.rand((1, num_draws), generator=generator))
+    counts = torch.bincount(drawn.flatten(), minlength=192).double() / num_draws
+    assert float(counts[probabilities == 0].sum()) == 0.0
+    assert float((counts - probabilities.double()).abs().max()) < 0.005

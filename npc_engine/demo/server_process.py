@@ -39,7 +39,8 @@ class ServerProcess:
     """Starts `npc-engine serve` on loopback and waits until it listens; `stop()` ends it."""
 
     def __init__(self, *, port: int = 0, model: str | Path | None = None, db: str | Path | None = None,
-                 templates: list[str | Path] | None = None, extra_args: list[str] | None = None) -> None:
+                 templates: list[str | Path] | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         if port and is_port_taken(port):
             raise ServerStartError(f"port {port} is already taken on 127.0.0.1; pick another with --port "
                                    "(or --port 0 for any free one)")
@@ -53,11 +54,12 @@ class ServerProcess:
         for folder in templates or []:
             self.args += ["--templates", str(folder)]
         self.args += extra_args or []
+        self.extra_env = dict(env or {})
         self.process: subprocess.Popen[str] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=30)
 
     def start(self, timeout_s: float = 180.0) -> "ServerProcess":
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
         process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.process = process
         ready = threading.Event()

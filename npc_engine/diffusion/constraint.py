@@ -24,6 +24,7 @@ class CanvasConstraint:
 
     disallowed_tokens: torch.Tensor
     clamp_ids: torch.Tensor
+    logit_bias: torch.Tensor | None = None  # float (L, V): 0 / MASKED_LOGIT, the engine step's form
 
 
 def stack_constraints(

@@ -13,8 +13,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-# A finite "minus infinity" for masked logits: softmax gives exactly 0, and 0 * it stays 0.
-MASKED_LOGIT = -1e30
+from .constants import MASKED_LOGIT
 
 __all__ = [
     "MASKED_LOGIT",
@@ -28,6 +27,7 @@ __all__ = [
     "stable_and_confident",
     "sample_accept_renoise",
     "sample_with_draws",
+    "inverse_cdf_sample",
 ]
 
 
@@ -160,7 +160,7 @@ def stable_and_confident(
 
 def sample_with_draws(
     logits: torch.Tensor,
-    disallowed: torch.Tensor,
+    logit_bias: torch.Tensor,
     temperature: torch.Tensor,
     uniform: torch.Tensor,
     renoise: torch.Tensor,
@@ -168,24 +168,60 @@ def sample_with_draws(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sampler half of an engine step, from raw logits (B, L, V) and host-drawn noise.
 
-    Masks `disallowed`, divides by each row's `temperature` (B,), samples every position by
-    inverse CDF with `uniform` (B, L), accepts the lowest-entropy positions under the bound and
+    Divides by each row's `temperature` (B,), adds `logit_bias` (B, L, V: 0, or MASKED_LOGIT
+    where a template forbids a token), samples every position by inverse CDF with `uniform`
+    (B, L) (see `inverse_cdf_sample`), accepts the lowest-entropy positions under the bound and
     puts `renoise` (B, L) everywhere else. Every backend runs exactly this (the ONNX step graph
     is exported from it), so the same draws give the same canvases. Returns (next canvas,
     argmax canvas, mean entropy per row, scaled logits).
     """
-    logits = logits.masked_fill(disallowed, MASKED_LOGIT) / temperature[:, None, None]
-    probs = torch.softmax(logits, dim=-1)
-    cdf = probs.cumsum(dim=-1)
-    # A target strictly below the total: the first cdf entry above it is then a token with
-    # positive probability (a masked token repeats the entry before it). Counting the entries
-    # at or below the target is searchsorted(right=True), written so that it exports.
-    targets = uniform[..., None] * cdf[..., -1:] * (1.0 - 2.0 ** -23)
-    sampled = (cdf <= targets).sum(dim=-1)
+    logits = logits / temperature[:, None, None] + logit_bias
+    # One exp pass serves both the sample and the entropy; nothing here needs normalized
+    # probabilities: the inverse CDF scales its target by the total instead.
+    peak = logits.amax(dim=-1, keepdim=True)
+    weights = torch.exp(logits - peak)
+    total = weights.sum(dim=-1)
+    entropy = peak.squeeze(-1) + torch.log(total) - (weights * logits).sum(dim=-1) / total
+    sampled = inverse_cdf_sample(weights, uniform)
     argmax_canvas = torch.argmax(logits, dim=-1)
-    entropy = token_entropy_fast(logits, probs)
     is_accepted = entropy_bound_accept(entropy, entropy_bound)
     return torch.where(is_accepted, sampled, renoise), argmax_canvas, entropy.mean(dim=-1), logits
+
+
+# Scales a target strictly below the total it was drawn against (one float32 ulp or more).
+_BELOW_ONE = 1.0 - 2.0 ** -23
+
+
+def _block_size(vocab_size: int) -> int:
+    for size in (64, 32, 16, 8, 4, 2):
+        if vocab_size % size == 0:
+            return size
+    return 1
+
+
+def inverse_cdf_sample(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Per position, an index drawn with probability weights / sum(weights) (weights >= 0, at
+    least one > 0, shape (B, L, V)), by inverse CDF at `uniform` (B, L) in [0, 1).
+
+    In two levels, so no cumulative sum runs over the whole vocabulary: find the block of 64
+    tokens holding the target from the block totals, then the token inside that block. Each
+    target is kept strictly below the total it is compared with, so the token found always has
+    positive weight: a masked token (weight 0) repeats the cdf entry before it and is never the
+    first entry above a target. Counting entries at or below a target is
+    searchsorted(right=True), written so that it exports to ONNX.
+    """
+    *lead, vocab_size = weights.shape
+    size = _block_size(vocab_size)
+    blocks = weights.reshape(*lead, vocab_size // size, size)
+    block_cdf = blocks.sum(dim=-1).cumsum(dim=-1)
+    target = uniform * block_cdf[..., -1] * _BELOW_ONE
+    block = (block_cdf <= target[..., None]).sum(dim=-1)
+    below = block_cdf.gather(-1, (block - 1).clamp(min=0)[..., None]).squeeze(-1)
+    below = torch.where(block > 0, below, torch.zeros_like(below))
+    index = block[..., None, None].expand(*lead, 1, size)
+    inner_cdf = blocks.gather(-2, index).squeeze(-2).cumsum(dim=-1)
+    residual = torch.minimum(target - below, inner_cdf[..., -1] * _BELOW_ONE)
+    return block * size + (inner_cdf <= residual[..., None]).sum(dim=-1)
 
 
 def sample_accept_renoise(

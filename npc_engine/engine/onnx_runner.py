@@ -84,8 +84,8 @@ class OnnxRunner(RunnerBase):
         request_ids = tuple(r.request_id for r in requests)
         if self._resident is not None and self._resident.request_ids == request_ids:
             return self._resident
-        disallowed = np.stack([r.plan.disallowed_tokens for r in requests])
-        binding, _ = self.backend.bind_batch([r.cache for r in requests], disallowed)
+        logit_bias = np.stack([r.plan.logit_bias for r in requests])
+        binding, _ = self.backend.bind_batch([r.cache for r in requests], logit_bias)
         rows = [r.self_conditioning_logits for r in requests]
         has_signal = np.array([row is not None for row in rows], dtype=np.bool_)
         zeros = None

@@ -35,7 +35,7 @@ class _ResidentBatch:
     cache: Any
     masks: dict
     position_ids: torch.Tensor
-    disallowed_tokens: torch.Tensor
+    logit_bias: torch.Tensor
     canvas: torch.Tensor
     self_conditioning_logits: torch.Tensor | None
     stability_history: torch.Tensor | None
@@ -87,7 +87,7 @@ class ModelRunner(RunnerBase):
             cache=cache,
             masks=self.backend.decoder_masks(canvas, cache, decoder_attention_mask),
             position_ids=lengths[:, None] + offsets[None, :],
-            disallowed_tokens=torch.stack([r.plan.constraint(device).disallowed_tokens for r in requests]),
+            logit_bias=torch.stack([r.plan.constraint(device).logit_bias for r in requests]),
             canvas=canvas,
             self_conditioning_logits=self._stack_logits(requests),
             stability_history=history,
@@ -118,7 +118,7 @@ class ModelRunner(RunnerBase):
         uniform = torch.from_numpy(np.stack([u for u, _ in draws])).to(device)
         renoise = torch.from_numpy(np.stack([t for _, t in draws])).to(device)
         canvas, argmax_canvas, mean_entropy, logits = sample_with_draws(
-            logits, batch.disallowed_tokens, self._temperatures[temperature_index], uniform, renoise,
+            logits, batch.logit_bias, self._temperatures[temperature_index], uniform, renoise,
             settings.entropy_bound)
         is_done, history = stable_and_confident(argmax_canvas, mean_entropy, batch.stability_history,
                                                 settings.stability_threshold, settings.confidence_threshold)

@@ -9,9 +9,10 @@
   Random draws come in as inputs, so the graph is deterministic and the host owns the seeds.
 
 Both call the checkpoint's own submodules, so weights and layer code are transformers'. Only the
-plumbing around them is ours: masks are built from plain position arithmetic, and the MoE block
-runs densely (every expert, weighted by the router's top-k), because the reference loop over
-the experts that were hit would be frozen into the graph by tracing.
+plumbing around them is ours: masks are built from plain position arithmetic (as additive float
+masks), the MoE loop runs over every expert (the reference loops over the experts that were hit,
+which tracing would freeze into the graph), and RMSNorm is written in the form ONNX Runtime
+fuses (see `exportable`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from ..diffusion.sampler import sample_with_draws
 
-__all__ = ["DecoderStepGraph", "EncoderGraph", "dense_experts"]
+__all__ = ["DecoderStepGraph", "EncoderGraph", "exportable"]
 
 
 class _Layer:
@@ -58,32 +59,60 @@ class _GrowingCache:
         return keys, values
 
 
-def dense_experts(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
-                  top_k_weights: torch.Tensor) -> torch.Tensor:
-    """The MoE block with every expert run on every token and weighted by the router (zero off
-    the top-k): the same sum as transformers' loop, with no data-dependent control flow."""
-    num_tokens = hidden_states.shape[0]
-    dense = torch.zeros((num_tokens, self.num_experts), dtype=top_k_weights.dtype,
-                        device=hidden_states.device).scatter(1, top_k_index, top_k_weights)
-    gate_up = torch.einsum("nh,eih->nei", hidden_states, self.gate_up_proj)
-    gate, up = gate_up.chunk(2, dim=-1)
-    expert_out = torch.einsum("nei,ehi->neh", self.act_fn(gate) * up, self.down_proj)
-    return (expert_out * dense.to(expert_out.dtype)[..., None]).sum(dim=1)
+def sparse_experts(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                   top_k_weights: torch.Tensor) -> torch.Tensor:
+    """transformers' expert loop over every expert instead of only those hit: the same sums, and
+    a fixed graph (an expert no token chose runs on zero rows). The expert outputs are put back
+    in (token, k) order with one gather, not a scatter-add per expert."""
+    num_tokens, top_k = top_k_index.shape
+    flat_experts = top_k_index.reshape(-1)
+    flat_weights = top_k_weights.reshape(-1)
+    pair_indices, outputs = [], []
+    for expert in range(self.num_experts):
+        pairs = torch.nonzero(flat_experts == expert).squeeze(-1)
+        gate, up = nn.functional.linear(hidden_states[pairs // top_k], self.gate_up_proj[expert]).chunk(2, dim=-1)
+        expert_out = nn.functional.linear(self.act_fn(gate) * up, self.down_proj[expert])
+        outputs.append(expert_out * flat_weights[pairs, None].to(expert_out.dtype))
+        pair_indices.append(pairs)
+    in_pair_order = torch.cat(outputs)[torch.argsort(torch.cat(pair_indices))]
+    return in_pair_order.view(num_tokens, top_k, -1).sum(dim=1).to(hidden_states.dtype)
+
+
+def rms_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Gemma's RMSNorm as x / sqrt(mean(x^2) + eps): the form ONNX Runtime fuses into one kernel
+    (transformers writes x * pow(., -0.5), equal up to rounding)."""
+    hidden = hidden_states.float()
+    normed = hidden / torch.sqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)
+    if self.with_scale:
+        normed = normed * self.weight.float()
+    return normed.type_as(hidden_states)
 
 
 @contextmanager
-def dense_moe(model: nn.Module) -> Iterator[None]:
-    """Temporarily run every experts block of `model` densely (for tracing)."""
+def exportable(model: nn.Module) -> Iterator[None]:
+    """Temporarily give `model` the forms that trace into a fixed, fast graph: the expert loop
+    over every expert, and the fusable RMSNorm."""
     patched = []
     for module in model.modules():
-        if type(module).__name__.endswith("TextExperts"):
-            module.forward = dense_experts.__get__(module)
+        name = type(module).__name__
+        if name.endswith("TextExperts"):
+            module.forward = sparse_experts.__get__(module)
+            patched.append(module)
+        elif name.endswith("RMSNorm"):
+            module.forward = rms_norm.__get__(module)
             patched.append(module)
     try:
         yield
     finally:
         for module in patched:
             del module.forward
+
+
+def _additive(allowed: torch.Tensor) -> torch.Tensor:
+    """A boolean attention mask as the additive float mask sdpa adds to its scores (a bool mask
+    would trace into a select per layer, plus a NaN guard)."""
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(torch.float32).min)
 
 
 def _layer_keep(text_config) -> list[int | None]:
@@ -127,7 +156,7 @@ class EncoderGraph(nn.Module):
             allowed = key_pos[None, :] <= query_pos[:, None]
             if kind == "sliding_attention":
                 allowed = allowed & (query_pos[:, None] - key_pos[None, :] < self.window)
-            masks[kind] = allowed[None, None]
+            masks[kind] = _additive(allowed[None, None])
         cache = _GrowingCache(past_keys, past_values, self.keep)
         for i, layer in enumerate(self.text_model.layers[:num_layers]):
             kind = self.text_config.layer_types[i]
@@ -141,7 +170,7 @@ class DecoderStepGraph(nn.Module):
 
     Inputs: canvas (B,L) int64; self_conditioning_logits (B,L,V) float32; has_self_conditioning
     (B,) bool; position_ids (B,L) int64; key_mask (B,K) bool over the full layers' cache (left
-    padded); disallowed (B,L,V) bool; temperature (B,) float32; uniform (B,L) float32; renoise
+    padded); logit_bias (B,L,V) float32 (0 or MASKED_LOGIT); temperature (B,) float32; uniform (B,L) float32; renoise
     (B,L) int64; entropy_bound () float32; then keys and values per layer. Outputs: next canvas, argmax canvas, mean
     entropy per row (B,), and the masked, temperature-scaled logits (the next step's
     self-conditioning input).
@@ -171,7 +200,7 @@ class DecoderStepGraph(nn.Module):
             index = self.text_config.layer_types.index(kind)
             num_cached = keys[index].shape[2]
             row_mask = torch.cat([key_mask[:, key_mask.shape[1] - num_cached:], canvas_mask], dim=1)
-            masks[kind] = row_mask[:, None, None, :]
+            masks[kind] = _additive(row_mask[:, None, None, :])
         cache = _ReadOnlyCache(keys, values)
         for i, layer in enumerate(decoder.layers[: self.num_layers]):
             kind = self.text_config.layer_types[i]
@@ -183,8 +212,8 @@ class DecoderStepGraph(nn.Module):
         return logits
 
     def forward(self, canvas, self_conditioning_logits, has_self_conditioning, position_ids, key_mask,
-                disallowed, temperature, uniform, renoise, entropy_bound, *cache: torch.Tensor):
+                logit_bias, temperature, uniform, renoise, entropy_bound, *cache: torch.Tensor):
         keys, values = list(cache[: self.num_layers]), list(cache[self.num_layers:])
         logits = self.logits(canvas, self_conditioning_logits, has_self_conditioning, position_ids,
                              key_mask, keys, values)
-        return sample_with_draws(logits, disallowed, temperature, uniform, renoise, entropy_bound)
+        return sample_with_draws(logits, logit_bias, temperature, uniform, renoise, entropy_bound)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
+from ..diffusion.constants import MASKED_LOGIT
 from ..errors import TemplateError, TemplateTooLargeError
 from .spec import ChoiceSlot, IntegerSlot, Template, TextSlot
 
@@ -61,10 +62,11 @@ class CanvasPlan:
         return sum(slot.length for slot in self.slots)
 
     @property
-    def disallowed_tokens(self) -> np.ndarray:
-        """Bool (L, V), the inverse of `allowed_tokens`: the form a step's logit mask takes."""
+    def logit_bias(self) -> np.ndarray:
+        """float32 (L, V): 0 where a token is allowed, MASKED_LOGIT where not; a step adds it to
+        the logits (cached)."""
         if "host" not in self._constraints:
-            self._constraints["host"] = ~self.allowed_tokens
+            self._constraints["host"] = np.where(self.allowed_tokens, 0.0, MASKED_LOGIT).astype(np.float32)
         return self._constraints["host"]
 
     def constraint(self, device: Any) -> "CanvasConstraint":
@@ -74,8 +76,9 @@ class CanvasPlan:
             import torch
 
             from ..diffusion.constraint import CanvasConstraint
-            self._constraints[key] = CanvasConstraint(torch.from_numpy(self.disallowed_tokens).to(device),
-                                                      torch.from_numpy(self.clamp_ids).to(device))
+            self._constraints[key] = CanvasConstraint(torch.from_numpy(~self.allowed_tokens).to(device),
+                                                      torch.from_numpy(self.clamp_ids).to(device),
+                                                      torch.from_numpy(self.logit_bias).to(device))
         return self._constraints[key]
 
 
