@@ -6,6 +6,10 @@ bookkeeping, exactly what the engine's frame loop pays. Rounds alternate between
 machine noise hits both alike; medians are reported, with the speed-up (PyTorch ms / ONNX ms).
 
     python bench/backends.py [--model default|tiny|small] [--rounds 5] [--steps 8] [--out FILE]
+                             [--torch-device cpu|cuda] [--onnx-device cpu|cuda]
+
+The devices default to the CPU, the comparison the goal is about; on a GPU machine the same table
+can put PyTorch on CUDA (onnxruntime-gpu runs the ONNX side on CUDA where it is installed).
 
 `default` is the shipped model and its shipped export; `tiny` / `small` are random-weight models
 of the same architecture, built and exported into a temp folder first.
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--torch-device", default="cpu")
+    parser.add_argument("--onnx-device", default="cpu")
     parser.add_argument("--out", default=None, help="JSON output (default: bench/results/backends_MODEL.json)")
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -83,9 +89,9 @@ def main() -> None:
     cap = (args.rounds + 1) * (args.steps + 1) + 2
     with tempfile.TemporaryDirectory(prefix="npc-bench-") as scratch:
         checkpoint, exported = model_folders(args.model, Path(scratch))
-        engines = {"torch": Engine.from_pretrained(checkpoint, device="cpu", dtype="float32",
+        engines = {"torch": Engine.from_pretrained(checkpoint, device=args.torch_device, dtype="float32",
                                                    max_denoising_steps=cap),
-                   "onnx": Engine.from_pretrained(exported, backend="onnx", device="cpu",
+                   "onnx": Engine.from_pretrained(exported, backend="onnx", device=args.onnx_device,
                                                   max_denoising_steps=cap)}
         rows = []
         for batch_size in batch_sizes:
@@ -97,15 +103,19 @@ def main() -> None:
             torch_ms, onnx_ms = (statistics.median(times[name]) for name in ("torch", "onnx"))
             rows.append({"batch_size": batch_size, "torch_ms": round(torch_ms, 3), "onnx_ms": round(onnx_ms, 3),
                          "speedup": round(torch_ms / onnx_ms, 2)})
+        devices = {name: str(engine.backend.device) for name, engine in engines.items()}
         for engine in engines.values():
             engine.close()
     cpu = hardware(torch.device("cpu"))
-    print(f"engine step time, {args.model} model, CPU: {cpu}; torch {torch.__version__}, "
-          f"onnxruntime {_ort_version()}")
+    if devices["torch"].startswith("cuda"):
+        cpu += f"; PyTorch on {hardware(torch.device(devices['torch']))}"
+    print(f"engine step time, {args.model} model, float32; CPU: {cpu}; torch {torch.__version__} on "
+          f"{devices['torch']}, onnxruntime {_ort_version()} on {devices['onnx']}")
     print(f"{'batch':>5} | {'PyTorch ms':>10} | {'ONNX ms':>8} | {'speed-up':>8}")
     for row in rows:
         print(f"{row['batch_size']:>5} | {row['torch_ms']:>10.2f} | {row['onnx_ms']:>8.2f} | {row['speedup']:>7.2f}x")
-    write_json(f"backends_{args.model}", {"hardware": cpu, "model": args.model, "rounds": args.rounds,
+    write_json(f"backends_{args.model}", {"hardware": cpu, "devices": devices, "model": args.model,
+                                          "rounds": args.rounds,
                                           "steps_per_round": args.steps, "onnxruntime": _ort_version(),
                                           "torch": torch.__version__, "rows": rows}, args.out)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -239,7 +240,8 @@ BLOCKER = textwrap.dedent("""
 def no_torch_env(tmp_path):
     (tmp_path / "blocker").mkdir()
     (tmp_path / "blocker" / "sitecustomize.py").write_text(BLOCKER)
-    return {"PYTHONPATH": str(tmp_path / "blocker"), "NPC_IMPORT_REPORT": str(tmp_path / "imports.json")}
+    path = os.pathsep.join(filter(None, [str(tmp_path / "blocker"), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "NPC_IMPORT_REPORT": str(tmp_path / "imports.json")}
 
 
 def test_a_fill_runs_with_torch_blocked_and_matches_pytorch(no_torch_env, tmp_path):
@@ -257,7 +259,7 @@ def test_a_fill_runs_with_torch_blocked_and_matches_pytorch(no_torch_env, tmp_pa
         result = engine.fill("shopkeeper_reply", "Any rumours?", prefix={PERSONA!r}, seed=11)
         print(json.dumps(result.fields))
     """)
-    env = {**__import__("os").environ, **no_torch_env}
+    env = {**os.environ, **no_torch_env}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "imports.json").read_text()) == []
