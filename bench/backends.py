@@ -34,6 +34,7 @@ from npc_engine.diffusion import RequestNoise  # noqa: E402
 from npc_engine.engine.request import Request, RequestStatus  # noqa: E402
 from npc_engine.export import export_onnx  # noqa: E402
 from npc_engine.models import build_tiny_model, default_model_dir, default_onnx_dir  # noqa: E402
+from npc_engine.models.onnx_backend import OnnxBackend  # noqa: E402
 
 PERSONA = "You are Brom, a gruff blacksmith of Thornvale who distrusts strangers."
 PROMPTS = ["Got any rumours about the marsh?", "How much for the sword?", "Who runs this town?",
@@ -80,6 +81,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both (torch.set_num_threads and onnxruntime's intra-op)")
+    parser.add_argument("--onnx-spinning", action="store_true", help="let onnxruntime's idle threads spin")
     parser.add_argument("--torch-device", default="cpu")
     parser.add_argument("--onnx-device", default="cpu")
     parser.add_argument("--out", default=None, help="JSON output (default: bench/results/backends_MODEL.json)")
@@ -87,12 +91,15 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     # A step cap far above what is run, so no row's temperature index runs out while timed.
     cap = (args.rounds + 1) * (args.steps + 1) + 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="npc-bench-") as scratch:
         checkpoint, exported = model_folders(args.model, Path(scratch))
-        engines = {"torch": Engine.from_pretrained(checkpoint, device=args.torch_device, dtype="float32",
-                                                   max_denoising_steps=cap),
-                   "onnx": Engine.from_pretrained(exported, backend="onnx", device=args.onnx_device,
-                                                  max_denoising_steps=cap)}
+        torch_engine = Engine.from_pretrained(checkpoint, device=args.torch_device, dtype="float32",
+                                              max_denoising_steps=cap)
+        onnx_backend = OnnxBackend.from_folder(exported, device=args.onnx_device, num_threads=args.threads,
+                                               allow_spinning=args.onnx_spinning)
+        engines = {"torch": torch_engine, "onnx": Engine(onnx_backend, torch_engine.settings)}
         rows = []
         for batch_size in batch_sizes:
             times: dict[str, list[float]] = {name: [] for name in engines}
@@ -110,12 +117,14 @@ def main() -> None:
     if devices["torch"].startswith("cuda"):
         cpu += f"; PyTorch on {hardware(torch.device(devices['torch']))}"
     print(f"engine step time, {args.model} model, float32; CPU: {cpu}; torch {torch.__version__} on "
-          f"{devices['torch']}, onnxruntime {_ort_version()} on {devices['onnx']}")
+          f"{devices['torch']}, onnxruntime {_ort_version()} on {devices['onnx']}"
+          f"{' (spinning threads)' if args.onnx_spinning else ''}; threads: {args.threads or 'default'}")
     print(f"{'batch':>5} | {'PyTorch ms':>10} | {'ONNX ms':>8} | {'speed-up':>8}")
     for row in rows:
         print(f"{row['batch_size']:>5} | {row['torch_ms']:>10.2f} | {row['onnx_ms']:>8.2f} | {row['speedup']:>7.2f}x")
     write_json(f"backends_{args.model}", {"hardware": cpu, "devices": devices, "model": args.model,
-                                          "rounds": args.rounds,
+                                          "rounds": args.rounds, "threads": args.threads,
+                                          "onnx_spinning": args.onnx_spinning,
                                           "steps_per_round": args.steps, "onnxruntime": _ort_version(),
                                           "torch": torch.__version__, "rows": rows}, args.out)
 

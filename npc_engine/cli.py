@@ -53,7 +53,8 @@ def _cmd_fill(args: argparse.Namespace) -> int:
 
     overrides = {"max_denoising_steps": args.max_steps} if args.max_steps else {}
     engine = Engine.from_pretrained(_model_path(args.model, args.backend), device=args.device,
-                                    backend=args.backend, strict=args.strict, **overrides)
+                                    backend=args.backend, strict=args.strict, num_threads=args.threads,
+                                    **overrides)
     result = engine.fill(args.template, args.prompt, seed=args.seed)
     payload = {
         "template": result.template,
@@ -88,7 +89,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     model_dir = _model_path(args.model, args.backend)
     config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
     engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config,
-                                    backend=args.backend, strict=args.strict)
+                                    backend=args.backend, strict=args.strict, num_threads=args.threads)
     for folder in args.templates:
         files = sorted(Path(folder).glob("*.json"))
         if not files:
@@ -188,6 +189,8 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
                              "`npc-engine export-onnx` on ONNX Runtime (no PyTorch needed)")
     parser.add_argument("--strict", action="store_true",
                         help="onnx: fail instead of falling back to CPU when --device cuda is unavailable")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnx: CPU threads for onnxruntime (default: one per physical core)")
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:

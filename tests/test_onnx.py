@@ -244,7 +244,9 @@ def no_torch_env(tmp_path):
     return {"PYTHONPATH": path, "NPC_IMPORT_REPORT": str(tmp_path / "imports.json")}
 
 
-def test_a_fill_runs_with_torch_blocked_and_matches_pytorch(no_torch_env, tmp_path):
+def test_fills_run_with_torch_blocked_and_match_pytorch(no_torch_env, tmp_path, tiny_model_dir, exported):
+    """In one interpreter with torch and transformers blocked: the tiny export (compared with
+    PyTorch exactly) and the shipped export of the built-in model (the game's case)."""
     script = textwrap.dedent(f"""
         import json, sys
         assert sys.modules["torch"] is None
@@ -255,28 +257,37 @@ def test_a_fill_runs_with_torch_blocked_and_matches_pytorch(no_torch_env, tmp_pa
         else:
             raise SystemExit("torch was importable")
         from npc_engine import Engine
-        engine = Engine.from_pretrained(backend="onnx")
-        result = engine.fill("shopkeeper_reply", "Any rumours?", prefix={PERSONA!r}, seed=11)
-        print(json.dumps(result.fields))
+        tiny = Engine.from_pretrained({str(exported[0])!r}, backend="onnx")
+        fields = [tiny.fill({SHOPKEEPER_TEMPLATE!r}, "Any rumours?", prefix={PERSONA!r}, seed=seed).fields
+                  for seed in (11, 12)]
+        shipped = Engine.from_pretrained(backend="onnx").fill("shopkeeper_reply", "Any rumours?", seed=11)
+        print(json.dumps([fields, shipped.finish_reason, shipped.fields]))
     """)
     env = {**os.environ, **no_torch_env}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "imports.json").read_text()) == []
-    want = Engine.from_pretrained(None, device="cpu").fill("shopkeeper_reply", "Any rumours?", prefix=PERSONA, seed=11)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == want.fields
+    tiny_fields, shipped_reason, shipped_fields = json.loads(done.stdout.strip().splitlines()[-1])
+    torch_engine = Engine.from_pretrained(tiny_model_dir, device="cpu")
+    assert tiny_fields == [torch_engine.fill(SHOPKEEPER_TEMPLATE, "Any rumours?", prefix=PERSONA, seed=seed).fields
+                           for seed in (11, 12)]
+    assert shipped_reason == "complete"
+    assert set(shipped_fields) == {"say", "emotion", "action", "trust_delta", "ends_conversation"}
 
 
-def test_serve_with_torch_blocked_answers_like_the_pytorch_server(no_torch_env, tmp_path):
+def test_serve_with_torch_blocked_answers_like_the_pytorch_server(no_torch_env, tmp_path, tiny_model_dir, exported):
+    templates = [SHOPKEEPER_TEMPLATE.rsplit("/", 1)[0]]
     replies = {}
-    for name, env in [("onnx", no_torch_env), ("torch", {})]:
-        with ServerProcess(db=tmp_path / f"{name}.db", extra_args=["--backend", name], env=env) as server:
+    for name, model, env in [("onnx", exported[0], no_torch_env), ("torch", tiny_model_dir, {})]:
+        with ServerProcess(model=model, db=tmp_path / f"{name}.db", templates=templates,
+                           extra_args=["--backend", name], env=env) as server:
             with Client(server.endpoint, timeout_s=120) as client:
+                assert client.hello().model.path == str(model)
                 client.upsert_speaker("player", "Aria")
                 client.upsert_character({"id": "brom", "name": "Brom", "persona": PERSONA})
                 reply = client.say("brom", "player", "Got any work for me?", template="shopkeeper_reply", seed=4)
                 replies[name] = (reply.finish_reason, reply.fields, [c.model_dump() for c in reply.changes])
-                assert client.hello().model.path.endswith("onnx" if name == "onnx" else "default_model")
+                assert client.get_character("brom").recent_turns  # the effects were stored
     assert replies["onnx"] == replies["torch"]
     assert replies["onnx"][0] == "complete"
     assert json.loads((tmp_path / "imports.json").read_text()) == []

@@ -78,6 +78,7 @@ def test_every_op_through_the_client(client):
     assert [d.num_steps for d in drafts] == sorted(d.num_steps for d in drafts)
     assert final.finish_reason == "complete" and final.num_steps >= drafts[-1].num_steps
 
+    stored = client.get_character("mara")  # the state the snapshot holds (the stream changed the mood)
     info = client.save_snapshot("slot_1")
     assert info.scope == "world" and [s.name for s in client.list_snapshots()] == ["slot_1"]
     client.delete_character("mara")

@@ -86,14 +86,15 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
                         config: EngineConfig | None = None, backend: str = "torch", strict: bool = False,
-                        **setting_overrides: Any) -> "Engine":
+                        num_threads: int | None = None, **setting_overrides: Any) -> "Engine":
         """Load a local model folder; with no path, the small model that ships inside the package,
         with its templates registered.
 
         `backend="torch"`: a DiffusionGemma checkpoint (model + tokenizer, save_pretrained) on
         PyTorch. `backend="onnx"`: a folder written by `npc-engine export-onnx`, on ONNX Runtime
         with no PyTorch needed (`device` "cuda"/"cpu"; an unavailable CUDA falls back to CPU with
-        a warning, or raises with `strict`; `dtype` does not apply: exports are float32).
+        a warning, or raises with `strict`; `num_threads` caps onnxruntime's threads; `dtype`
+        does not apply: exports are float32).
         """
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
@@ -105,7 +106,7 @@ class Engine:
                                      "or pass a model folder", path=str(path))
         if backend == "onnx":
             from ..models.onnx_backend import OnnxBackend
-            loaded: Any = OnnxBackend.from_folder(path, device=device, strict=strict)
+            loaded: Any = OnnxBackend.from_folder(path, device=device, strict=strict, num_threads=num_threads)
         else:
             from ..models.backend import DiffusionGemmaBackend
             loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)

@@ -133,9 +133,16 @@ class OnnxBackend:
 
     @classmethod
     def from_folder(cls, path: str | Path, *, device: str | None = None, strict: bool = False,
-                    num_threads: int | None = None) -> "OnnxBackend":
+                    num_threads: int | None = None, allow_spinning: bool = False) -> "OnnxBackend":
         """Load an exported folder. `device` "cuda" / "cpu" / None (CUDA when onnxruntime has it);
-        an unavailable CUDA falls back to CPU with a warning, or raises with `strict`."""
+        an unavailable CUDA falls back to CPU with a warning, or raises with `strict`.
+
+        `num_threads`: onnxruntime's intra-op threads (default: one per physical core; a game
+        usually wants fewer). `allow_spinning`: idle workers spin instead of sleeping (faster
+        steps with many threads, at the price of CPU time the game could use; off by default).
+        """
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
         folder = Path(path).expanduser()
         manifest = read_manifest(folder)
         try:
@@ -170,8 +177,9 @@ class OnnxBackend:
         options.log_severity_level = 3
         if num_threads:
             options.intra_op_num_threads = num_threads
-        # Idle worker threads sleep instead of spinning: between steps the cores belong to the game.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # By default idle worker threads sleep instead of spinning: between steps the cores
+        # belong to the game.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         sessions = {}
         for name, graph_path in graph_paths.items():
             try:
