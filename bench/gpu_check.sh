@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# One short run of every engine benchmark on a CUDA machine (the device tool's lent GPU).
-# Installs nothing heavy: wheels carried in .whl (transformers 5.23, pydantic) go to /tmp/site.
+# One short run of the benchmarks on a CUDA machine (the device tool's lent GPU).
+#   bench/gpu_check.sh          the engine benchmarks (invariance, batching, frame budget, prefix cache)
+#   bench/gpu_check.sh backends the ONNX backend: step times on the host CPU (and PyTorch on the GPU
+#                               beside it) and tests/test_onnx.py. That machine's onnxruntime is the
+#                               CPU build (onnxruntime-gpu is too big to carry), so ONNX runs on CPU.
+# Installs nothing heavy: wheels carried in .whl (transformers 5.23, pydantic, pyzmq) go to /tmp/site.
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
@@ -11,9 +15,8 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-run() { echo "== $*"; timeout 150 python3 "$@" 2>&1 | grep -v -E "Loading weights|Writing model"; }
-{
-  nvidia-smi -L
+run() { echo "== $*"; timeout 200 python3 "$@" 2>&1 | grep -v -E "Loading weights|Writing model"; }
+engine() {
   run bench/batch_invariance.py --device cuda --dtype float32 --out "$OUT/invariance_fp32.json"
   run bench/batch_invariance.py --device cuda --dtype bfloat16 --out "$OUT/invariance_bf16.json"
   run bench/batching.py --device cuda --rounds 3 --out "$OUT/batching_tiny.json"
@@ -21,4 +24,16 @@ run() { echo "== $*"; timeout 150 python3 "$@" 2>&1 | grep -v -E "Loading weight
   run bench/frame_budget.py --device cuda --frames 600 --out "$OUT/frame_budget_tiny.json"
   run bench/frame_budget.py --device cuda --frames 600 --size small --out "$OUT/frame_budget_small.json"
   run bench/prefix_cache.py --device cuda --out "$OUT/prefix_cache.json"
-} 2>&1 | tee "$OUT/bench.log"
+}
+backends() {
+  python3 -c "import onnxruntime, torch; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers(), 'torch', torch.__version__)"
+  run bench/backends.py --model default --rounds 5 --out "$OUT/backends_default_cpu.json"
+  run bench/backends.py --model small --rounds 2 --steps 4 --out "$OUT/backends_small_cpu.json"
+  run bench/backends.py --model default --rounds 5 --torch-device cuda --out "$OUT/backends_default_torch_cuda.json"
+  echo "== pytest tests/test_onnx.py"
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_onnx.py 2>&1 | tail -15
+}
+{
+  nvidia-smi -L
+  if [ "${1:-}" = backends ]; then backends; else engine; fi
+} 2>&1 | tee "$OUT/bench${1:+_$1}.log"

@@ -125,16 +125,7 @@ class ModelRunner(RunnerBase):
         sc_logits = logits.to(self._embeddings_dtype)
 
         batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, sc_logits, history
-        is_done_rows = is_done.tolist()
-        for row, request in enumerate(requests):
-            request.canvas = canvas[row]
-            request.argmax_canvas = argmax_canvas[row]
-            request.self_conditioning_logits = sc_logits[row]
-            request.stability_history = None if history is None else history[:, row]
-            request.num_steps += 1
-            request.num_steps_left -= 1
-            is_done_rows[row] = bool(is_done_rows[row]) or request.num_steps_left == 0
-        return is_done_rows
+        return self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas, sc_logits, history)
 
     def forget_batch(self) -> None:
         self._resident = None

@@ -69,6 +69,20 @@ class RunnerBase:
         """One decoder forward and sampler update for `requests`; True where a canvas is done."""
         raise NotImplementedError
 
+    @staticmethod
+    def _advance_rows(requests: list[Request], is_done: list[bool], canvas: Any, argmax_canvas: Any,
+                      logits: Any, history: Any) -> list[bool]:
+        """Hand each request its row of a finished step; a request out of steps is done too."""
+        for row, request in enumerate(requests):
+            request.canvas = canvas[row]
+            request.argmax_canvas = argmax_canvas[row]
+            request.self_conditioning_logits = logits[row]
+            request.stability_history = None if history is None else history[:, row]
+            request.num_steps += 1
+            request.num_steps_left -= 1
+            is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
+        return is_done
+
     def forget_batch(self) -> None:
         """Drop the stacked batch (its membership changed, or the engine is idle)."""
 
