@@ -32,13 +32,18 @@ def test_gdscript_is_lint_clean_and_formatted():
 
 
 def test_godot_addon_suite_against_a_live_server(tiny_model_dir, tmp_path):
-    if os.environ.get("NPC_SKIP_BRIDGES") == "1":
-        pytest.skip("NPC_SKIP_BRIDGES=1")
     serve_args = ["-m", "npc_engine.cli", "serve", "--model", str(tiny_model_dir), "--db", str(tmp_path / "state.db"),
                   "--templates", str(ROOT / "schemas" / "templates"),
                   # Slowed on purpose (about one denoising step per 50 ms frame): a cancel sent
                   # right after its say arrives first, and drafts are visible between frames.
                   "--frame-budget-ms", "1", "--target-fps", "20"]
+    run_godot_suite(serve_args)
+
+
+def run_godot_suite(serve_args: list[str]) -> None:
+    """The GDScript suite with its live tests against servers it starts as `python SERVE_ARGS --bind ...`."""
+    if os.environ.get("NPC_SKIP_BRIDGES") == "1":
+        pytest.skip("NPC_SKIP_BRIDGES=1")
     env = dict(os.environ, NPC_ENGINE_PYTHON=sys.executable, NPC_ENGINE_SERVE_ARGS_JSON=json.dumps(serve_args),
                NPC_ENGINE_SCHEMAS=str(ROOT / "schemas"))
     completed = subprocess.run([str(PROJECT / "tools" / "run-tests.sh")], env=env, cwd=ROOT,

@@ -30,12 +30,17 @@ def _require_mono() -> None:
 
 
 def test_unity_bridge_suite_against_a_live_server(tiny_model_dir, tmp_path):
-    _require_mono()
     serve_args = ["-m", "npc_engine.cli", "serve", "--model", str(tiny_model_dir), "--db", str(tmp_path / "state.db"),
                   "--templates", str(ROOT / "schemas" / "templates"),
                   # Slowed on purpose (about one denoising step per 50 ms frame) so a cancel sent
                   # right after its say reliably arrives first.
                   "--frame-budget-ms", "1", "--target-fps", "20"]
+    run_unity_suite(serve_args, tmp_path)
+
+
+def run_unity_suite(serve_args: list[str], tmp_path: Path) -> None:
+    """The C# suite with its live tests against servers it starts as `python SERVE_ARGS --bind ...`."""
+    _require_mono()
     env = dict(os.environ, NPC_ENGINE_PYTHON=sys.executable, NPC_ENGINE_SERVE_ARGS=shlex.join(serve_args),
                NPC_ENGINE_SCHEMAS=str(ROOT / "schemas"), NPC_UNITY_BUILD_DIR=str(tmp_path / "build"))
     env.pop("NPC_ENGINE_ENDPOINT", None)

@@ -25,7 +25,7 @@ from .store import Store
 if TYPE_CHECKING:
     from ..engine.engine import Engine
 
-__all__ = ["Dialogue", "SayHandle", "SayResult"]
+__all__ = ["Dialogue", "PromptInputs", "SayHandle", "SayResult", "read_prompt_inputs"]
 
 _APPLIED_REASONS = ("complete", "deadline")
 
@@ -43,6 +43,35 @@ class SayResult:
     turns: list[Turn] = field(default_factory=list)
     prompt: BuiltPrompt | None = None
     fill: FillResult | None = None
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """What a character's prompt is built from, read in one consistent snapshot of the state
+    (a cluster's replicas receive this from the state service and build the prompt themselves)."""
+
+    character: Any
+    speaker_name: str
+    names: dict[str, str]
+    world_facts: list[Any]
+
+
+def read_prompt_inputs(store: Store, character_id: str, speaker_id: str) -> PromptInputs:
+    """Raises UnknownCharacterError / UnknownSpeakerError."""
+    with store.reading() as conn:
+        character = rows.load_character(conn, character_id)
+        speaker_name = rows.speaker_name(conn, speaker_id, character_id=character_id)
+        names = {character.id: character.name, speaker_id: speaker_name}
+        for turn in character.recent_turns:
+            if turn.speaker_id not in names:
+                names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id
+        world_facts = rows.load_world_facts(conn)
+    return PromptInputs(character, speaker_name, names, world_facts)
+
+
+def build_prompt(builder: PromptBuilder, inputs: PromptInputs, speaker_id: str, utterance: str) -> BuiltPrompt:
+    return builder.build(inputs.character, speaker_id=speaker_id, speaker_name=inputs.speaker_name,
+                         utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get)
 
 
 class SayHandle:
@@ -89,17 +118,8 @@ class Dialogue:
         """(prompt, normalized utterance) from the current state. Raises UnknownCharacterError,
         UnknownSpeakerError, PromptError."""
         utterance = normalize_utterance(text, character_id=character_id)
-        with self.store.reading() as conn:
-            character = rows.load_character(conn, character_id)
-            speaker_name = rows.speaker_name(conn, speaker_id, character_id=character_id)
-            names = {character.id: character.name, speaker_id: speaker_name}
-            for turn in character.recent_turns:
-                if turn.speaker_id not in names:
-                    names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id
-            world_facts = rows.load_world_facts(conn)
-        prompt = self.builder.build(character, speaker_id=speaker_id, speaker_name=speaker_name,
-                                    utterance=utterance, world_facts=world_facts, name_of=names.get)
-        return prompt, utterance
+        inputs = read_prompt_inputs(self.store, character_id, speaker_id)
+        return build_prompt(self.builder, inputs, speaker_id, utterance), utterance
 
     def submit(self, character_id: str, speaker_id: str, text: str, *, template: Any, seed: int | None = None,
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,

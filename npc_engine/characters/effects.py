@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -28,37 +30,64 @@ class StateChange(BaseModel):
     delta: int | None = None
 
 
+# How many idempotency keys are remembered; the oldest are forgotten beyond this.
+MAX_APPLIED_KEYS = 10_000
+
+
 def apply_reply(store: Store, *, character_id: str, speaker_id: str, template: Template,
-                fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
+                fields: Mapping[str, Any], utterance: str,
+                idempotency_key: str | None = None) -> tuple[list[StateChange], list[Turn]]:
     """Record the exchange and apply `template.effects` for `fields`; all or nothing.
 
-    Raises UnknownCharacterError / UnknownSpeakerError when either was deleted meanwhile (then
-    nothing is written).
+    With `idempotency_key`, a second call with the same key changes nothing and returns what the
+    first call changed (the key is stored in the same transaction as the changes, so a retried
+    reply lands exactly once). Raises UnknownCharacterError / UnknownSpeakerError when either was
+    deleted meanwhile (then nothing is written).
     """
+    with store.transaction() as conn:
+        if idempotency_key is not None:
+            row = conn.execute("SELECT result FROM applied_replies WHERE key = ?", (idempotency_key,)).fetchone()
+            if row is not None:
+                recorded = json.loads(row[0])
+                return ([StateChange.model_validate(c) for c in recorded["changes"]],
+                        [Turn.model_validate(t) for t in recorded["turns"]])
+        changes, turns = _apply(store, character_id, speaker_id, template, fields, utterance)
+        if idempotency_key is not None:
+            result = {"changes": [c.model_dump(mode="json") for c in changes],
+                      "turns": [t.model_dump(mode="json") for t in turns]}
+            conn.execute("INSERT INTO applied_replies (key, result, created_ms) VALUES (?, ?, ?)",
+                         (idempotency_key, json.dumps(result), int(time.time() * 1000)))
+            conn.execute("DELETE FROM applied_replies WHERE rowid <= "
+                         "(SELECT MAX(rowid) FROM applied_replies) - ?", (MAX_APPLIED_KEYS,))
+    return changes, turns
+
+
+def _apply(store: Store, character_id: str, speaker_id: str, template: Template, fields: Mapping[str, Any],
+           utterance: str) -> tuple[list[StateChange], list[Turn]]:
+    """The changes themselves; the caller holds the transaction."""
     changes: list[StateChange] = []
-    with store.transaction():
-        turns = [store.add_turn(character_id, speaker_id, utterance)]
-        line_slot = template.line_slot_name
-        line = str(fields.get(line_slot, "")).strip()[:MAX_UTTERANCE_CHARS] if line_slot else ""
-        if line:
-            turns.append(store.add_turn(character_id, character_id, line))
-        for effect in template.effects:
-            value = fields[effect.slot]
-            if effect.kind == "set_mood":
-                old = store.set_mood(character_id, value)
-                changes.append(StateChange(kind="mood", slot=effect.slot, path="mood", old=old, new=value))
-            elif effect.kind == "add_to_relationship":
-                before, after = store.adjust_relationship(character_id, speaker_id, **{effect.dimension: value})
-                changes.append(StateChange(
-                    kind="relationship", slot=effect.slot, path=f"relationships.{speaker_id}.{effect.dimension}",
-                    old=getattr(before, effect.dimension), new=getattr(after, effect.dimension), delta=value))
-            elif effect.kind == "remember":
-                text = " ".join(str(value).split())[:MAX_MEMORY_CHARS]
-                if text:
-                    store.add_memory(character_id, text, effect.salience)
-                    changes.append(StateChange(kind="memory", slot=effect.slot, path="memories", new=text))
-            elif effect.kind == "set_flag":
-                old = store.set_flag(character_id, effect.flag, value)
-                changes.append(StateChange(kind="flag", slot=effect.slot, path=f"flags.{effect.flag}",
-                                           old=old, new=value))
+    turns = [store.add_turn(character_id, speaker_id, utterance)]
+    line_slot = template.line_slot_name
+    line = str(fields.get(line_slot, "")).strip()[:MAX_UTTERANCE_CHARS] if line_slot else ""
+    if line:
+        turns.append(store.add_turn(character_id, character_id, line))
+    for effect in template.effects:
+        value = fields[effect.slot]
+        if effect.kind == "set_mood":
+            old = store.set_mood(character_id, value)
+            changes.append(StateChange(kind="mood", slot=effect.slot, path="mood", old=old, new=value))
+        elif effect.kind == "add_to_relationship":
+            before, after = store.adjust_relationship(character_id, speaker_id, **{effect.dimension: value})
+            changes.append(StateChange(
+                kind="relationship", slot=effect.slot, path=f"relationships.{speaker_id}.{effect.dimension}",
+                old=getattr(before, effect.dimension), new=getattr(after, effect.dimension), delta=value))
+        elif effect.kind == "remember":
+            text = " ".join(str(value).split())[:MAX_MEMORY_CHARS]
+            if text:
+                store.add_memory(character_id, text, effect.salience)
+                changes.append(StateChange(kind="memory", slot=effect.slot, path="memories", new=text))
+        elif effect.kind == "set_flag":
+            old = store.set_flag(character_id, effect.flag, value)
+            changes.append(StateChange(kind="flag", slot=effect.slot, path=f"flags.{effect.flag}",
+                                       old=old, new=value))
     return changes, turns

@@ -69,6 +69,14 @@ MIGRATIONS: tuple[str, ...] = (
         data BLOB NOT NULL                  -- msgpack, see snapshots.py
     );
     """,
+    # 2: replies applied under an idempotency key (a cluster's retried say lands once).
+    """
+    CREATE TABLE applied_replies (
+        key TEXT PRIMARY KEY,
+        result TEXT NOT NULL,               -- JSON: the changes and turns the reply made
+        created_ms INTEGER NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -165,8 +165,9 @@ namespace NpcEngine
                 {
                     Array.Copy(body, contextStart, pong, 5, contextLength);
                 }
-                WriteCommand(pong);
+                // Counted before the write: once the peer has the PONG, the count already says so.
                 System.Threading.Interlocked.Increment(ref _numPingsAnswered);
+                WriteCommand(pong);
             }
             else if (name == "ERROR")
             {

@@ -1,0 +1,193 @@
+"""The Ray Serve cluster on one machine: `ray.init(num_cpus=2)`, 2 replicas with half a CPU each,
+the tiny random model. Affinity, spread, exactly-once state, backpressure, a lost replica,
+scaling to 3, and the Python, Unity and Godot clients against its gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import ray
+from ray import serve
+
+from npc_engine import BusyError
+from npc_engine.characters import Store
+from npc_engine.client import AsyncClient, Client
+from npc_engine.cluster import APP_NAME, ClusterOptions, ReplicaOptions, deploy, start_cluster
+from npc_engine.cluster.state import StateService
+from npc_engine.templates import load_template
+
+from .conftest import SHOPKEEPER_TEMPLATE
+from .test_godot_bridge import run_godot_suite
+from .test_unity_bridge import run_unity_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = str(ROOT / "schemas" / "templates")
+PERSONA = "A gruff smith of Thornvale."
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_model_dir, tmp_path_factory):
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    options = ClusterOptions(
+        num_replicas=2, bind="tcp://127.0.0.1:0", db_path=str(tmp_path_factory.mktemp("cluster") / "state.db"),
+        # Slowed (about one step per 50 ms frame) as for the bridge suites: a cancel sent right
+        # after its say arrives first.
+        replica=ReplicaOptions(model=str(tiny_model_dir), max_denoising_steps=4, frame_budget_ms=1, target_fps=20),
+        template_dirs=(TEMPLATES,), num_cpus_per_replica=0.5, max_ongoing_requests=4, max_queued_requests=4)
+    gateway, endpoint = start_cluster(options)
+    with Client(endpoint, timeout_s=120) as client:
+        client.upsert_speaker("player", "Aria")
+    yield SimpleNamespace(endpoint=endpoint, options=options, address=context.address_info["address"],
+                          replicas=serve.get_deployment_handle("NpcEngineReplica", app_name=APP_NAME))
+    serve.shutdown()
+    ray.shutdown()
+
+
+def _replica_of(cluster, character_id: str) -> str:
+    return cluster.replicas.options(session_id=character_id).whoami.remote(character_id).result()
+
+
+def _replica_stats(client: Client) -> dict[str, dict]:
+    time.sleep(2.5)  # replicas report every second
+    return client.stats().engine["cluster"]["replicas"]
+
+
+def test_one_character_stays_on_one_replica_and_its_second_turn_hits_the_prefix_cache(cluster):
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "brom", "name": "Brom", "persona": PERSONA})
+        before = _replica_stats(client)
+        replies = [client.say("brom", "player", f"Turn {turn}?", template="shopkeeper_reply", seed=turn)
+                   for turn in range(20)]
+        after = _replica_stats(client)
+        stats = client.stats().engine
+    assert all(r.finish_reason == "complete" for r in replies)
+    assert replies[0].num_cached_prompt_tokens == 0
+    assert all(r.num_cached_prompt_tokens > 0 for r in replies[1:])  # the persona prefix, cached
+    grown = {rid: sum(s["num_finished"].values()) - sum(before.get(rid, {}).get("num_finished", {}).values())
+             for rid, s in after.items()}
+    assert sorted(grown.values()) == [0, 20], grown  # all 20 on one replica
+    served_by = max(grown, key=grown.get)
+    assert after[served_by]["prefix_cache"]["num_hits"] - before.get(served_by, {}).get(
+        "prefix_cache", {}).get("num_hits", 0) >= 19
+    assert {_replica_of(cluster, "brom") for _ in range(5)} == {served_by}
+    assert stats["cluster"]["router"] == "consistent_hash" and stats["cluster"]["num_replicas"] == 2
+
+
+def test_a_hundred_characters_land_on_both_replicas(cluster):
+    homes = Counter(_replica_of(cluster, f"npc-{i}") for i in range(100))
+    assert len(homes) == 2 and min(homes.values()) >= 20, homes
+
+
+def test_a_reply_changes_state_exactly_once(cluster, tmp_path):
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "mara", "name": "Mara", "persona": PERSONA})
+        client.say("mara", "player", "Hello?", template="shopkeeper_reply", seed=3)
+        assert len(client.get_character("mara").recent_turns) == 2  # the player's line and hers
+    # A retried apply (same idempotency key) changes nothing more and returns the first changes.
+    state = StateService(str(tmp_path / "s.db"))
+    state.call("upsert_speaker", ({"id": "player", "name": "Aria"},))
+    state.call("upsert_character", ({"id": "mara", "name": "Mara", "persona": PERSONA},))
+    template = load_template(SHOPKEEPER_TEMPLATE)
+    fields = {"say": "Welcome.", "emotion": "happy", "action": "nod", "trust_delta": 2, "ends_conversation": False}
+    first = state.apply_reply("key-1", "mara", "player", template, fields, "Hi")
+    again = state.apply_reply("key-1", "mara", "player", template, fields, "Hi")
+    assert first == again
+    assert len(state.call("get_character", ("mara",)).recent_turns) == 2
+    state.apply_reply("key-2", "mara", "player", template, fields, "Hi")
+    assert len(state.call("get_character", ("mara",)).recent_turns) == 4
+    state.close()
+    assert Store(str(tmp_path / "s.db")).schema_version == 2
+
+
+def test_a_flood_gets_busy_not_a_hang(cluster):
+    async def flood() -> list:
+        async with AsyncClient(cluster.endpoint, timeout_s=120) as client:
+            await client.upsert_character({"id": "flood", "name": "Flo", "persona": PERSONA})
+            says = [client.say("flood", "player", f"{i}", template="shopkeeper_reply") for i in range(40)]
+            return await asyncio.wait_for(asyncio.gather(*says, return_exceptions=True), 300)
+
+    started = time.monotonic()
+    outcomes = asyncio.run(flood())
+    busy = [o for o in outcomes if isinstance(o, BusyError)]
+    done = [o for o in outcomes if not isinstance(o, Exception) and o.finish_reason == "complete"]
+    others = [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, BusyError)]
+    assert busy and done and not others, (len(busy), len(done), others[:3])
+    assert time.monotonic() - started < 300
+
+
+def test_python_client_ops_through_the_gateway(cluster):
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        hello = client.hello()
+        assert hello.model.path.endswith(Path(cluster.options.replica.model).name)
+        assert client.set_world_fact("season", "It is winter.", 0.5).key == "season"
+        assert client.register_template({"name": "greeting", "slots": [
+            {"name": "line", "kind": "text", "max_tokens": 8},
+            {"name": "mood", "kind": "choice", "options": ["calm", "wary"]}],
+            "effects": [{"kind": "set_mood", "slot": "mood"}]}) == "greeting"
+        client.upsert_character({"id": "tam", "name": "Tam", "persona": PERSONA})
+        stream = client.say_stream("tam", "player", "Fresh bread?", template="greeting", seed=1)
+        drafts = list(stream)
+        final = stream.result()
+        assert drafts and final.finish_reason == "complete" and [c.path for c in final.changes] == ["mood"]
+        assert client.get_character("tam").mood == final.fields["mood"]
+        info = client.save_snapshot("slot")
+        client.delete_character("tam")
+        assert client.load_snapshot("slot").name == info.name and client.get_character("tam").mood
+        assert "slot" in [s.name for s in client.list_snapshots()]
+        with pytest.raises(Exception, match="unknown_template|no template"):
+            client.say("tam", "player", "x", template="nope")
+
+
+def test_unity_suite_against_a_gateway(cluster, tmp_path):
+    run_unity_suite(["-m", "npc_engine.cli", "cluster", "gateway", "--address", cluster.address], tmp_path)
+
+
+def test_godot_suite_against_a_gateway(cluster):
+    run_godot_suite(["-m", "npc_engine.cli", "cluster", "gateway", "--address", cluster.address])
+
+
+def test_losing_a_replica_costs_a_cold_prefill_not_a_failure(cluster):
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "vin", "name": "Vin", "persona": PERSONA})
+        assert client.say("vin", "player", "Warm?", template="shopkeeper_reply").finish_reason == "complete"
+        home = _replica_of(cluster, "vin")
+        name = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                    if a["name"].endswith(home) and "NpcEngineReplica" in a["name"])
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        reply = client.say("vin", "player", "Still there?", template="shopkeeper_reply")
+        assert reply.finish_reason == "complete" and reply.num_cached_prompt_tokens == 0
+        for i in range(3):
+            client.upsert_character({"id": f"npc-{i}", "name": "N", "persona": PERSONA})
+            assert client.say(f"npc-{i}", "player", "Hi", template="shopkeeper_reply").finish_reason == "complete"
+    _wait_for_replicas(cluster, 2)
+
+
+def test_scaling_from_two_to_three_moves_about_a_third(cluster):
+    _wait_for_replicas(cluster, 2)
+    ids = [f"npc-{i}" for i in range(150)]
+    before = {cid: _replica_of(cluster, cid) for cid in ids}
+    deploy(dataclasses.replace(cluster.options, num_replicas=3))
+    _wait_for_replicas(cluster, 3)
+    assert set(before.values()) <= set(after_ids := {_replica_of(cluster, f"probe-{i}") for i in range(60)}), after_ids
+    after = {cid: _replica_of(cluster, cid) for cid in ids}
+    new_replica = (set(after.values()) - set(before.values())).pop()
+    moved = [cid for cid in ids if after[cid] != before[cid]]
+    assert all(after[cid] == new_replica for cid in moved)  # consistent hashing: only to the newcomer
+    assert 0.15 <= len(moved) / len(ids) <= 0.55, len(moved)
+
+
+def _wait_for_replicas(cluster, count: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = serve.status().applications[APP_NAME].deployments["NpcEngineReplica"]
+        if status.status == "HEALTHY" and status.replica_states.get("RUNNING", 0) == count:
+            if len({_replica_of(cluster, f"probe-{i}") for i in range(60)}) == count:
+                return
+        time.sleep(1.0)
+    raise AssertionError(f"the cluster did not reach {count} running replicas: {serve.status()}")
