@@ -2,7 +2,9 @@
 
 The same load for each: K concurrent clients (AsyncClient), each its own character, saying
 N lines in turn (tiny random model with its own step cap, CPU). `serve` runs in a subprocess; the
-cluster runs on a local Ray instance (`ray.init(num_cpus=2)`), its gateway in a Serve replica.
+cluster runs on a local Ray instance (`ray.init(num_cpus=2)`), its gateway in a Serve replica;
+one replica reserves both CPUs, two replicas one each (Ray sets an actor's torch threads to the
+CPUs it reserves, so each setup computes on the same two cores).
 
     python bench/cluster.py [--clients 8] [--says 6] [--out FILE]
 """
@@ -67,16 +69,19 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from npc_engine.cluster import ClusterOptions, ReplicaOptions, deploy, start_cluster
+    from npc_engine.cluster import APP_NAME, ClusterOptions, ReplicaOptions, start_cluster
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     options = ClusterOptions(num_replicas=1, bind="tcp://127.0.0.1:0", db_path=str(scratch / "cluster.db"),
-                             replica=ReplicaOptions(model=str(model)), template_dirs=(templates,),
-                             num_cpus_per_replica=0.5)
-    _, endpoint = start_cluster(options)
-    rows.append({"setup": "cluster, 1 replica", **asyncio.run(_load(endpoint, args.clients, args.says))})
-    deploy(dataclasses.replace(options, num_replicas=2))
-    rows.append({"setup": "cluster, 2 replicas", **asyncio.run(_load(endpoint, args.clients, args.says))})
+                             replica=ReplicaOptions(model=str(model)), template_dirs=(templates,))
+    # Ray gives an actor as many torch threads as CPUs it reserves: two replicas get one each.
+    # Each setup is a fresh deploy (a rolling update would need both setups' CPUs at once).
+    for num_replicas in (1, 2):
+        _, endpoint = start_cluster(dataclasses.replace(options, num_replicas=num_replicas,
+                                                        num_cpus_per_replica=2.0 / num_replicas))
+        rows.append({"setup": f"cluster, {num_replicas} replica{'s' * (num_replicas > 1)}",
+                     **asyncio.run(_load(endpoint, args.clients, args.says))})
+        serve.delete(APP_NAME)
     serve.shutdown()
     ray.shutdown()
 

@@ -179,81 +179,17 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_cluster_up(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+def _cmd_cluster(args: argparse.Namespace) -> int:
     from .server import check_bind
 
-    check_bind(args.bind, curve_keys=None, is_insecure=args.insecure)
+    check_bind(args.bind, curve_keys=None, is_insecure=args.insecure)  # before starting anything
     try:
-        import ray
-        from ray import serve
-
-        from .cluster import ClusterOptions, ReplicaOptions, start_cluster
+        from .cluster import commands
     except ImportError as exc:
         print(f"npc-engine cluster: Ray Serve is not installed ({exc}); pip install 'npc-voice-engine[cluster]'",
               file=sys.stderr)
         return 2
-    if args.replicas < 1:
-        raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
-    replica = ReplicaOptions(model=args.model, backend=args.backend, device=args.device,
-                             frame_budget_ms=args.frame_budget_ms, max_denoising_steps=args.max_steps)
-    options = ClusterOptions(num_replicas=args.replicas, bind=args.bind, replica=replica, db_path=args.db,
-                             template_dirs=tuple(str(Path(t).resolve()) for t in args.templates),
-                             num_cpus_per_replica=args.cpus_per_replica, num_gpus_per_replica=args.gpus_per_replica,
-                             max_queued_requests=args.max_queued, gateway_options={"is_insecure": args.insecure})
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        gateway, endpoint = start_cluster(options)
-        router = gateway.router.remote().result()
-        print(f"npc-engine serving on {endpoint} (cluster: {args.replicas} replicas, router {router}; "
-              f"Ray {ray.__version__})", flush=True)
-        stop.wait()
-    finally:
-        serve.delete("npc-engine", _blocking=True) if serve.status().applications else None
-        ray.shutdown()
-    return 0
-
-
-def _cmd_cluster_gateway(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from .server import check_bind
-
-    check_bind(args.bind, curve_keys=None, is_insecure=args.insecure)
-    try:
-        import ray
-
-        from .cluster import connect_gateway
-    except ImportError as exc:
-        print(f"npc-engine cluster: Ray Serve is not installed ({exc}); pip install 'npc-voice-engine[cluster]'",
-              file=sys.stderr)
-        return 2
-    ray.init(address=args.address, log_to_driver=False)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        server = connect_gateway(args.bind, is_insecure=args.insecure)
-    except OSError as exc:
-        print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
-        return 2
-    print(f"npc-engine serving on {server.endpoint} (gateway of the cluster at {args.address}; "
-          f"router {server.engine.router})", flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        ray.shutdown()
-    return 0
+    return commands.up(args) if args.cluster_command == "up" else commands.gateway(args)
 
 
 def _default_checkpoint() -> Path:
@@ -438,13 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-steps", type=int, default=None, help="denoising step cap")
     up.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     up.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    up.set_defaults(handler=_cmd_cluster_up)
+    up.set_defaults(handler=_cmd_cluster)
     gateway = cluster_commands.add_parser("gateway", help="one more ZeroMQ gateway, in this process, for a "
                                                           "running cluster")
     gateway.add_argument("--address", required=True, help="the Ray cluster (`auto`, or host:port)")
     gateway.add_argument("--bind", default="tcp://127.0.0.1:5556")
     gateway.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
-    gateway.set_defaults(handler=_cmd_cluster_gateway)
+    gateway.set_defaults(handler=_cmd_cluster)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")
     tiny.add_argument("directory")

@@ -116,6 +116,10 @@ class GatewayDeployment:
             raise self._error
         return self.server.endpoint
 
+    async def router(self) -> str:
+        await self.endpoint()
+        return self.engine.router
+
     async def check_health(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"the gateway did not start: {self._error}")
