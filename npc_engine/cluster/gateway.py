@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import secrets
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -25,7 +26,11 @@ from .state import STORE_OPS
 
 __all__ = ["ClusterEngine", "RemoteStore", "result_of"]
 
-_MAX_SAY_ATTEMPTS = 2  # a say whose replica died is sent once more (its state lands once: see state.py)
+_TEMPLATES_FRESH_S = 1.0
+# A say whose replica died is sent again, after a pause that lets the router drop the dead
+# replica (its state still lands once: see state.py).
+_MAX_SAY_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.5
 
 
 def result_of(response: Any) -> Any:
@@ -116,6 +121,7 @@ class ClusterEngine:
         info = result_of(replicas.model_info.remote())
         self.backend = SimpleNamespace(info=lambda: info)
         self._templates: dict[str, Template] = result_of(state.get_templates.remote())
+        self._templates_read_s = time.monotonic()
         self._workers = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="npc-gateway-say")
         self._key_prefix = f"gw-{secrets.token_hex(6)}-"
         self._keys = itertools.count(1)
@@ -133,11 +139,18 @@ class ClusterEngine:
 
     @property
     def templates(self) -> dict[str, Template]:
+        """The registry in the state service, re-read at most once a second (another gateway may
+        have registered a template)."""
+        now = time.monotonic()
+        if now - self._templates_read_s > _TEMPLATES_FRESH_S:
+            self._templates = result_of(self.state.get_templates.remote())
+            self._templates_read_s = now
         return self._templates
 
     def register_template(self, template: Any) -> Template:
         name = result_of(self.replicas.register_template.remote(_as_template(template)))
         self._templates = result_of(self.state.get_templates.remote())
+        self._templates_read_s = time.monotonic()
         return self._templates[name]
 
     def routed(self, character_id: str) -> Any:
@@ -202,6 +215,7 @@ class ClusterEngine:
             except Exception as exc:
                 cause = _unwrapped(exc)
                 if _is_replica_lost(cause) and attempt + 1 < _MAX_SAY_ATTEMPTS and not say.future.done():
+                    time.sleep(_RETRY_PAUSE_S * (attempt + 1))
                     continue  # the same idempotency key: the state changes at most once
                 say.future.set_exception(cause)
                 return
