@@ -28,16 +28,20 @@ def up(args: argparse.Namespace) -> int:
     """Start (or update) the cluster and hold it until SIGINT/SIGTERM, then take it down."""
     if args.replicas < 1:
         raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
-    replica = ReplicaOptions(model=args.model, backend=args.backend, device=args.device,
-                             frame_budget_ms=args.frame_budget_ms, max_denoising_steps=args.max_steps)
-    options = ClusterOptions(num_replicas=args.replicas, bind=args.bind, replica=replica, db_path=args.db,
-                             template_dirs=tuple(str(Path(t).resolve()) for t in args.templates),
-                             num_cpus_per_replica=args.cpus_per_replica, num_gpus_per_replica=args.gpus_per_replica,
-                             max_queued_requests=args.max_queued, gateway_options={"is_insecure": args.insecure})
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    # One GPU per replica when the cluster has GPUs, the CPU otherwise (the flags override).
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    gpus = args.gpus_per_replica if args.gpus_per_replica is not None else (1.0 if has_gpus else 0.0)
+    device = args.device or ("cuda" if gpus > 0 else "cpu")
+    replica = ReplicaOptions(model=args.model, backend=args.backend, device=device,
+                             frame_budget_ms=args.frame_budget_ms, max_denoising_steps=args.max_steps)
+    options = ClusterOptions(num_replicas=args.replicas, bind=args.bind, replica=replica, db_path=args.db,
+                             template_dirs=tuple(str(Path(t).resolve()) for t in args.templates),
+                             num_cpus_per_replica=args.cpus_per_replica, num_gpus_per_replica=gpus,
+                             max_queued_requests=args.max_queued, gateway_options={"is_insecure": args.insecure})
     stop = _stop_on_signal()
     try:
         handle, endpoint = start_cluster(options)
