@@ -182,7 +182,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def _cmd_cluster(args: argparse.Namespace) -> int:
     from .server import check_bind
 
-    check_bind(args.bind, curve_keys=None, is_insecure=args.insecure)  # before starting anything
+    check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before starting anything
     try:
         from .cluster import commands
     except ImportError as exc:
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--frame-budget-ms", type=float, default=None, help="per replica (default: none)")
     up.add_argument("--max-steps", type=int, default=None, help="denoising step cap")
     up.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    up.add_argument("--curve-keys", type=Path, default=None,
+                    help="folder from `npc-engine curve-keys`, readable on the node running the gateway")
     up.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     up.set_defaults(handler=_cmd_cluster)
     gateway = cluster_commands.add_parser("gateway", help="one more ZeroMQ gateway, in this process, for a "
@@ -381,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--address", required=True, help="the Ray cluster (`auto`, or host:port)")
     gateway.add_argument("--bind", default="tcp://127.0.0.1:5556")
     gateway.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    gateway.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
     gateway.set_defaults(handler=_cmd_cluster)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny random DiffusionGemma checkpoint")

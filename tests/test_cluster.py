@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,11 +17,13 @@ import pytest
 import ray
 from ray import serve
 
-from npc_engine import BusyError
+from npc_engine import BusyError, ClientTimeoutError
 from npc_engine.characters import Store
 from npc_engine.client import AsyncClient, Client
 from npc_engine.cluster import APP_NAME, ClusterOptions, ReplicaOptions, deploy, start_cluster
 from npc_engine.cluster.state import StateService
+from npc_engine.demo.server_process import free_port
+from npc_engine.server import write_curve_keys
 from npc_engine.templates import load_template
 
 from .conftest import SHOPKEEPER_TEMPLATE
@@ -142,6 +146,24 @@ def test_python_client_ops_through_the_gateway(cluster):
         assert "slot" in [s.name for s in client.list_snapshots()]
         with pytest.raises(Exception, match="unknown_template|no template"):
             client.say("tam", "player", "x", template="nope")
+
+
+def test_a_curve_gateway_admits_only_clients_with_its_keys(cluster, tmp_path):
+    keys = write_curve_keys(tmp_path / "keys")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    process = subprocess.Popen([sys.executable, "-m", "npc_engine.cli", "cluster", "gateway", "--address",
+                                cluster.address, "--bind", endpoint, "--curve-keys", str(keys)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"serving on {endpoint}" in process.stdout.readline()
+        with Client(endpoint, timeout_s=30, curve_keys=keys) as allowed:
+            assert "curve" in allowed.hello().capabilities
+        with Client(endpoint, timeout_s=1.0) as plain:
+            with pytest.raises(ClientTimeoutError):
+                plain.ping()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=60) == 0
 
 
 def test_unity_suite_against_a_gateway(cluster, tmp_path):

@@ -41,7 +41,9 @@ def up(args: argparse.Namespace) -> int:
     options = ClusterOptions(num_replicas=args.replicas, bind=args.bind, replica=replica, db_path=args.db,
                              template_dirs=tuple(str(Path(t).resolve()) for t in args.templates),
                              num_cpus_per_replica=args.cpus_per_replica, num_gpus_per_replica=gpus,
-                             max_queued_requests=args.max_queued, gateway_options={"is_insecure": args.insecure})
+                             max_queued_requests=args.max_queued,
+                             gateway_options={"is_insecure": args.insecure,
+                                              "curve_keys": str(args.curve_keys.resolve()) if args.curve_keys else None})
     stop = _stop_on_signal()
     try:
         handle, endpoint = start_cluster(options)
@@ -61,7 +63,7 @@ def gateway(args: argparse.Namespace) -> int:
     ray.init(address=args.address, log_to_driver=False)
     stop = _stop_on_signal()
     try:
-        server = connect_gateway(args.bind, is_insecure=args.insecure)
+        server = connect_gateway(args.bind, is_insecure=args.insecure, curve_keys=args.curve_keys)
     except OSError as exc:
         print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
         ray.shutdown()
