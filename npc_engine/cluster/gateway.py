@@ -81,7 +81,6 @@ class _SayDone:
     fields: dict[str, Any] | None
     changes: list[StateChange]
     fill: Any
-    replica: str
 
 
 class _ClusterSay:
@@ -210,7 +209,7 @@ class ClusterEngine:
                 return
             except RequestCancelledError:
                 say.future.set_result(_SayDone(payload["character_id"], payload["speaker_id"], say.request_id,
-                                               "cancelled", None, [], _cancelled_fill(payload), ""))
+                                               "cancelled", None, [], _cancelled_fill(payload)))
                 return
             except Exception as exc:
                 cause = _unwrapped(exc)
@@ -225,7 +224,7 @@ class ClusterEngine:
         fill = event["fill"]
         fields = fill.fields if fill.finish_reason in ("complete", "deadline") else None
         return _SayDone(payload["character_id"], payload["speaker_id"], say.request_id, fill.finish_reason,
-                        fields, list(event["changes"]), fill, event["replica"])
+                        fields, list(event["changes"]), fill)
 
 
 def _as_template(template: Any) -> Template:

@@ -105,7 +105,7 @@ class EngineReplica:
         if fill.finish_reason in ("complete", "deadline") and fill.fields is not None:
             changes, _ = await self.state.apply_reply.remote(request["key"], character_id, speaker_id, template,
                                                              fill.fields, utterance)
-        yield {"event": "result", "fill": fill, "changes": changes, "replica": self.replica_id}
+        yield {"event": "result", "fill": fill, "changes": changes}
 
     async def register_template(self, template: Template) -> str:
         """Compile here (a bad or oversized template fails now), then publish it to every replica."""
@@ -118,13 +118,8 @@ class EngineReplica:
     def routing(self) -> str:
         return self.router
 
-    def prefix_cache_hits(self) -> int:
-        return self.engine.stats().prefix_cache.num_hits
-
     def stats(self) -> dict[str, Any]:
-        stats = dataclasses.asdict(self.engine.stats())
-        stats["step_cost_ms"] = {str(k): v for k, v in stats["step_cost_ms"].items()}
-        return stats
+        return self.engine.stats_dict()
 
     def model_info(self) -> Any:
         return self.engine.backend.info()

@@ -10,6 +10,7 @@ Two ways to drive it:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -401,6 +402,12 @@ class Engine:
     @property
     def is_running(self) -> bool:
         return self._thread is not None
+
+    def stats_dict(self) -> dict[str, Any]:
+        """`stats()` as the wire's `stats` result carries it (plain types, string keys)."""
+        stats = dataclasses.asdict(self.stats())
+        stats["step_cost_ms"] = {str(k): v for k, v in stats["step_cost_ms"].items()}
+        return stats
 
     def stats(self) -> EngineStats:
         """A snapshot of the engine's statistics; safe from any thread at any time."""

@@ -114,6 +114,10 @@ class OnnxBackend:
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = "float32"
+        self._ortvalue_on_device: Any = None  # OrtValue.ortvalue_from_numpy, on a GPU only
+        if device != "cpu":
+            import onnxruntime as ort
+            self._ortvalue_on_device = ort.OrtValue.ortvalue_from_numpy
         model = manifest["model"]
         self.vocab_size: int = int(model["vocab_size"])
         self.canvas_length: int = int(model["canvas_length"])
@@ -246,11 +250,10 @@ class OnnxBackend:
         return StepBinding(io, len(caches)), lengths
 
     def _bind(self, io: Any, name: str, array: np.ndarray) -> None:
-        if self.device == "cpu":
+        if self._ortvalue_on_device is None:
             io.bind_cpu_input(name, array)
         else:
-            import onnxruntime as ort
-            io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, self.device, 0))
+            io.bind_ortvalue_input(name, self._ortvalue_on_device(array, self.device, 0))
 
     def run_step(self, binding: StepBinding, canvas: np.ndarray, self_conditioning_logits: Any,
                  has_self_conditioning: np.ndarray, temperature: np.ndarray, uniform: np.ndarray,

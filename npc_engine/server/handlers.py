@@ -62,11 +62,7 @@ class Handlers:
             target_fps=config.target_fps, limits=self.limits.as_dict(), warnings=[warning] if warning else [])
 
     def stats(self, server: dict[str, Any]) -> m.StatsResult:
-        if hasattr(self.engine, "stats_dict"):  # a cluster gateway: every replica's stats, merged
-            return m.StatsResult(engine=self.engine.stats_dict(), server=server)
-        engine = dataclasses.asdict(self.engine.stats())
-        engine["step_cost_ms"] = {str(k): v for k, v in engine["step_cost_ms"].items()}
-        return m.StatsResult(engine=engine, server=server)
+        return m.StatsResult(engine=self.engine.stats_dict(), server=server)
 
     def _delete_character(self, request: m.CharacterDeleteRequest) -> m.EmptyResult:
         self.store.delete_character(request.character_id)
