@@ -232,10 +232,16 @@ def _cmd_curve_keys(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .templates import load_template
-    from .training import DataConfig, TrainConfig, generate, load_jsonl, train
+    from .training import DataConfig, TrainConfig, generate, load_jsonl, stream, train
 
-    data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed)
-    description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__}}
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed,
+                      variant_fraction=args.variant_fraction, paraphrase_file=args.paraphrases)
+    description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__},
+                   "is_streamed": args.stream and not args.data}
+    sample_stream = None
     if args.data:
         templates = {t.name: t for t in (load_template(p) for folder in args.templates
                                           for p in sorted(Path(folder).glob("*.json")))}
@@ -247,12 +253,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         description = {"jsonl": str(args.data), "num_lines": len(samples), "num_skipped": num_skipped}
     else:
         train_samples, validation = generate(data, split="train"), generate(data, split="heldout")
+        if args.stream:
+            sample_stream = lambda step, count: stream(data, step, count)  # noqa: E731
     config = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, eval_every=args.eval_every,
-                         checkpoint_every=args.eval_every, seed=args.seed)
+                         checkpoint_every=args.eval_every, seed=args.seed, ar_weight=args.ar_weight)
     report = train(config, args.out, train_samples, validation, data_description=description, device=args.device,
                    is_overwrite=args.overwrite, is_resume=args.resume, is_fp16=args.fp16,
-                   log=lambda line: print(line, file=sys.stderr, flush=True))
+                   log=lambda line: print(line, file=sys.stderr, flush=True), sample_stream=sample_stream)
     print(json.dumps({"out": str(args.out), "train_seconds": report["train_seconds"],
                       "final": report["history"][-1] if report["history"] else None}))
     return 0
@@ -262,7 +270,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .training.evaluate import evaluate, print_table
 
     results = evaluate(args.model, num_samples=args.num_samples, seed=args.data_seed, device=args.device,
-                       with_floor=not args.no_floor)
+                       with_floor=not args.no_floor, slices=tuple(args.slices.split(",")), backend=args.backend,
+                       num_threads=args.threads)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -311,7 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train a small DiffusionGemma on NPC dialogue")
     training.add_argument("--out", required=True, help="model folder to write")
-    training.add_argument("--preset", default="tiny", help="tiny or small")
+    training.add_argument("--preset", default="voice", help="voice (the shipped model's), tiny or small")
+    training.add_argument("--stream", action="store_true",
+                          help="fresh generated samples every step (--num-train then only builds the tokenizer)")
+    training.add_argument("--ar-weight", type=float, default=1.0, help="weight of the encoder's next-token loss")
+    training.add_argument("--variant-fraction", type=float, default=0.5,
+                          help="share of generated samples on a template-family variant")
+    training.add_argument("--paraphrases", default=None,
+                          help='extra player lines, JSONL {"intent": ..., "text": ...} (see docs/model-card.md)')
+    training.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     training.add_argument("--steps", type=int, default=1500)
     training.add_argument("--batch-size", type=int, default=16)
     training.add_argument("--learning-rate", type=float, default=2e-3)
@@ -336,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--device", default="cpu")
     evaluation.add_argument("--json", help="write the results here")
     evaluation.add_argument("--no-floor", action="store_true", help="skip the random-weights floor")
+    evaluation.add_argument("--slices", default="heldout,paraphrase,variant",
+                            help="held-out slices, comma-separated: heldout (combinations), paraphrase "
+                                 "(+ unseen phrasings), variant (+ unseen template variants)")
+    evaluation.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                            help="onnx: score the model folder's onnx/ export on ONNX Runtime")
+    evaluation.add_argument("--threads", type=int, default=None, help="onnx: onnxruntime CPU threads")
     evaluation.set_defaults(handler=_cmd_eval)
 
     demo = commands.add_parser("demo", help="a terminal tavern: talk to three characters (starts the server)")

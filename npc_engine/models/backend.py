@@ -187,10 +187,11 @@ class DiffusionGemmaBackend:
         attention_mask: torch.Tensor,
         cache: DynamicCache,
         position_ids: torch.Tensor,
-    ) -> None:
+    ) -> torch.Tensor:
         """Run the causal encoder over `input_ids`, appending their keys/values to `cache`.
 
         `attention_mask` is the 2D boolean mask over everything cached so far plus `input_ids`.
+        Returns the encoder's last hidden states (training reads next-token logits from them).
         """
         encoder = self.model.model.encoder
         shape_only = torch.empty((input_ids.shape[0], input_ids.shape[1], 0),
@@ -199,8 +200,8 @@ class DiffusionGemmaBackend:
             config=self.config, inputs_embeds=shape_only, attention_mask=attention_mask,
             past_key_values=cache, position_ids=position_ids,
         )
-        encoder(input_ids=input_ids.contiguous(), attention_mask=mask_mapping,
-                past_key_values=cache, position_ids=position_ids)
+        return encoder(input_ids=input_ids.contiguous(), attention_mask=mask_mapping,
+                       past_key_values=cache, position_ids=position_ids).last_hidden_state
 
     def decoder_masks(self, canvas: torch.Tensor, cache: DynamicCache,
                       decoder_attention_mask: torch.Tensor) -> dict:

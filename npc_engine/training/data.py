@@ -7,6 +7,7 @@ prefix + state + the player's line) and the template's target fields. The held-o
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from ..characters.prompt import PromptBuilder, normalize_utterance
 from ..errors import NpcEngineError, TemplateError
 from ..templates import Template, load_template
 from ..templates.compiler import _output_model
+from .family import TOPICS, TemplateVariant, random_variant, variant_of_base
+from .utterances import PATTERNS, load_paraphrases, pattern_split, player_line
 from .corpus import (
     ARCHETYPES,
     EMOTION_RULES,
@@ -33,7 +36,7 @@ from .corpus import (
     WORLD_FACTS,
 )
 
-__all__ = ["Sample", "DataConfig", "generate", "combinations", "expected_emotion", "load_jsonl", "DataError",
+__all__ = ["Sample", "DataConfig", "SPLITS", "generate", "stream", "combinations", "expected_emotion", "load_jsonl", "DataError",
            "default_template_path", "iter_texts"]
 
 def default_template_path() -> Path:
@@ -69,6 +72,17 @@ class DataConfig:
     heldout_fraction: float = 0.1   # of (archetype, intent, mood) combinations
     max_history_turns: int = 2
     seed: int = 0
+    variant_fraction: float = 0.5   # training samples on a family variant instead of the shipped template
+    paraphrase_file: str | None = None  # extra player-line patterns for training (utterances.load_paraphrases)
+
+
+# split -> (combinations, utterance patterns, templates) it draws from
+SPLITS = {
+    "train": ("train", "train", "train"),
+    "heldout": ("heldout", "train", "base"),       # held-out combinations
+    "paraphrase": ("heldout", "heldout", "base"),  # ... and phrasings never seen
+    "variant": ("heldout", "train", "heldout"),    # ... and template variants never seen
+}
 
 
 def expected_emotion(intent: str, mood: str) -> str:
@@ -86,61 +100,124 @@ def combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[t
     return triples[num_heldout:], triples[:num_heldout]
 
 
-def _fill(text: str, rng: random.Random, slots: dict[str, str]) -> str:
+def _fill(text: str, slots: dict[str, str]) -> str:
     for key, value in slots.items():
         text = text.replace("{" + key + "}", value)
     return text[0].upper() + text[1:] if text else text
 
 
-def _sample(rng: random.Random, combination: tuple[str, str, str], template: Template, max_history: int) -> Sample:
+def compose_line(opener: str, pattern: str, slots: dict[str, str]) -> str:
+    """The corpus's line grammar: a mood opener, then the intent's line with its fillers. After an
+    opener that ends in a comma the line goes on in lower case (unless it starts with "I" or a name)."""
+    body = _fill(pattern, slots)
+    names = (slots.get("player", ""), slots.get("name", ""), slots.get("town", ""))
+    if opener.endswith(",") and not body.startswith("I ") and not any(n and body.startswith(n) for n in names):
+        body = body[0].lower() + body[1:]
+    return f"{opener} {body}"
+
+
+def _truth(concept: str, intent_key: str, mood: str, line: str, rng: random.Random) -> Any:
+    intent = INTENTS[intent_key]
+    if concept == "line":
+        return line
+    if concept == "emotion":
+        return expected_emotion(intent_key, mood)
+    if concept == "action":
+        return rng.choice(intent["actions"])
+    if concept == "trust":
+        return intent["trust"] * rng.randint(1, 3) if intent["trust"] else 0
+    if concept == "ends":
+        return intent["ends"]
+    return TOPICS[intent_key]
+
+
+def _sample(rng: random.Random, combination: tuple[str, str, str], variant: TemplateVariant, max_history: int,
+            pattern_pool: str, seed: int, extra_patterns: dict[str, list[str]]) -> Sample:
     archetype_key, intent_key, mood = combination
     archetype = next(a for a in ARCHETYPES if a[0] == archetype_key)
     _, names, persona, style, goods, signature = archetype
     intent = INTENTS[intent_key]
     town, name, player = rng.choice(TOWNS), rng.choice(names), rng.choice(PLAYER_NAMES)
+    items = goods + ["rope", "bread"]
     slots = {"town": town, "name": name, "player": player, "place": rng.choice(PLACES),
-             "item": rng.choice(goods + ["rope", "bread"]), "signature": signature, "role": archetype_key}
+             "item": rng.choice(items), "signature": signature, "role": archetype_key}
     character = Character(
-        id="npc", name=name, persona=_fill(persona, rng, slots) + ".", speaking_style=style.capitalize() + ".",
+        id="npc", name=name, persona=_fill(persona, slots) + ".", speaking_style=style.capitalize() + ".",
         knowledge=[f"You live in {town}.", f"You sell {', '.join(goods)}."], mood=mood,
         relationships={"player": {"trust": rng.choice([-50, -10, 0, 15, 40]),
                                   "affinity": rng.choice([-20, 0, 20]), "familiarity": rng.choice([0, 10, 60])}},
         memories=[{"text": m, "salience": 0.5, "created_ms": 0} for m in rng.sample(MEMORIES, rng.randint(0, 2))],
         recent_turns=_history(rng, archetype, player, slots, max_history))
     facts = [WorldFact(key=f"fact{i}", text=t) for i, t in enumerate(rng.sample(WORLD_FACTS, rng.randint(0, 2)))]
-    utterance = normalize_utterance(_fill(rng.choice(intent["utterances"]), rng, slots))
+    train_patterns, heldout_patterns = pattern_split(intent_key, seed)
+    extra = extra_patterns.get(intent_key, []) if pattern_pool == "train" else []
+    pattern_index = rng.choice((train_patterns + list(range(len(PATTERNS[intent_key]),
+                                                            len(PATTERNS[intent_key]) + len(extra))))
+                               if pattern_pool == "train" else heldout_patterns)
+    pattern = (PATTERNS[intent_key] + extra)[pattern_index]
+    utterance = normalize_utterance(player_line(pattern, rng, slots))
     prefix, prompt = PromptBuilder.layout(character, speaker_id="player", speaker_name=player, utterance=utterance,
                                           world_facts=facts,
                                           name_of={"player": player, "npc": name}.get)
-    opener = rng.choice(MOOD_OPENERS[mood])
-    line = _fill(f"{opener} {rng.choice(intent['lines'])}", rng, slots)
-    sign = intent["trust"]
-    fields = {"say": line, "emotion": expected_emotion(intent_key, mood), "action": rng.choice(intent["actions"]),
-              "trust_delta": sign * rng.randint(1, 3) if sign else 0, "ends_conversation": intent["ends"]}
-    fields = {key: value for key, value in fields.items() if key in {s.name for s in template.slots}}
-    return Sample(prefix, prompt, template, fields, combination, {"player": player, "name": name})
+    line = compose_line(rng.choice(MOOD_OPENERS[mood]), rng.choice(intent["lines"]), slots)
+    fields = {slot: _truth(concept, intent_key, mood, line, rng) for slot, concept in variant.concepts.items()}
+    world = {**{key: [slots[key]] for key in ("town", "name", "player", "signature", "role")},
+             "place": [slots["place"]] if "{place}" in pattern else list(PLACES),
+             "item": [slots["item"]] if "{item}" in pattern else items}
+    meta = {"player": player, "name": name, "intent": intent_key, "mood": mood, "pattern": pattern_index,
+            "world": world, "concepts": dict(variant.concepts), "is_base_template": variant.is_base}
+    return Sample(prefix, prompt, variant.template, fields, combination, meta)
 
 
 def _history(rng: random.Random, archetype: tuple, player: str, slots: dict[str, str], max_turns: int) -> list:
     turns = []
     for _ in range(rng.randint(0, max_turns)):
         intent = INTENTS[rng.choice(["greet", "ask_rumours", "ask_price", "ask_weather"])]
-        turns.append({"speaker_id": "player", "text": _fill(rng.choice(intent["utterances"]), rng, slots),
+        turns.append({"speaker_id": "player", "text": _fill(rng.choice(intent["utterances"]), slots),
                       "created_ms": 0})
-        turns.append({"speaker_id": "npc", "text": _fill(rng.choice(intent["lines"]), rng, slots), "created_ms": 0})
+        turns.append({"speaker_id": "npc", "text": _fill(rng.choice(intent["lines"]), slots), "created_ms": 0})
     return turns
 
 
-def generate(config: DataConfig, *, split: str, template: Template | None = None) -> list[Sample]:
-    """`split` "train" or "heldout": samples drawn uniformly from that split's combinations."""
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    template = template or load_template(default_template_path())
-    train, heldout = combinations(config)
-    pool = train if split == "train" else heldout
-    count = config.num_train if split == "train" else config.num_heldout
+def _draw(rng: random.Random, config: DataConfig, split: str, base: TemplateVariant,
+          pools: tuple[list, list]) -> Sample:
+    combos, patterns, templates = SPLITS[split]
+    pool = pools[0] if combos == "train" else pools[1]
+    if templates == "base" or (templates == "train" and rng.random() >= config.variant_fraction):
+        variant = base
+    else:
+        variant = random_variant(rng, seed=config.seed, is_heldout=templates == "heldout")
+    extra = _extra_patterns(config.paraphrase_file) if config.paraphrase_file else {}
+    return _sample(rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra)
+
+
+@functools.lru_cache(maxsize=4)
+def _extra_patterns(path: str) -> dict[str, list[str]]:
+    return load_paraphrases(path)
+
+
+def generate(config: DataConfig, *, split: str, template: Template | None = None,
+             count: int | None = None) -> list[Sample]:
+    """A fixed list of samples of one split (see SPLITS): "train" (training combinations, phrasings
+    and templates), "heldout" (held-out combinations), "paraphrase" (held-out combinations and
+    phrasings), "variant" (held-out combinations and template variants)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    base = variant_of_base(template or load_template(default_template_path()))
+    pools = combinations(config)
+    if count is None:
+        count = config.num_train if split == "train" else config.num_heldout
     rng = random.Random(f"{config.seed}-{split}")
-    return [_sample(rng, rng.choice(pool), template, config.max_history_turns) for _ in range(count)]
+    return [_draw(rng, config, split, base, pools) for _ in range(count)]
+
+
+def stream(config: DataConfig, step: int, count: int, template: Template | None = None) -> list[Sample]:
+    """`count` fresh training samples for optimizer step `step`: the same step always gets the same
+    samples (so a resumed run continues exactly), and no two steps share a draw."""
+    base = variant_of_base(template or load_template(default_template_path()))
+    rng = random.Random(f"{config.seed}-stream-{step}")
+    pools = combinations(config)
+    return [_draw(rng, config, "train", base, pools) for _ in range(count)]
 
 
 def load_jsonl(path: str | Path, templates: dict[str, Template], *,

@@ -1,10 +1,15 @@
 """Train a DiffusionGemma-architecture model with its own objective on template-filling samples.
 
-Objective per sample: t ~ U(0, 1); every *slot* position of the target canvas is replaced by a
-uniformly random token with probability t (skeleton positions never: at inference they are
-clamped); cross-entropy on the corrupted positions. Self-conditioning: a no-grad first pass gives
-logits that a random half of the batch receives as its self-conditioning signal on the second
-pass, as at inference. Prompt and canvas go through the same backend calls the engine uses.
+The objective follows the reference recipe (Google's DiffusionGemma training code; the NeMo and
+Megatron guides). Per sample t ~ U(1e-3, 1), drawn low-discrepancy across the batch (one
+stratum per row); every *slot* position of the target canvas is replaced by a uniformly random
+token with probability t (skeleton positions never: at inference they are clamped). The decoder's
+cross-entropy runs over every slot position, corrupted and clean alike; beside it, an
+autoregressive next-token loss on the causal encoder over the prompt it encodes (weight
+`ar_weight`). Self-conditioning: a no-grad first pass gives logits that a random half of the
+batch receives on the second pass; the other half gets the true zero signal
+(`self_conditioning_mask`), as at inference. Prompt and canvas go through the same backend calls
+the engine uses.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +44,13 @@ PRESETS: dict[str, TinyModelSpec] = {
                           num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_experts=4, top_k_experts=2,
                           moe_intermediate_size=128, sliding_window=256, canvas_length=96,
                           max_position_embeddings=1024, max_denoising_steps=12),
+    # The shipped model: phrase-merging tokenizer (frequent phrases are one token, so prompts and
+    # lines are 2-3x shorter) and a 64-token canvas, which holds the largest template of the
+    # family it is trained on (six fields, a 32-token line).
+    "voice": TinyModelSpec(tokenizer_vocab_size=3072, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_experts=4,
+                           top_k_experts=2, moe_intermediate_size=128, sliding_window=256, canvas_length=64,
+                           max_position_embeddings=1024, max_denoising_steps=16, max_phrase_chars=24),
     "small": TinyModelSpec(tokenizer_vocab_size=2048, hidden_size=256, intermediate_size=768, num_hidden_layers=6,
                            num_attention_heads=4, num_key_value_heads=2, head_dim=64, num_experts=4,
                            top_k_experts=2, moe_intermediate_size=256, sliding_window=256, canvas_length=96,
@@ -52,7 +64,7 @@ class TrainError(NpcEngineError, ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str = "tiny"
+    preset: str = "voice"
     steps: int = 1500
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -62,11 +74,12 @@ class TrainConfig:
     checkpoint_every: int = 250
     num_eval_samples: int = 64
     seed: int = 0
+    ar_weight: float = 1.0          # the encoder's next-token loss beside the decoder's
 
     def fingerprint(self, data: dict[str, Any]) -> str:
         """What a checkpoint must match to be resumed (steps and eval cadence may change)."""
         key = {"preset": dataclasses.asdict(PRESETS[self.preset]), "batch_size": self.batch_size,
-               "learning_rate": self.learning_rate, "seed": self.seed, "data": data}
+               "learning_rate": self.learning_rate, "seed": self.seed, "data": data, "ar_weight": self.ar_weight}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,14 +136,18 @@ def _batch(items: list[Encoded], device: torch.device) -> dict[str, torch.Tensor
             "allowed": torch.stack([i.allowed for i in items]).to(device)}
 
 
-def loss_on(backend: DiffusionGemmaBackend, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+def loss_on(backend: DiffusionGemmaBackend, batch: dict[str, torch.Tensor], generator: torch.Generator,
+            ar_weight: float = 1.0) -> torch.Tensor:
     """The objective for one batch (see the module docstring)."""
     device = batch["ids"].device
     num_rows, canvas_length = batch["canvas"].shape
     cache = backend.new_cache()
-    backend.encode(batch["ids"], batch["mask"], cache, batch["positions"])
-    t = torch.rand((num_rows, 1), generator=generator, device=device)
-    is_corrupt = (torch.rand((num_rows, canvas_length), generator=generator, device=device) < t) & batch["is_slot"]
+    hidden = backend.encode(batch["ids"], batch["mask"], cache, batch["positions"])
+    strata = (torch.arange(num_rows, device=device)[:, None]
+              + torch.rand((num_rows, 1), generator=generator, device=device)) / num_rows
+    t = 1e-3 + (1 - 1e-3) * strata[torch.randperm(num_rows, generator=generator, device=device)]
+    is_slot = batch["is_slot"]
+    is_corrupt = (torch.rand((num_rows, canvas_length), generator=generator, device=device) < t) & is_slot
     noise = torch.randint(0, backend.vocab_size, (num_rows, canvas_length), generator=generator, device=device)
     noisy = torch.where(is_corrupt, noise, batch["canvas"])
     decoder_mask = F.pad(batch["mask"], (0, canvas_length), value=True)
@@ -141,9 +158,21 @@ def loss_on(backend: DiffusionGemmaBackend, batch: dict[str, torch.Tensor], gene
     use_signal = torch.rand((num_rows,), generator=generator, device=device) < 0.5
     logits = backend.denoise(noisy, first.to(backend.dtype), cache, masks, positions, use_signal)
     logits = logits.masked_fill(~batch["allowed"], MASKED_LOGIT)
-    if not bool(is_corrupt.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[is_corrupt], batch["canvas"][is_corrupt])
+    loss = F.cross_entropy(logits[is_slot], batch["canvas"][is_slot])
+    if ar_weight > 0:
+        loss = loss + ar_weight * _encoder_loss(backend, hidden, batch["ids"], batch["mask"])
+    return loss
+
+
+def _encoder_loss(backend: DiffusionGemmaBackend, hidden: torch.Tensor, ids: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy of the causal encoder over the (left-padded) prompt."""
+    is_target = mask[:, :-1] & mask[:, 1:]
+    logits = backend.model.lm_head(hidden[:, :-1][is_target]).float()
+    softcap = backend.model.final_logit_softcapping
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, ids[:, 1:][is_target])
 
 
 def build_model(spec: TinyModelSpec, tokenizer: Any, seed: int) -> DiffusionGemmaForBlockDiffusion:
@@ -155,8 +184,13 @@ def build_model(spec: TinyModelSpec, tokenizer: Any, seed: int) -> DiffusionGemm
 
 def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample], eval_samples: list[Sample], *,
           data_description: dict[str, Any], device: str | None = None, is_overwrite: bool = False,
-          is_resume: bool = False, is_fp16: bool = False, log=print) -> dict[str, Any]:
-    """Train, checkpoint, and write a model folder that `Engine.from_pretrained` loads. Returns a report."""
+          is_resume: bool = False, is_fp16: bool = False, log=print,
+          sample_stream: Callable[[int, int], list[Sample]] | None = None) -> dict[str, Any]:
+    """Train, checkpoint, and write a model folder that `Engine.from_pretrained` loads. Returns a report.
+
+    `train_samples` build the tokenizer; they are also the training set unless `sample_stream`
+    is given: then `sample_stream(step, batch_size)` hands each optimizer step fresh samples (the
+    same step, the same samples, so a resumed run continues exactly)."""
     if config.preset not in PRESETS:
         raise TrainError(f"unknown preset {config.preset!r}; expected one of {sorted(PRESETS)}")
     out = Path(out_dir)
@@ -170,14 +204,17 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
     out.mkdir(parents=True, exist_ok=True)
     spec = PRESETS[config.preset]
     random.seed(config.seed)
-    tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size, iter_texts(train_samples))
+    tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size, iter_texts(train_samples),
+                                     max_phrase_chars=spec.max_phrase_chars)
     model = build_model(spec, tokenizer, config.seed)
     backend = DiffusionGemmaBackend(model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))),
                                     tokenizer, str(out))
     encoder = PromptEncoder(tokenizer, max_position_embeddings=spec.max_position_embeddings,
                             canvas_length=spec.canvas_length)
     compiler = TemplateCompiler.for_backend(backend)
-    train_set, num_skipped = encode_samples(train_samples, encoder, compiler)
+    # Streamed training draws its samples per step; the fixed set only built the tokenizer.
+    train_set, num_skipped = encode_samples(train_samples if sample_stream is None else train_samples[:256],
+                                            encoder, compiler)
     eval_set, _ = encode_samples(eval_samples[: config.num_eval_samples], encoder, compiler)
     if not train_set:
         raise TrainError("no training sample fits the canvas")
@@ -202,8 +239,11 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
     started = time.perf_counter()
     model.train()
     for step in range(start_step, config.steps):
-        batch = _batch(order.sample(train_set, min(config.batch_size, len(train_set))), backend.device)
-        loss = loss_on(backend, batch, generator)
+        if sample_stream is not None:
+            chosen, _ = encode_samples(sample_stream(step, config.batch_size), encoder, compiler)
+        else:
+            chosen = order.sample(train_set, min(config.batch_size, len(train_set)))
+        loss = loss_on(backend, _batch(chosen, backend.device), generator, config.ar_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -212,10 +252,13 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
         is_last = step + 1 == config.steps
         if (step + 1) % config.eval_every == 0 or is_last:
             validation = evaluate_loss(backend, eval_set, config) if eval_set else float("nan")
-            history.append({"step": step + 1, "train_loss": loss.item(), "validation_loss": validation})
+            # The decoder's part alone compares runs with and without the encoder loss.
+            decoder_only = evaluate_loss(backend, eval_set, config, ar_weight=0.0) if eval_set else float("nan")
             elapsed = time.perf_counter() - started
+            history.append({"step": step + 1, "train_loss": loss.item(), "validation_loss": validation,
+                            "validation_decoder_loss": decoder_only, "seconds": round(elapsed, 1)})
             log(f"step {step + 1}/{config.steps}  loss {loss.item():.3f}  validation {validation:.3f}  "
-                f"{elapsed:.0f}s")
+                f"decoder {decoder_only:.3f}  {elapsed:.0f}s")
             model.train()
         if (step + 1) % config.checkpoint_every == 0 or is_last:
             checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +273,9 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
     tokenizer.save_pretrained(str(out))
     templates = out / "templates"
     templates.mkdir(exist_ok=True)
-    for template in {s.template.name: s.template for s in train_samples}.values():
+    # The family's generated variants stay out: the folder ships the templates users call by name.
+    for template in {s.template.name: s.template for s in train_samples
+                     if s.meta.get("is_base_template", True)}.values():
         (templates / f"{template.name}.json").write_text(template.model_dump_json(indent=2) + "\n")
     report = {"config": dataclasses.asdict(config), "data": data_description, "fingerprint": fingerprint,
               "num_parameters": sum(p.numel() for p in model.parameters()), "history": history,
@@ -241,12 +286,14 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
 
 
 @torch.no_grad()
-def evaluate_loss(backend: DiffusionGemmaBackend, items: list[Encoded], config: TrainConfig) -> float:
+def evaluate_loss(backend: DiffusionGemmaBackend, items: list[Encoded], config: TrainConfig,
+                  ar_weight: float | None = None) -> float:
     """Mean objective over `items` with fixed noise (comparable across evaluations)."""
+    ar_weight = config.ar_weight if ar_weight is None else ar_weight
     backend.model.eval()
     generator = torch.Generator(device=backend.device).manual_seed(12345)
     losses = []
     for start in range(0, len(items), config.batch_size):
         losses.append(float(loss_on(backend, _batch(items[start: start + config.batch_size], backend.device),
-                                    generator)))
+                                    generator, ar_weight)))
     return sum(losses) / len(losses)
