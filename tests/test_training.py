@@ -22,12 +22,21 @@ from npc_engine.training import (
     load_jsonl,
     train,
 )
+from npc_engine.models.tiny import build_tiny_tokenizer
+from npc_engine.templates import TemplateCompiler
+from npc_engine.training import PRESETS, stream
 from npc_engine.training.corpus import ARCHETYPES, INTENTS
-from npc_engine.training.data import default_template_path, expected_emotion
+from npc_engine.training.data import default_template_path, expected_emotion, iter_texts
+from npc_engine.training.family import is_heldout_variant, largest_variant
+from npc_engine.training.utterances import load_paraphrases, pattern_split
 
 SMALL = DataConfig(num_train=120, num_heldout=24, seed=3)
 QUICK = TrainConfig(steps=12, batch_size=8, eval_every=4, checkpoint_every=4, warmup_steps=3, learning_rate=3e-3,
                     num_eval_samples=16)
+
+
+def _by_concept(sample):
+    return {concept: sample.fields[name] for name, concept in sample.meta["concepts"].items()}
 
 
 def test_generator_variety_and_split_by_combination():
@@ -37,16 +46,76 @@ def test_generator_variety_and_split_by_combination():
     train_samples, heldout = generate(SMALL, split="train"), generate(SMALL, split="heldout")
     assert {s.combination for s in heldout} <= set(heldout_combos)
     assert not {s.combination for s in heldout} & {s.combination for s in train_samples}
-    template = load_template(default_template_path())
-    output = _output_model(template)
     for sample in train_samples + heldout:
-        output.model_validate(sample.fields)
+        _output_model(sample.template).model_validate(sample.fields)
         _, intent, mood = sample.combination
-        assert sample.fields["emotion"] == expected_emotion(intent, mood)
-        assert sample.fields["action"] in INTENTS[intent]["actions"]
+        truth = _by_concept(sample)
+        assert truth.get("emotion", expected_emotion(intent, mood)) == expected_emotion(intent, mood)
+        assert truth.get("action", INTENTS[intent]["actions"][0]) in INTENTS[intent]["actions"]
         assert sample.prompt.endswith(sample.prompt.splitlines()[-1]) and " says: " in sample.prompt.splitlines()[-1]
-    assert len({s.fields["say"] for s in train_samples}) > 100  # lines are not a handful of sentences
+    assert all(s.template.name == "shopkeeper_reply" for s in heldout)
+    assert len({s.fields["say"] for s in heldout}) > 20  # lines are not a handful of sentences
     assert generate(SMALL, split="train")[5] == train_samples[5]  # deterministic
+
+
+def test_held_out_phrasings_and_template_variants_never_train():
+    train_samples = generate(DataConfig(num_train=1500, seed=3), split="train")
+    paraphrases = generate(SMALL, split="paraphrase")
+    variants = generate(SMALL, split="variant")
+    seen_patterns = {(s.meta["intent"], s.meta["pattern"]) for s in train_samples}
+    held_patterns = {(s.meta["intent"], s.meta["pattern"]) for s in paraphrases}
+    assert held_patterns and not held_patterns & seen_patterns
+    for intent in INTENTS:
+        train_ids, heldout_ids = pattern_split(intent, SMALL.seed)
+        assert heldout_ids and not set(train_ids) & set(heldout_ids)
+    seen_templates = {s.template.cache_key() for s in train_samples}
+    assert len(seen_templates) > 50  # a family, not one template
+    assert {s.template.name for s in train_samples if s.meta["is_base_template"]} == {"shopkeeper_reply"}
+    assert all(is_heldout_variant(s.template, SMALL.seed) for s in variants)
+    assert not {s.template.cache_key() for s in variants} & seen_templates
+    names = {slot.name for s in train_samples for slot in s.template.slots}
+    assert {"mood", "feeling", "gesture", "line", "speech", "topic"} <= names
+
+
+def test_streamed_samples_are_fresh_and_repeatable():
+    first, again, second = stream(SMALL, 7, 8), stream(SMALL, 7, 8), stream(SMALL, 8, 8)
+    assert first == again and first != second
+    _, heldout_combos = combinations(SMALL)
+    assert not {s.combination for s in first + second} & set(heldout_combos)
+
+
+def test_the_canvas_holds_the_largest_family_member():
+    assert PRESETS["voice"].canvas_length == 64
+    tokenizer = build_tiny_tokenizer(PRESETS["voice"].tokenizer_vocab_size,
+                                     iter_texts(generate(DataConfig(num_train=2000), split="train")),
+                                     max_phrase_chars=PRESETS["voice"].max_phrase_chars)
+    compiler = TemplateCompiler(tokenizer, len(tokenizer), PRESETS["voice"].canvas_length, 0, [1])
+    plan = compiler.compile(largest_variant().template)
+    assert len(plan.template.slots) == 6 and plan.num_skeleton_tokens + plan.num_slot_tokens <= 64
+
+
+def test_paraphrase_files_are_validated(tmp_path):
+    good = tmp_path / "lines.jsonl"
+    good.write_text('{"intent": "buy", "text": "Got any {item} for sale?"}\n\n'
+                    '{"intent": "greet", "text": "[Oi|Ahoy], {name}!"}\n')
+    assert load_paraphrases(good) == {"buy": ["Got any {item} for sale?"], "greet": ["[Oi|Ahoy], {name}!"]}
+    config = DataConfig(num_train=200, seed=3, paraphrase_file=str(good))
+    lines = {s.prompt.splitlines()[-1] for s in generate(config, split="train")}
+    assert any("for sale" in line for line in lines)
+    cases = {"missing.jsonl": None, "json.jsonl": '{"intent": "buy", "text": "x"}\n{oops\n',
+             "intent.jsonl": '{"intent": "dance", "text": "Shall we?"}\n',
+             "filler.jsonl": '{"intent": "buy", "text": "One {sword}"}\n',
+             "keys.jsonl": '{"intent": "buy"}\n', "empty.jsonl": "\n"}
+    expected = {"missing.jsonl": "cannot read", "json.jsonl": r"json.jsonl:2: not JSON",
+                "intent.jsonl": r"intent.jsonl:1: unknown intent", "filler.jsonl": r"filler.jsonl:1: unknown filler",
+                "keys.jsonl": r"keys.jsonl:1: expected", "empty.jsonl": "no paraphrase lines"}
+    for name, text in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=expected[name]):
+            load_paraphrases(tmp_path / name)
+    assert main(["train", "--out", str(tmp_path / "m"), "--steps", "1", "--num-train", "20",
+                 "--paraphrases", str(tmp_path / "intent.jsonl")]) == 2
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +131,7 @@ def test_loss_falls_and_the_folder_round_trips(trained):
     losses = [entry["validation_loss"] for entry in report["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     model = DiffusionGemmaForBlockDiffusion.from_pretrained(out)
-    assert model.config.canvas_length == 96
+    assert model.config.canvas_length == PRESETS["voice"].canvas_length
     engine = Engine.from_pretrained(out, device="cpu", max_denoising_steps=4)
     assert "shopkeeper_reply" in engine.templates
     sample = generate(SMALL, split="heldout")[0]
@@ -118,5 +187,8 @@ def test_shipped_model_loads_offline_and_evaluates(tmp_path, capsys):
     assert result.finish_reason == "complete"
     assert main(["eval", "--num-samples", "6", "--json", str(tmp_path / "eval.json")]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
-    assert results["trained"]["validity"] == 1.0 and results["random_weights"]["num_samples"] == 6
-    assert "action_accuracy" in capsys.readouterr().out
+    assert set(results["slices"]) == {"heldout", "paraphrase", "variant"}
+    assert all(scores["validity"] == 1.0 for scores in results["slices"].values())
+    assert results["random_weights"]["num_samples"] == 6
+    printed = capsys.readouterr().out
+    assert "grammatical_lines" in printed and "held-out template variants" in printed

@@ -17,8 +17,9 @@ from ..models import default_model_dir
 from ..templates import load_template
 from .corpus import INTENTS
 from .data import DataConfig, expected_emotion, generate
+from .grammar import is_grammatical
 
-__all__ = ["evaluate", "print_table"]
+__all__ = ["SLICES", "evaluate", "print_table"]
 
 
 def _data_config(model_dir: Path, num_samples: int, seed: int | None) -> tuple[DataConfig, DataConfig]:
@@ -33,39 +34,57 @@ def _data_config(model_dir: Path, num_samples: int, seed: int | None) -> tuple[D
             DataConfig(num_train=base.num_train, num_heldout=0, heldout_fraction=base.heldout_fraction, seed=seed))
 
 
-def _score(engine: Engine, template: Any, samples: list, training_lines: set[str]) -> dict[str, Any]:
-    plan = engine.compiler.compile(template)
+def _concept_fields(sample: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """A reply's fields keyed by concept (line, emotion, ...), whatever the variant named them."""
+    return {concept: fields.get(name) for name, concept in sample.meta["concepts"].items()}
+
+
+def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str, Any]:
     for warm in samples[:3]:
-        engine.fill(template, warm.prompt, prefix=warm.prefix, seed=0)
+        engine.fill(warm.template, warm.prompt, prefix=warm.prefix, seed=0)
     rows = []
     for index, sample in enumerate(samples):
-        result = engine.fill(template, sample.prompt, prefix=sample.prefix, seed=index)
-        _, intent, mood = sample.combination
+        plan = engine.compiler.compile(sample.template)
+        result = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=index)
+        intent, mood = sample.meta["intent"], sample.meta["mood"]
         fields = result.fields or {}
         try:
             plan.output_model.model_validate(fields)
             is_valid = result.finish_reason == "complete"
         except ValueError:
             is_valid = False
-        sign = INTENTS[intent]["trust"]
-        rows.append({"is_valid": is_valid,
-                     "is_action_ok": fields.get("action") in INTENTS[intent]["actions"],
-                     "is_emotion_ok": fields.get("emotion") == expected_emotion(intent, mood),
-                     "is_sign_ok": (fields.get("trust_delta", 0) > 0) - (fields.get("trust_delta", 0) < 0) == sign,
-                     "line": str(fields.get("say", "")), "tokens_per_forward": result.tokens_per_forward,
-                     "num_steps": result.num_steps, "ms": result.elapsed_ms})
-    lines = [r["line"] for r in rows]
+        got = _concept_fields(sample, fields)
+        row = {"is_valid": is_valid, "tokens_per_forward": result.tokens_per_forward,
+               "num_steps": result.num_steps, "ms": result.elapsed_ms}
+        if "line" in got:
+            row["line"] = str(got["line"] or "")
+            row["is_grammatical"] = is_grammatical(row["line"], sample.meta)
+        if "action" in got:
+            row["is_action_ok"] = got["action"] in INTENTS[intent]["actions"]
+        if "emotion" in got:
+            row["is_emotion_ok"] = got["emotion"] == expected_emotion(intent, mood)
+        if "trust" in got:
+            delta, sign = got["trust"] or 0, INTENTS[intent]["trust"]
+            row["is_sign_ok"] = (delta > 0) - (delta < 0) == sign
+        rows.append(row)
+    lines = [r["line"] for r in rows if "line" in r]
     bigrams = [tuple(words[i:i + 2]) for words in (line.split() for line in lines) for i in range(len(words) - 1)]
     times = sorted(r["ms"] for r in rows)
     count = len(rows)
+
+    def rate(key: str) -> float | None:
+        scored = [r[key] for r in rows if key in r]
+        return sum(scored) / len(scored) if scored else None
+
     return {
         "num_samples": count,
-        "validity": sum(r["is_valid"] for r in rows) / count,
-        "action_accuracy": sum(r["is_action_ok"] for r in rows) / count,
-        "emotion_agreement": sum(r["is_emotion_ok"] for r in rows) / count,
-        "trust_sign_agreement": sum(r["is_sign_ok"] for r in rows) / count,
+        "validity": rate("is_valid"),
+        "grammatical_lines": rate("is_grammatical"),
+        "action_accuracy": rate("is_action_ok"),
+        "emotion_agreement": rate("is_emotion_ok"),
+        "trust_sign_agreement": rate("is_sign_ok"),
         "distinct_2": len(set(bigrams)) / max(1, len(bigrams)),
-        "copied_from_training": sum(line in training_lines for line in lines) / count,
+        "copied_from_training": sum(line in training_lines for line in lines) / max(1, len(lines)),
         "tokens_per_forward": statistics.mean(r["tokens_per_forward"] for r in rows),
         "steps_per_line": statistics.mean(r["num_steps"] for r in rows),
         "ms_per_line_p50": times[len(times) // 2],
@@ -73,21 +92,38 @@ def _score(engine: Engine, template: Any, samples: list, training_lines: set[str
     }
 
 
+SLICES = {"heldout": "held-out combinations", "paraphrase": "+ held-out phrasings",
+          "variant": "+ held-out template variants"}
+
+
 def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, seed: int | None = None,
-             device: str = "cpu", with_floor: bool = True) -> dict[str, Any]:
-    """Scores for the model (and, with `with_floor`, for random weights of the same architecture)."""
+             device: str = "cpu", with_floor: bool = True, slices: tuple[str, ...] = tuple(SLICES),
+             backend: str = "torch", num_threads: int | None = None) -> dict[str, Any]:
+    """Scores per held-out slice for the model (and, with `with_floor`, random weights of the same
+    architecture on the first slice). `backend="onnx"` scores the model's export (its `onnx/`
+    folder) on ONNX Runtime instead; the random floor then needs PyTorch and is skipped."""
+    unknown = [name for name in slices if name not in SLICES]
+    if unknown or not slices:
+        raise ValueError(f"unknown slices {unknown}; expected some of {sorted(SLICES)}")
     folder = Path(model_dir) if model_dir else default_model_dir()
     heldout_config, train_config = _data_config(folder, num_samples, seed)
     template = load_template(folder / "templates" / "shopkeeper_reply.json")
-    samples = generate(heldout_config, split="heldout", template=template)
-    training_lines = {s.fields["say"] for s in generate(train_config, split="train", template=template)}
+    training_lines = {s.fields["say"] for s in generate(train_config, split="train", template=template)
+                      if "say" in s.fields}
     torch.manual_seed(0)
-    engine = Engine.from_pretrained(folder, device=device)
-    results: dict[str, Any] = {"model": str(folder), "device": device, "heldout_seed": heldout_config.seed,
-                               "trained": _score(engine, template, samples, training_lines)}
+    if backend == "onnx":
+        engine = Engine.from_pretrained(folder / "onnx", device=device, backend="onnx", num_threads=num_threads)
+        with_floor = False
+    else:
+        engine = Engine.from_pretrained(folder, device=device)
+    results: dict[str, Any] = {"model": str(folder), "device": device, "backend": backend,
+                               "heldout_seed": heldout_config.seed, "slices": {}}
+    by_slice = {name: generate(heldout_config, split=name, template=template) for name in slices}
+    for name, samples in by_slice.items():
+        results["slices"][name] = _score(engine, samples, training_lines)
     examples = []
-    for sample in samples[:5]:
-        fill = engine.fill(template, sample.prompt, prefix=sample.prefix, seed=7)
+    for sample in by_slice[slices[0]][:5]:
+        fill = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=7)
         examples.append({"player": sample.prompt.splitlines()[-1], "combination": list(sample.combination),
                          "fields": fill.fields})
     results["examples"] = examples
@@ -99,21 +135,25 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
             model.save_pretrained(floor_dir)
             engine.backend.tokenizer.save_pretrained(floor_dir)
             floor = Engine.from_pretrained(floor_dir, device=device)
-            results["random_weights"] = _score(floor, template, samples[: min(len(samples), 50)], training_lines)
+            first = by_slice[slices[0]]
+            results["random_weights"] = _score(floor, first[: min(len(first), 50)], training_lines)
     return results
 
 
-_ROWS = [("validity", "{:.1%}"), ("action_accuracy", "{:.1%}"), ("emotion_agreement", "{:.1%}"),
-         ("trust_sign_agreement", "{:.1%}"), ("distinct_2", "{:.3f}"), ("copied_from_training", "{:.1%}"),
-         ("tokens_per_forward", "{:.2f}"), ("steps_per_line", "{:.2f}"), ("ms_per_line_p50", "{:.1f}"),
-         ("ms_per_line_p95", "{:.1f}")]
+_ROWS = [("validity", "{:.1%}"), ("grammatical_lines", "{:.1%}"), ("action_accuracy", "{:.1%}"),
+         ("emotion_agreement", "{:.1%}"), ("trust_sign_agreement", "{:.1%}"), ("distinct_2", "{:.3f}"),
+         ("copied_from_training", "{:.1%}"), ("tokens_per_forward", "{:.2f}"), ("steps_per_line", "{:.2f}"),
+         ("ms_per_line_p50", "{:.1f}"), ("ms_per_line_p95", "{:.1f}")]
 
 
 def print_table(results: dict[str, Any]) -> None:
-    columns = [name for name in ("trained", "random_weights") if name in results]
-    print(f"Held-out split ({results['trained']['num_samples']} samples; random weights on "
-          f"{results.get('random_weights', {}).get('num_samples', 0)}), {results['device']}, batch 1")
-    print("| metric | " + " | ".join(columns) + " |")
+    columns = [(name, results["slices"][name]) for name in results["slices"]]
+    if "random_weights" in results:
+        columns.append(("random weights", results["random_weights"]))
+    print(f"{results['model']} ({results.get('backend', 'torch')}) on {results['device']}, batch 1; samples: "
+          + ", ".join(f"{name} {scores['num_samples']}" for name, scores in columns))
+    print("| metric | " + " | ".join(SLICES.get(name, name) for name, _ in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for key, fmt in _ROWS:
-        print(f"| {key} | " + " | ".join(fmt.format(results[c][key]) for c in columns) + " |")
+        cells = ["n/a" if scores[key] is None else fmt.format(scores[key]) for _, scores in columns]
+        print(f"| {key} | " + " | ".join(cells) + " |")
