@@ -239,7 +239,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed,
                       variant_fraction=args.variant_fraction, paraphrase_file=args.paraphrases)
-    description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__},
+    # A field left at None adds nothing to the data, so it stays out of the checkpoint fingerprint.
+    description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__
+                                 if getattr(data, k) is not None},
                    "is_streamed": args.stream and not args.data}
     sample_stream = None
     if args.data:
@@ -260,7 +262,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.eval_every, seed=args.seed, ar_weight=args.ar_weight)
     report = train(config, args.out, train_samples, validation, data_description=description, device=args.device,
                    is_overwrite=args.overwrite, is_resume=args.resume, is_fp16=args.fp16,
-                   log=lambda line: print(line, file=sys.stderr, flush=True), sample_stream=sample_stream)
+                   log=lambda line: print(line, file=sys.stderr, flush=True), sample_stream=sample_stream,
+                   stop_at=args.stop_at)
     print(json.dumps({"out": str(args.out), "train_seconds": report["train_seconds"],
                       "final": report["history"][-1] if report["history"] else None}))
     return 0
@@ -328,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="share of generated samples on a template-family variant")
     training.add_argument("--paraphrases", default=None,
                           help='extra player lines, JSONL {"intent": ..., "text": ...} (see docs/model-card.md)')
+    training.add_argument("--stop-at", type=int, default=None,
+                          help="stop (checkpointed) at this step, on the schedule of --steps; --resume goes on")
     training.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     training.add_argument("--steps", type=int, default=1500)
     training.add_argument("--batch-size", type=int, default=16)

@@ -149,11 +149,14 @@ def test_refuses_existing_folders_and_foreign_checkpoints(trained, tmp_path):
     other = TrainConfig(**{**QUICK.__dict__, "learning_rate": 1e-3})
     with pytest.raises(TrainError, match="another config"):
         train(other, out, samples, heldout, data_description=description, device="cpu", is_resume=True)
-    longer = TrainConfig(**{**QUICK.__dict__, "steps": 14})
+    longer = TrainConfig(**{**QUICK.__dict__, "steps": 16})
     lines = []
     report = train(longer, out, samples, heldout, data_description=description, device="cpu", is_resume=True,
-                   log=lines.append)
+                   log=lines.append, stop_at=14)  # a long run split in two: stop, then resume
     assert "resumed at step 12" in lines and report["history"][-1]["step"] == 14
+    report = train(longer, out, samples, heldout, data_description=description, device="cpu", is_resume=True,
+                   log=lines.append)
+    assert "resumed at step 14" in lines and report["history"][-1]["step"] == 16
 
 
 def test_user_jsonl(tmp_path):

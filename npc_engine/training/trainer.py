@@ -185,12 +185,14 @@ def build_model(spec: TinyModelSpec, tokenizer: Any, seed: int) -> DiffusionGemm
 def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample], eval_samples: list[Sample], *,
           data_description: dict[str, Any], device: str | None = None, is_overwrite: bool = False,
           is_resume: bool = False, is_fp16: bool = False, log=print,
-          sample_stream: Callable[[int, int], list[Sample]] | None = None) -> dict[str, Any]:
+          sample_stream: Callable[[int, int], list[Sample]] | None = None,
+          stop_at: int | None = None) -> dict[str, Any]:
     """Train, checkpoint, and write a model folder that `Engine.from_pretrained` loads. Returns a report.
 
     `train_samples` build the tokenizer; they are also the training set unless `sample_stream`
     is given: then `sample_stream(step, batch_size)` hands each optimizer step fresh samples (the
-    same step, the same samples, so a resumed run continues exactly)."""
+    same step, the same samples, so a resumed run continues exactly). `stop_at` ends the run at
+    that step (checkpointed) on the schedule of `config.steps`: a long run split over sessions."""
     if config.preset not in PRESETS:
         raise TrainError(f"unknown preset {config.preset!r}; expected one of {sorted(PRESETS)}")
     out = Path(out_dir)
@@ -238,7 +240,8 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
         f"{len(train_set)} training samples ({num_skipped} skipped), {len(eval_set)} validation samples")
     started = time.perf_counter()
     model.train()
-    for step in range(start_step, config.steps):
+    last_step = config.steps if stop_at is None else min(config.steps, stop_at)
+    for step in range(start_step, last_step):
         if sample_stream is not None:
             chosen, _ = encode_samples(sample_stream(step, config.batch_size), encoder, compiler)
         else:
@@ -249,7 +252,7 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        is_last = step + 1 == config.steps
+        is_last = step + 1 == last_step
         if (step + 1) % config.eval_every == 0 or is_last:
             validation = evaluate_loss(backend, eval_set, config) if eval_set else float("nan")
             # The decoder's part alone compares runs with and without the encoder loss.
