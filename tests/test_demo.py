@@ -28,7 +28,7 @@ def test_demo_plays_its_script_and_exits_zero():
     completed = _demo("--script", str(SCRIPT), "--seed", "1")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     out = completed.stdout
-    assert "model with 1,855,840 parameters" in out          # the shipped model, through the server
+    assert "model with 2,117,984 parameters" in out          # the shipped model, through the server
     assert 'Brom: "' in out and 'Mira: "' in out and "emotion:" in out
     assert "drafts," in out                                  # streamed over the protocol
     assert "Saved the tavern to slot 'evening'" in out

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from npc_engine.diffusion import BlockDiffusion, RowNoise
 from npc_engine.errors import TemplateTooLargeError
 from npc_engine.templates import Template, render
-from npc_engine.templates.compiler import FORBIDDEN_TEXT_CHARS
+from npc_engine.templates.compiler import FORBIDDEN_TEXT_CHARS, TemplateCompiler
 
 from .conftest import SHOPKEEPER_TEMPLATE
 
@@ -140,3 +140,17 @@ def test_player_text_cannot_break_structure(engine, prompt):
     assert sum(i in special for i in ids) == sum(i in special for i in framing)
     result = engine.fill(SHOPKEEPER_TEMPLATE, prompt, seed=3)
     check_valid(Template.from_file(SHOPKEEPER_TEMPLATE), result.fields)
+
+
+def test_the_plan_cache_keeps_the_most_recently_used(random_engines):
+    engine = random_engines[0]
+    compiler = TemplateCompiler(engine.compiler.tokenizer, engine.compiler.vocab_size, engine.compiler.canvas_length,
+                                engine.compiler.pad_token_id, engine.compiler.eos_token_ids, max_cached_plans=2)
+    first, second, third = (Template(name=f"t{i}", slots=[{"name": "say", "kind": "text", "max_tokens": 4}])
+                            for i in range(3))
+    plan, second_plan = compiler.compile(first), compiler.compile(second)
+    assert compiler.compile(first) is plan  # a hit refreshes it
+    compiler.compile(third)                 # evicts `second`, the least recently used
+    assert compiler.compile(first) is plan
+    again = compiler.compile(second)
+    assert again is not second_plan and again.template == second

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -97,16 +99,20 @@ def _output_model(template: Template) -> type[BaseModel]:
 
 
 class TemplateCompiler:
-    """Compiles templates against one tokenizer; plans are cached per template."""
+    """Compiles templates against one tokenizer; plans are cached per template, the most recently
+    used `max_cached_plans` of them (a plan holds a canvas-by-vocabulary mask, so training on a
+    stream of generated template variants must not keep every one)."""
 
     def __init__(self, tokenizer: Any, vocab_size: int, canvas_length: int, pad_token_id: int,
-                 eos_token_ids: list[int]) -> None:
+                 eos_token_ids: list[int], *, max_cached_plans: int = 512) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self.canvas_length = canvas_length
         self.pad_token_id = pad_token_id
         self.eos_token_ids = eos_token_ids
-        self._plans: dict[str, CanvasPlan] = {}
+        self._plans: OrderedDict[str, CanvasPlan] = OrderedDict()
+        self.max_cached_plans = max_cached_plans
+        self._lock = threading.Lock()
         self._text_vocab: np.ndarray | None = None
 
     @classmethod
@@ -130,10 +136,16 @@ class TemplateCompiler:
 
     def compile(self, template: Template) -> CanvasPlan:
         key = template.cache_key()
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._compile(template)
+        with self._lock:  # the server's IO thread and the engine thread both compile
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = self._compile(template)
+        with self._lock:
             self._plans[key] = plan
+            while len(self._plans) > self.max_cached_plans:
+                self._plans.popitem(last=False)
         return plan
 
     def _encode(self, text: str) -> list[int]:
