@@ -150,11 +150,11 @@ def _sample(rng: random.Random, combination: tuple[str, str, str], variant: Temp
         recent_turns=_history(rng, archetype, player, slots, max_history))
     facts = [WorldFact(key=f"fact{i}", text=t) for i, t in enumerate(rng.sample(WORLD_FACTS, rng.randint(0, 2)))]
     train_patterns, heldout_patterns = pattern_split(intent_key, seed)
-    extra = extra_patterns.get(intent_key, []) if pattern_pool == "train" else []
-    pattern_index = rng.choice((train_patterns + list(range(len(PATTERNS[intent_key]),
-                                                            len(PATTERNS[intent_key]) + len(extra))))
-                               if pattern_pool == "train" else heldout_patterns)
-    pattern = (PATTERNS[intent_key] + extra)[pattern_index]
+    patterns = PATTERNS[intent_key] + extra_patterns.get(intent_key, [])  # extras only ever train
+    candidates = (train_patterns + list(range(len(PATTERNS[intent_key]), len(patterns)))
+                  if pattern_pool == "train" else heldout_patterns)
+    pattern_index = rng.choice(candidates)
+    pattern = patterns[pattern_index]
     utterance = normalize_utterance(player_line(pattern, rng, slots))
     prefix, prompt = PromptBuilder.layout(character, speaker_id="player", speaker_name=player, utterance=utterance,
                                           world_facts=facts,
@@ -191,6 +191,19 @@ def _draw(rng: random.Random, config: DataConfig, split: str, base: TemplateVari
     return _sample(rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra)
 
 
+def _setup(config: DataConfig, template: Template | None) -> tuple[TemplateVariant, tuple[list, list]]:
+    """The base template and the combination split; with the default template, read once per
+    config (`stream` runs every optimizer step)."""
+    if template is None:
+        return _default_setup(config)
+    return variant_of_base(template), combinations(config)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_setup(config: DataConfig) -> tuple[TemplateVariant, tuple[list, list]]:
+    return variant_of_base(load_template(default_template_path())), combinations(config)
+
+
 @functools.lru_cache(maxsize=4)
 def _extra_patterns(path: str) -> dict[str, list[str]]:
     return load_paraphrases(path)
@@ -203,8 +216,7 @@ def generate(config: DataConfig, *, split: str, template: Template | None = None
     phrasings), "variant" (held-out combinations and template variants)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    base = variant_of_base(template or load_template(default_template_path()))
-    pools = combinations(config)
+    base, pools = _setup(config, template)
     if count is None:
         count = config.num_train if split == "train" else config.num_heldout
     rng = random.Random(f"{config.seed}-{split}")
@@ -214,9 +226,8 @@ def generate(config: DataConfig, *, split: str, template: Template | None = None
 def stream(config: DataConfig, step: int, count: int, template: Template | None = None) -> list[Sample]:
     """`count` fresh training samples for optimizer step `step`: the same step always gets the same
     samples (so a resumed run continues exactly), and no two steps share a draw."""
-    base = variant_of_base(template or load_template(default_template_path()))
+    base, pools = _setup(config, template)
     rng = random.Random(f"{config.seed}-stream-{step}")
-    pools = combinations(config)
     return [_draw(rng, config, "train", base, pools) for _ in range(count)]
 
 
