@@ -5,7 +5,7 @@
 2. `character.get` ops/s with 16 concurrent clients (16 threads, a Client each), next to the
    same reads on an in-process `Store`.
 3. `say` throughput: the same says (same model, seeds, characters) through the server vs
-   in-process `engine.submit_say` (goal: overhead <= 5%), without and with drafts (in-process
+   in-process `Dialogue.submit` (goal: overhead <= 5%), without and with drafts (in-process
    with drafts renders them to a no-op callback, so both sides pay the rendering).
 
     python bench/server.py [--pings 2000] [--says 48] [--device cpu]
@@ -29,7 +29,7 @@ import msgpack  # noqa: E402
 import torch  # noqa: E402
 import zmq  # noqa: E402
 
-from npc_engine import Engine, Store  # noqa: E402
+from npc_engine import Dialogue, Engine, Store  # noqa: E402
 from npc_engine.client import Client  # noqa: E402
 from npc_engine.demo import ServerProcess  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
@@ -138,10 +138,10 @@ def bench_say_server(endpoint: str, jobs: list[tuple[str, int]], num_clients: in
     return len(jobs) / elapsed
 
 
-def bench_say_local(engine: Engine, jobs: list[tuple[str, int]], stream: bool = False) -> float:
+def bench_say_local(dialogue: Dialogue, jobs: list[tuple[str, int]], stream: bool = False) -> float:
     start = time.perf_counter()
-    handles = [engine.submit_say(c, "player", "Any news?", template="shopkeeper_reply", seed=s,
-                                 on_draft=(lambda draft: None) if stream else None) for c, s in jobs]
+    handles = [dialogue.submit(c, "player", "Any news?", template="shopkeeper_reply", seed=s,
+                               on_draft=(lambda draft: None) if stream else None) for c, s in jobs]
     for handle in handles:
         handle.result(600)
     return len(jobs) / (time.perf_counter() - start)
@@ -173,18 +173,19 @@ def main() -> None:
         gets = bench_get(endpoint, store, args.clients, args.gets, num_characters)
         engine = Engine.from_pretrained(model_dir, device=args.device)
         engine.register_template(TEMPLATES / "shopkeeper_reply.json")
-        engine.use_store(store)
+        dialogue = Dialogue(engine, store)
         engine.start()
         jobs = says(args.says, num_characters)
-        bench_say_local(engine, jobs[:8])  # warm-up both sides
+        bench_say_local(dialogue, jobs[:8])  # warm-up both sides
         bench_say_server(endpoint, jobs[:8], 4, False)
         rows = {"in-process": [], "server": [], "in-process, drafts": [], "server, drafts": []}
         for _ in range(args.rounds):
-            rows["in-process"].append(bench_say_local(engine, jobs))
+            rows["in-process"].append(bench_say_local(dialogue, jobs))
             rows["server"].append(bench_say_server(endpoint, jobs, 8, False))
-            rows["in-process, drafts"].append(bench_say_local(engine, jobs, stream=True))
+            rows["in-process, drafts"].append(bench_say_local(dialogue, jobs, stream=True))
             rows["server, drafts"].append(bench_say_server(endpoint, jobs, 8, True))
         engine.close()
+        dialogue.close()
         say_rate = {name: statistics.median(values) for name, values in rows.items()}
     finally:
         server.stop()

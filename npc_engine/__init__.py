@@ -1,114 +1,37 @@
 """npc-engine: give game characters a voice.
 
-The public API is small: load an `Engine`, declare a `Template`, call `Engine.fill`; give it a
-character `Store` (`engine.use_store`) and call `Engine.say`. Every error derives from
-`NpcEngineError` (see `npc_engine.errors`).
+The public API is small: load an `Engine`, declare a `Template`, call `Engine.fill`; join the
+engine to a character `Store` with a `Dialogue` and call `Dialogue.say`; or talk to a running
+server with `Client`. Every error derives from `NpcEngineError` (see `npc_engine.errors`).
+Names are imported on first use, so `import npc_engine.client` loads no engine, store or numpy.
 """
 
-from .characters import (
-    Character,
-    Memory,
-    Relationship,
-    SayHandle,
-    SayResult,
-    Speaker,
-    StateChange,
-    Store,
-    Turn,
-    WorldFact,
-)
-from .diffusion import DiffusionSettings
-from .engine import Draft, Engine, EngineConfig, EngineStats, FillResult, RequestHandle, RequestStatus
-from .errors import (
-    BudgetError,
-    BusyError,
-    ClientClosedError,
-    ClientTimeoutError,
-    ConfigError,
-    DeadlineError,
-    DuplicateRequestError,
-    EngineClosedError,
-    EngineStateError,
-    ExportError,
-    GenerationError,
-    ModelLoadError,
-    NpcEngineError,
-    PromptError,
-    ProtocolError,
-    QueueFullError,
-    RequestError,
-    ServerError,
-    SnapshotError,
-    SnapshotVersionError,
-    StateError,
-    StoreError,
-    TemplateError,
-    TemplateTooLargeError,
-    UnknownCharacterError,
-    UnknownRequestError,
-    UnknownSnapshotError,
-    UnknownSpeakerError,
-    UnknownTemplateError,
-    VersionMismatchError,
-)
-from .templates import BooleanSlot, ChoiceSlot, IntegerSlot, Template, TextSlot, load_template
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BooleanSlot",
-    "BudgetError",
-    "BusyError",
-    "Character",
-    "ChoiceSlot",
-    "ClientClosedError",
-    "ClientTimeoutError",
-    "ConfigError",
-    "DeadlineError",
-    "DiffusionSettings",
-    "Draft",
-    "DuplicateRequestError",
-    "Engine",
-    "EngineClosedError",
-    "EngineConfig",
-    "EngineStateError",
-    "ExportError",
-    "EngineStats",
-    "FillResult",
-    "GenerationError",
-    "IntegerSlot",
-    "Memory",
-    "ModelLoadError",
-    "NpcEngineError",
-    "PromptError",
-    "ProtocolError",
-    "QueueFullError",
-    "Relationship",
-    "RequestError",
-    "RequestHandle",
-    "RequestStatus",
-    "ServerError",
-    "SayHandle",
-    "SayResult",
-    "SnapshotError",
-    "SnapshotVersionError",
-    "Speaker",
-    "StateChange",
-    "StateError",
-    "Store",
-    "StoreError",
-    "Template",
-    "TemplateError",
-    "TemplateTooLargeError",
-    "TextSlot",
-    "Turn",
-    "UnknownCharacterError",
-    "UnknownRequestError",
-    "UnknownSnapshotError",
-    "UnknownSpeakerError",
-    "UnknownTemplateError",
-    "VersionMismatchError",
-    "WorldFact",
-    "__version__",
-    "load_template",
-]
+_EXPORTS = {
+    "Character": ".characters", "Memory": ".characters", "Relationship": ".characters",
+    "Speaker": ".characters", "StateChange": ".characters", "Store": ".characters", "Turn": ".characters",
+    "WorldFact": ".characters",
+    "AsyncClient": ".client", "Client": ".client",
+    "Dialogue": ".dialogue", "SayHandle": ".dialogue", "SayResult": ".dialogue",
+    "DiffusionSettings": ".diffusion",
+    "Draft": ".engine", "Engine": ".engine", "EngineConfig": ".engine", "EngineStats": ".engine",
+    "FillResult": ".engine", "FinishReason": ".engine", "RequestHandle": ".engine", "RequestStatus": ".engine",
+    "BudgetError": ".errors", "BusyError": ".errors", "ClientClosedError": ".errors",
+    "ClientTimeoutError": ".errors", "ConfigError": ".errors", "DeadlineError": ".errors",
+    "DuplicateRequestError": ".errors", "EngineClosedError": ".errors", "EngineStateError": ".errors",
+    "ExportError": ".errors", "GenerationError": ".errors", "ModelLoadError": ".errors",
+    "NpcEngineError": ".errors", "PromptError": ".errors", "ProtocolError": ".errors",
+    "QueueFullError": ".errors", "RequestError": ".errors", "ServerError": ".errors",
+    "SnapshotError": ".errors", "SnapshotVersionError": ".errors", "StateError": ".errors",
+    "StoreError": ".errors", "TemplateError": ".errors", "TemplateTooLargeError": ".errors",
+    "UnknownCharacterError": ".errors", "UnknownRequestError": ".errors", "UnknownSnapshotError": ".errors",
+    "UnknownSpeakerError": ".errors", "UnknownTemplateError": ".errors", "VersionMismatchError": ".errors",
+    "BooleanSlot": ".templates", "ChoiceSlot": ".templates", "IntegerSlot": ".templates",
+    "Template": ".templates", "TextSlot": ".templates", "load_template": ".templates",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

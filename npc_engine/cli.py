@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import NpcEngineError
+from .errors import BindError, NpcEngineError
 
 __all__ = ["main"]
 
@@ -107,7 +107,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
-    except OSError as exc:  # the port is taken, or the address is not ours
+    except BindError as exc:  # the port is taken, or the address is not ours
         engine.close()
         store.close()
         print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)

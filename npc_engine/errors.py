@@ -35,8 +35,11 @@ NpcEngineError                 base class; carries optional request_id and chara
  |    +-- SnapshotVersionError   the snapshot was written by a newer schema than this one reads
  +-- StoreError                the state database cannot be opened or used (bad path, a schema
  |                             newer than this npc-engine, a locked or corrupt file)
- +-- ConfigError               a server setting is invalid (a non-loopback bind without CURVE keys
- |                             or --insecure, missing key files)
+ +-- ConfigError               a setting is invalid: an unknown backend, device or dtype, a sampler
+ |    |                        setting out of range (max_denoising_steps=0), a non-loopback bind
+ |    |                        without CURVE keys or --insecure, missing key files
+ |    +-- BindError              the server cannot bind its endpoint (port taken, bad address)
+ +-- ClusterError              the cluster did not deploy, or its gateway did not start
  +-- ProtocolError             a wire message breaks the protocol (not msgpack, not a map, too
  |                             large or deep, missing fields); carries the wire error `code`
  +-- ServerError               (client side) the server answered a request with an error reply;
@@ -78,6 +81,8 @@ __all__ = [
     "SnapshotVersionError",
     "StoreError",
     "ConfigError",
+    "BindError",
+    "ClusterError",
     "ProtocolError",
     "ServerError",
     "BusyError",
@@ -259,7 +264,20 @@ class StoreError(NpcEngineError, OSError):
 
 
 class ConfigError(NpcEngineError, ValueError):
-    """A server setting is invalid or unsafe (for example a non-loopback bind without CURVE)."""
+    """A setting is invalid or unsafe (an unknown backend, `max_denoising_steps=0`, a non-loopback
+    bind without CURVE)."""
+
+
+class BindError(ConfigError, OSError):
+    """The server cannot bind `endpoint` (the port is taken, the address is not this machine's)."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class ClusterError(NpcEngineError, RuntimeError):
+    """The cluster did not deploy, or its gateway did not start (the message says why)."""
 
 
 class ProtocolError(NpcEngineError, ValueError):

@@ -165,7 +165,7 @@ def test_drafts_stream_then_final(backend):
     for draft in drafts:
         assert set(draft.fields) == {"line", "mood"} and draft.fields["mood"] in {"calm", "wary", "delighted"}
     assert handle.result().num_steps == len(drafts) + 1
-    with pytest.raises(ValueError, match="stream=True"):
+    with pytest.raises(EngineStateError, match="stream=True"):
         next(engine.submit(GREETING, "x", seed=1).drafts())
 
 

@@ -1,4 +1,4 @@
-"""engine.say with the real tiny model: effects land with the reply, or not at all."""
+"""Dialogue.say with the real tiny model: effects land with the reply, or not at all."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from npc_engine import (
-    EngineStateError,
+    Dialogue,
     GenerationError,
     PromptError,
     Store,
@@ -39,21 +39,20 @@ REPLY = {
 }
 
 
-def make_engine(backend, **store_options) -> tuple[Engine, Store]:
+def make_engine(backend, **store_options) -> tuple[Engine, Store, Dialogue]:
     settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
     engine = Engine(backend, settings.with_overrides(max_denoising_steps=3))
     store = Store(":memory:", **store_options)
     store.upsert_speaker({"id": "player", "name": "Aria"})
     store.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith of Thornvale."})
-    engine.use_store(store)
     engine.register_template(REPLY)
-    return engine, store
+    return engine, store, Dialogue(engine, store)
 
 
 def test_say_applies_effects_and_records_the_turn(backend):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     store.set_relationship("brom", "player", {"trust": 99})
-    result = engine.say("brom", "player", "Any news?\nTell me.", template="reply", seed=5)
+    result = dialogue.say("brom", "player", "Any news?\nTell me.", template="reply", seed=5)
     assert result.finish_reason == "complete" and set(result.fields) == {s["name"] for s in REPLY["slots"]}
     brom = store.get_character("brom")
     assert brom.mood == result.fields["emotion"]
@@ -69,15 +68,15 @@ def test_say_applies_effects_and_records_the_turn(backend):
     assert relationship.delta == result.fields["trust_delta"]
     assert by_kind["flag"].path == "flags.quest_offered" and by_kind["memory"].new == result.fields["gossip"]
     # The next prompt shows the new state and the recorded turns.
-    prompt, _ = engine.dialogue.prepare("brom", "player", "And then?")
+    prompt, _ = dialogue.prepare("brom", "player", "And then?")
     assert f"Your mood: {result.fields['emotion']}." in prompt.prompt
     assert "Aria: Any news? Tell me." in prompt.prompt and result.fields["gossip"] in prompt.prompt
 
 
 def test_cancel_changes_nothing(backend):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     before = store.get_character("brom")
-    handle = engine.submit_say("brom", "player", "Hello?", template="reply", seed=1)
+    handle = dialogue.submit("brom", "player", "Hello?", template="reply", seed=1)
     engine.tick()  # prefill or a step has run: the request is in flight
     handle.cancel()
     engine.wait(handle.request)
@@ -87,7 +86,7 @@ def test_cancel_changes_nothing(backend):
 
 
 def test_generation_error_changes_nothing(backend, monkeypatch):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     before = store.get_character("brom")
 
     def broken_step(batch):
@@ -95,14 +94,14 @@ def test_generation_error_changes_nothing(backend, monkeypatch):
 
     monkeypatch.setattr(engine.core.runner, "step", broken_step)
     with pytest.raises(GenerationError, match="device lost"):
-        engine.say("brom", "player", "Hello?", template="reply", seed=1)
+        dialogue.say("brom", "player", "Hello?", template="reply", seed=1)
     assert store.get_character("brom") == before
 
 
 def test_state_write_failure_changes_nothing_and_is_raised(backend):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     before = store.get_character("brom")
-    handle = engine.submit_say("brom", "player", "Hello?", template="reply", seed=2)
+    handle = dialogue.submit("brom", "player", "Hello?", template="reply", seed=2)
     store.delete_speaker("player")  # gone before the reply lands: the turn record cannot be written
     engine.wait(handle.request)
     with pytest.raises(UnknownSpeakerError, match="player"):
@@ -111,7 +110,7 @@ def test_state_write_failure_changes_nothing_and_is_raised(backend):
 
 
 def test_bad_requests_queue_nothing(backend):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     cases = [
         (UnknownCharacterError, dict(character_id="nobody", speaker_id="player", text="Hi")),
         (UnknownSpeakerError, dict(character_id="brom", speaker_id="ghost", text="Hi")),
@@ -120,13 +119,24 @@ def test_bad_requests_queue_nothing(backend):
     ]
     for error, arguments in cases:
         with pytest.raises(error):
-            engine.submit_say(template="reply", **arguments)
+            dialogue.submit(template="reply", **arguments)
     with pytest.raises(TemplateError, match="no template is registered as 'missing'"):
-        engine.submit_say("brom", "player", "Hi", template="missing")
+        dialogue.submit("brom", "player", "Hi", template="missing")
     assert engine.stats().num_waiting == 0 and store.get_character("brom").recent_turns == []
-    bare = Engine(backend)
-    with pytest.raises(EngineStateError, match="use_store"):
-        bare.say("brom", "player", "Hi", template=REPLY)
+    assert not hasattr(Engine, "use_store") and not hasattr(Engine, "say")  # the engine knows no store
+
+
+def test_a_dialogue_takes_a_template_mapping_and_tokenizes_the_prompt_once(backend, monkeypatch):
+    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
+    bare = Engine(backend, settings.with_overrides(max_denoising_steps=2))
+    _, store, _ = make_engine(backend)
+    dialogue = Dialogue(bare, store)
+    calls = []
+    encode = bare.prompts.encode
+    monkeypatch.setattr(bare.prompts, "encode", lambda *a, **k: calls.append(a) or encode(*a, **k))
+    result = dialogue.say("brom", "player", "Hi", template=REPLY, seed=3)
+    assert result.finish_reason == "complete" and result.fill.num_prompt_tokens == result.prompt.num_tokens
+    assert len(calls) == 1  # the prompt builder's one encoding is what the engine ran
 
 
 @pytest.mark.parametrize("effects, message", [
@@ -157,13 +167,13 @@ def test_shipped_template_declares_effects():
 
 
 def test_concurrent_says_on_the_engine_thread_lose_nothing(backend):
-    engine, store = make_engine(backend)
+    engine, store, dialogue = make_engine(backend)
     num_says = 6
     results, errors = [], []
 
     def talk(n: int) -> None:
         try:
-            results.append(engine.say("brom", "player", f"Question {n}?", template="reply", seed=n, timeout=120))
+            results.append(dialogue.say("brom", "player", f"Question {n}?", template="reply", seed=n, timeout=120))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -176,6 +186,7 @@ def test_concurrent_says_on_the_engine_thread_lose_nothing(backend):
             thread.join()
     finally:
         engine.close()
+        dialogue.close()
     assert errors == [] and len(results) == num_says
     brom = store.get_character("brom")
     assert len(brom.recent_turns) == 2 * num_says
@@ -185,9 +196,9 @@ def test_concurrent_says_on_the_engine_thread_lose_nothing(backend):
 
 
 def test_persona_prefix_hits_the_prefix_cache(backend):
-    engine, store = make_engine(backend)
-    first = engine.say("brom", "player", "Hello.", template="reply", seed=1)
-    second = engine.say("brom", "player", "What do you sell?", template="reply", seed=2)
+    engine, store, dialogue = make_engine(backend)
+    first = dialogue.say("brom", "player", "Hello.", template="reply", seed=1)
+    second = dialogue.say("brom", "player", "What do you sell?", template="reply", seed=2)
     prefix_ids, _ = engine.prompts.encode(second.prompt.prompt, second.prompt.prefix)
     assert first.fill.num_cached_prompt_tokens == 0
     assert second.fill.num_cached_prompt_tokens == len(prefix_ids) > 0

@@ -1,46 +1,23 @@
-"""Characters: state model, SQLite store, prompt building, effects of a reply."""
+"""Characters: state model, SQLite store, prompt building, effects of a reply.
 
-from .dialogue import Dialogue, SayHandle, SayResult
-from .effects import StateChange, apply_reply
-from .model import (
-    MAX_PERSONA_CHARS,
-    MAX_UTTERANCE_CHARS,
-    RELATIONSHIP_RANGES,
-    Character,
-    FlagValue,
-    Memory,
-    Relationship,
-    Speaker,
-    Turn,
-    WorldFact,
-)
-from .prompt import BuiltPrompt, PromptBuilder, normalize_utterance
-from .schema import SCHEMA_VERSION
-from .snapshots import SnapshotInfo, Snapshots
-from .store import Store, default_database_path
+`model` is a leaf (pydantic only): the wire types and the client import it without the store.
+Everything is imported on first use (see `npc_engine._lazy`).
+"""
 
-__all__ = [
-    "MAX_PERSONA_CHARS",
-    "MAX_UTTERANCE_CHARS",
-    "RELATIONSHIP_RANGES",
-    "SCHEMA_VERSION",
-    "BuiltPrompt",
-    "Character",
-    "Dialogue",
-    "FlagValue",
-    "Memory",
-    "PromptBuilder",
-    "Relationship",
-    "SayHandle",
-    "SayResult",
-    "SnapshotInfo",
-    "Snapshots",
-    "Speaker",
-    "StateChange",
-    "Store",
-    "Turn",
-    "WorldFact",
-    "apply_reply",
-    "default_database_path",
-    "normalize_utterance",
-]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "StateChange": ".model", "SnapshotInfo": ".model",
+    "MAX_PERSONA_CHARS": ".model", "MAX_UTTERANCE_CHARS": ".model", "RELATIONSHIP_RANGES": ".model",
+    "Character": ".model", "FlagValue": ".model", "Memory": ".model", "Relationship": ".model",
+    "Speaker": ".model", "Turn": ".model", "WorldFact": ".model",
+    "apply_reply": ".effects",
+    "PromptInputs": ".inputs", "read_prompt_inputs": ".inputs",
+    "BuiltPrompt": ".prompt", "PromptBuilder": ".prompt", "normalize_utterance": ".prompt",
+    "SCHEMA_VERSION": ".schema",
+    "Snapshots": ".snapshots",
+    "Store": ".store", "default_database_path": ".store",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

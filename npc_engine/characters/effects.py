@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from ..templates import Template
 from ..templates.effects import MAX_MEMORY_CHARS
-from .model import MAX_UTTERANCE_CHARS, FlagValue, Turn
+from .model import MAX_UTTERANCE_CHARS, StateChange, Turn
 from .store import Store
 
 __all__ = ["StateChange", "apply_reply"]
-
-
-class StateChange(BaseModel):
-    """One change a reply made. `path` is where, e.g. "mood", "relationships.player.trust",
-    "flags.conversation_over", "memories"; `old`/`new` are the values before and after
-    (`delta` is the requested change of a relationship, before clamping)."""
-
-    kind: Literal["mood", "relationship", "memory", "flag"]
-    slot: str
-    path: str
-    old: FlagValue | None = None
-    new: FlagValue | None = None
-    delta: int | None = None
 
 
 # How many idempotency keys are remembered; the oldest are forgotten beyond this.

@@ -2,14 +2,16 @@
 
 Every model validates on construction (pydantic's `ValidationError`); the store and the engine
 take plain mappings too and turn validation failures into `StateError` (see `parse`).
-Ranges are fixed so templates, prompts and the wire agree on them.
+Ranges are fixed so templates, prompts and the wire agree on them. This module is a leaf (it
+imports only pydantic and `errors`): the wire types and the client use it without loading the
+store, the engine or numpy.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +30,8 @@ from ..errors import StateError
 
 __all__ = [
     "Character",
+    "SnapshotInfo",
+    "StateChange",
     "Relationship",
     "Memory",
     "Turn",
@@ -157,6 +161,30 @@ class Character(_Model):
     def relationship(self, other_id: str) -> Relationship:
         """The relationship with `other_id` (neutral defaults when they have never met)."""
         return self.relationships.get(other_id) or Relationship()
+
+
+class StateChange(BaseModel):
+    """One change a reply made. `path` is where, e.g. "mood", "relationships.player.trust",
+    "flags.conversation_over", "memories"; `old`/`new` are the values before and after
+    (`delta` is the requested change of a relationship, before clamping)."""
+
+    kind: Literal["mood", "relationship", "memory", "flag"]
+    slot: str
+    path: str
+    old: FlagValue | None = None
+    new: FlagValue | None = None
+    delta: int | None = None
+
+
+class SnapshotInfo(BaseModel):
+    """What a save slot holds, without its contents."""
+
+    name: str
+    scope: Literal["world", "character"]
+    character_id: str | None
+    created_ms: int
+    schema_version: int
+    num_bytes: int
 
 
 def check_flag_value(name: str, value: Any) -> Any:

@@ -26,9 +26,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..engine.prompt import PromptEncoder
+from typing import TYPE_CHECKING
+
+from ..engine.prompt import EncodedPrompt, PromptEncoder
 from ..errors import PromptError
 from .model import MAX_UTTERANCE_CHARS, Character, WorldFact
+
+if TYPE_CHECKING:
+    from .inputs import PromptInputs
 
 __all__ = ["PromptBuilder", "BuiltPrompt", "normalize_utterance"]
 
@@ -52,6 +57,9 @@ def normalize_utterance(text: object, *, character_id: str | None = None) -> str
 
 @dataclass(frozen=True)
 class BuiltPrompt:
+    """The prompt's texts, its token ids (tokenized once, here; the engine takes them as they
+    are) and what the drop policy kept."""
+
     prefix: str
     prompt: str
     num_tokens: int
@@ -59,6 +67,7 @@ class BuiltPrompt:
     num_turns_dropped: int
     num_facts: int
     num_facts_dropped: int
+    encoded: EncodedPrompt | None = None
 
 
 @dataclass(frozen=True)
@@ -139,14 +148,14 @@ class PromptBuilder:
         prefix = self.persona_prefix(character)
         kept = set(drop_order)
         budget = self.max_prompt_tokens
-        base = self._encoded_length(prefix, self._render(set(), required, ending), character.id)
-        if base > budget:
-            raise PromptError(self._too_large(base, budget), character_id=character.id)
-        # Estimate from per-line counts, then confirm with the real encoding (merges across lines
-        # can shift a count by a token); drop one more item at a time until the real one fits.
+        # Estimate from per-line counts (cached: persona, mood and fact lines repeat from turn to
+        # turn), then encode the chosen prompt once; merges across lines can shift the real count
+        # by a token, so drop one more item at a time until the real encoding fits.
         num_in_section = Counter(item.section for item in kept)
-        estimate = base + sum(self._count(item.line + "\n") for item in kept) + sum(
-            self._count(self._HEADERS[section] + "\n") for section in num_in_section)
+        estimate = (self.encoder.framing_tokens(has_prefix=bool(prefix)) + self._count(prefix)
+                    + sum(self._count(line + "\n") for line in required) + self.encoder.count_tokens(ending)
+                    + sum(self._count(item.line + "\n") for item in kept)
+                    + sum(self._count(self._HEADERS[section] + "\n") for section in num_in_section))
         next_drop = 0
         while estimate > budget and next_drop < len(drop_order):
             item = drop_order[next_drop]
@@ -158,15 +167,23 @@ class PromptBuilder:
             next_drop += 1
         while True:
             prompt = self._render(kept, required, ending)
-            num_tokens = self._encoded_length(prefix, prompt, character.id)
-            if num_tokens <= budget or next_drop >= len(drop_order):
+            encoded = self._encode(prefix, prompt)
+            num_tokens = budget + 1 if encoded is None else encoded.num_tokens
+            if num_tokens <= budget:
                 break
+            if next_drop >= len(drop_order):  # only the parts never dropped are left
+                raise PromptError(self._too_large(num_tokens, budget), character_id=character.id)
             kept.discard(drop_order[next_drop])
             next_drop += 1
         num_turns = sum(1 for item in kept if item.section == "turns")
         return BuiltPrompt(prefix=prefix, prompt=prompt, num_tokens=num_tokens, num_turns=num_turns,
                            num_turns_dropped=len(turns) - num_turns, num_facts=len(kept) - num_turns,
-                           num_facts_dropped=len(facts) - (len(kept) - num_turns))
+                           num_facts_dropped=len(facts) - (len(kept) - num_turns), encoded=encoded)
+
+    def build_from(self, inputs: "PromptInputs", speaker_id: str, utterance: str) -> BuiltPrompt:
+        """`build` over what `read_prompt_inputs` read."""
+        return self.build(inputs.character, speaker_id=speaker_id, speaker_name=inputs.speaker_name,
+                          utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get)
 
     @classmethod
     def _render(cls, kept: set[_Item], required: list[str], ending: str) -> str:
@@ -182,12 +199,12 @@ class PromptBuilder:
         lines.append(ending)
         return "\n".join(lines)
 
-    def _encoded_length(self, prefix: str, prompt: str, character_id: str) -> int:
+    def _encode(self, prefix: str, prompt: str) -> EncodedPrompt | None:
+        """The encoding, or None when it is over the model's own limit (so over any budget)."""
         try:
-            prefix_ids, turn_ids = self.encoder.encode(prompt, prefix)
+            return self.encoder.encode(prompt, prefix)
         except PromptError:
-            return self.encoder.max_prompt_tokens + 1  # over the model's own limit: over any budget
-        return len(prefix_ids) + len(turn_ids)
+            return None
 
     def _count(self, text: str) -> int:
         count = self._counts.get(text)

@@ -18,14 +18,13 @@ import sqlite3
 import tempfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-from pydantic import BaseModel
 
 from ..errors import NpcEngineError, SnapshotError, SnapshotVersionError, StateError, UnknownSnapshotError
 from . import rows
-from .model import ID_PATTERN, Character, Speaker, WorldFact, now_ms, parse
+from .model import ID_PATTERN, Character, SnapshotInfo, Speaker, WorldFact, now_ms, parse
 from .schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -35,17 +34,6 @@ __all__ = ["Snapshots", "SnapshotInfo", "SNAPSHOT_FORMAT"]
 
 SNAPSHOT_FORMAT = "npc-engine.snapshot"
 MAX_SNAPSHOT_BYTES = 1 << 30
-
-
-class SnapshotInfo(BaseModel):
-    """What a save slot holds, without its contents."""
-
-    name: str
-    scope: Literal["world", "character"]
-    character_id: str | None
-    created_ms: int
-    schema_version: int
-    num_bytes: int
 
 
 def _check_name(name: Any) -> str:

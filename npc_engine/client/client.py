@@ -21,11 +21,11 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from ..characters import Character, SnapshotInfo, Speaker, WorldFact
+from ..characters.model import Character, SnapshotInfo, Speaker, WorldFact
 from ..errors import BusyError, ClientTimeoutError, ServerError, VersionMismatchError
 from ..protocol import RESULTS, DraftBody
 from ..protocol import messages as m
-from ..templates import Template, load_template
+from ..templates.spec import Template, load_template
 from .connection import Connection
 
 __all__ = ["Client", "AsyncClient", "SayStream"]

@@ -23,6 +23,7 @@ from typing import Any
 
 from ray import serve
 
+from ..errors import ClusterError
 from .gateway import ClusterEngine, RemoteStore, result_of
 from .replica import EngineReplica, ReplicaOptions
 from .state import StateService
@@ -102,7 +103,8 @@ class GatewayDeployment:
 
         try:
             self.engine = ClusterEngine(replicas, state, router=router)
-            self.server = Server(self.engine, RemoteStore(state), bind=bind, **server_options).start()
+            self.server = Server(self.engine, RemoteStore(state), says=self.engine, bind=bind,
+                                 **server_options).start()
         except BaseException as exc:
             self._error = exc
         finally:
@@ -121,7 +123,7 @@ class GatewayDeployment:
 
     async def check_health(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"the gateway did not start: {self._error}")
+            raise ClusterError(f"the gateway did not start: {self._error}")
 
     def __del__(self) -> None:
         if self.server is not None:
@@ -176,9 +178,9 @@ def deploy(options: ClusterOptions, *, timeout_s: float = 300.0) -> None:
             if replicas is not None and replicas.replica_states.get("RUNNING", 0) == options.num_replicas:
                 return
         if status is not None and status.status == "DEPLOY_FAILED":
-            raise RuntimeError(f"the cluster did not deploy: {status.message}")
+            raise ClusterError(f"the cluster did not deploy: {status.message}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the cluster was not running after {timeout_s:.0f} s: {status}")
+            raise ClusterError(f"the cluster was not running after {timeout_s:.0f} s: {status}")
         time.sleep(0.5)
 
 
@@ -191,8 +193,8 @@ def connect_gateway(bind: str, *, app_name: str = APP_NAME, **server_options: An
     replicas = serve.get_deployment_handle("NpcEngineReplica", app_name=app_name)
     state = serve.get_deployment_handle("NpcState", app_name=app_name)
     router = result_of(replicas.routing.remote())
-    return Server(ClusterEngine(replicas, state, router=router), RemoteStore(state), bind=bind,
-                  **server_options).start()
+    cluster = ClusterEngine(replicas, state, router=router)
+    return Server(cluster, RemoteStore(state), says=cluster, bind=bind, **server_options).start()
 
 
 def start_cluster(options: ClusterOptions, *, timeout_s: float = 300.0) -> tuple[Any, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
+from ..errors import BindError, ConfigError
 from .app import APP_NAME, ClusterOptions, connect_gateway, start_cluster
 from .replica import ReplicaOptions
 
@@ -27,7 +28,7 @@ def _stop_on_signal() -> threading.Event:
 def up(args: argparse.Namespace) -> int:
     """Start (or update) the cluster and hold it until SIGINT/SIGTERM, then take it down."""
     if args.replicas < 1:
-        raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
+        raise ConfigError(f"--replicas must be >= 1, got {args.replicas}")
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
@@ -64,7 +65,7 @@ def gateway(args: argparse.Namespace) -> int:
     stop = _stop_on_signal()
     try:
         server = connect_gateway(args.bind, is_insecure=args.insecure, curve_keys=args.curve_keys)
-    except OSError as exc:
+    except BindError as exc:
         print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
         ray.shutdown()
         return 2

@@ -1,26 +1,27 @@
 """The ZeroMQ gateway: `npc-engine serve`'s server, in front of the cluster instead of one engine.
 
 `Server` (the very class `serve` runs: sockets, limits, keepalive, per-client bookkeeping) is
-given two stand-ins: `ClusterEngine` forwards a say to the replica chosen by its character id,
-streaming drafts back, and `RemoteStore` forwards the state ops to the state service. Games
-connect to the gateway exactly as to `serve`.
+given the cluster behind its two seams: `ClusterEngine` is the `EngineSeam` (templates from the
+state service, the replicas' model and frame budget, merged stats) and the `SayService` (a say
+goes to the replica chosen by its character id, whose `Dialogue` runs it; drafts stream back),
+and `RemoteStore` forwards the state ops to the state service. Games connect to the gateway
+exactly as to `serve`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import SimpleNamespace
 from typing import Any, Callable
 
-from ..characters.effects import StateChange
-from ..engine import EngineConfig
-from ..engine.request import Draft
+from ..dialogue import SayResult
+from ..engine import Draft, EngineConfig, FillResult, FinishReason
 from ..errors import GenerationError, QueueFullError
+from ..models import ModelInfo
 from ..templates import Template
 from .state import STORE_OPS
 
@@ -72,23 +73,12 @@ class RemoteStore(_StoreCalls):
         self.path = result_of(state.db_path.remote())
 
 
-@dataclasses.dataclass
-class _SayDone:
-    character_id: str
-    speaker_id: str
-    request_id: str
-    finish_reason: str
-    fields: dict[str, Any] | None
-    changes: list[StateChange]
-    fill: Any
-
-
 class _ClusterSay:
     """What `Server` holds for an outstanding say: a future and a cancel."""
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
-        self.future: Future[_SayDone] = Future()
+        self.future: Future[SayResult] = Future()
         self._response: Any = None
         self._is_cancelled = False
         self._lock = threading.Lock()
@@ -107,7 +97,7 @@ class _ClusterSay:
 
 
 class ClusterEngine:
-    """The part of `Engine` that `Server` and `Handlers` use, over a cluster of replicas."""
+    """The server's `EngineSeam` and `SayService` over a cluster of replicas."""
 
     def __init__(self, replicas: Any, state: Any, *, router: str, num_workers: int = 256,
                  max_queued_requests: int = 0) -> None:
@@ -115,10 +105,8 @@ class ClusterEngine:
         self.state = state
         self.router = router
         self.max_queued_requests = max_queued_requests  # for the busy error's details
-        self.config = EngineConfig()
-        self.dialogue: Any = None
-        info = result_of(replicas.model_info.remote())
-        self.backend = SimpleNamespace(info=lambda: info)
+        self.config: EngineConfig = result_of(replicas.engine_config.remote())  # every replica runs the same
+        self._model_info: ModelInfo = result_of(replicas.model_info.remote())
         self._templates: dict[str, Template] = result_of(state.get_templates.remote())
         self._templates_read_s = time.monotonic()
         self._workers = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="npc-gateway-say")
@@ -127,14 +115,17 @@ class ClusterEngine:
 
     # -- what Server calls --------------------------------------------------------------------
 
-    def use_store(self, store: Any) -> None:
-        self.dialogue = SimpleNamespace(store=store)
-
     def start(self) -> None:
         """The replicas run their own engine threads."""
 
     def stop(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """The replicas apply their replies themselves; nothing is pending here."""
+
+    def model_info(self) -> ModelInfo:
+        return self._model_info
 
     @property
     def templates(self) -> dict[str, Template]:
@@ -146,7 +137,7 @@ class ClusterEngine:
             self._templates_read_s = now
         return self._templates
 
-    def register_template(self, template: Any) -> Template:
+    def register_template(self, template: Template | Mapping[str, Any]) -> Template:
         name = result_of(self.replicas.register_template.remote(_as_template(template)))
         self._templates = result_of(self.state.get_templates.remote())
         self._templates_read_s = time.monotonic()
@@ -159,11 +150,12 @@ class ClusterEngine:
             return self.replicas.options(session_id=character_id)
         return self.replicas.options(multiplexed_model_id=character_id)
 
-    def submit_say(self, character_id: str, speaker_id: str, text: str, *, template: str, seed: int | None = None,
-                   priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
-                   on_draft: Callable[[Draft], None] | None = None) -> _ClusterSay:
+    def submit(self, character_id: str, speaker_id: str, text: str, *, template: Template, seed: int | None = None,
+               priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
+               on_draft: Callable[[Draft], None] | None = None) -> _ClusterSay:
+        """Send the say to its character's replica on a worker thread; returns at once."""
         say = _ClusterSay(request_id or "")
-        payload = {"character_id": character_id, "speaker_id": speaker_id, "text": text, "template": template,
+        payload = {"character_id": character_id, "speaker_id": speaker_id, "text": text, "template": template.name,
                    "seed": seed, "priority": priority, "deadline_ms": deadline_ms, "stream": on_draft is not None,
                    "key": f"{self._key_prefix}{next(self._keys)}"}
         self._workers.submit(self._run_say, say, payload, on_draft)
@@ -196,9 +188,9 @@ class ClusterEngine:
                 say.attach(response)
                 for event in response:
                     if event["event"] == "draft" and on_draft is not None:
-                        on_draft(Draft(say.request_id, event["fields"], event["num_steps"], payload["character_id"]))
+                        on_draft(event["draft"])
                     elif event["event"] == "result":
-                        say.future.set_result(self._done(say, payload, event))
+                        say.future.set_result(event["said"])
                         return
                 raise GenerationError("the replica ended the say without a result",
                                       character_id=payload["character_id"])
@@ -208,8 +200,7 @@ class ClusterEngine:
                     max_queued_requests=self.max_queued_requests, character_id=payload["character_id"]))
                 return
             except RequestCancelledError:
-                say.future.set_result(_SayDone(payload["character_id"], payload["speaker_id"], say.request_id,
-                                               "cancelled", None, [], _cancelled_fill(payload)))
+                say.future.set_result(_cancelled(say, payload))
                 return
             except Exception as exc:
                 cause = _unwrapped(exc)
@@ -219,22 +210,20 @@ class ClusterEngine:
                 say.future.set_exception(cause)
                 return
 
-    @staticmethod
-    def _done(say: _ClusterSay, payload: dict[str, Any], event: dict[str, Any]) -> _SayDone:
-        fill = event["fill"]
-        fields = fill.fields if fill.finish_reason in ("complete", "deadline") else None
-        return _SayDone(payload["character_id"], payload["speaker_id"], say.request_id, fill.finish_reason,
-                        fields, list(event["changes"]), fill)
-
 
 def _as_template(template: Any) -> Template:
     from ..templates import load_template
     return template if isinstance(template, Template) else load_template(template)
 
 
-def _cancelled_fill(payload: dict[str, Any]) -> Any:
-    return SimpleNamespace(seed=payload.get("seed") or 0, num_steps=0, elapsed_ms=0.0, num_prompt_tokens=0,
-                           num_cached_prompt_tokens=0, error=None)
+def _cancelled(say: _ClusterSay, payload: dict[str, Any]) -> SayResult:
+    """The result of a say cancelled before its replica answered: nothing generated or changed."""
+    fill = FillResult(request_id=say.request_id, template=payload["template"], fields=None,
+                      finish_reason=FinishReason.CANCELLED, seed=payload.get("seed") or 0, num_steps=0,
+                      tokens_per_forward=0.0, elapsed_ms=0.0, num_prompt_tokens=0, num_cached_prompt_tokens=0,
+                      character_id=payload["character_id"])
+    return SayResult(character_id=payload["character_id"], speaker_id=payload["speaker_id"],
+                     request_id=say.request_id, finish_reason=FinishReason.CANCELLED, fields=None, fill=fill)
 
 
 def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:

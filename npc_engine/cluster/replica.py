@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
-from ..characters.dialogue import build_prompt
-from ..characters.prompt import PromptBuilder, normalize_utterance
-from ..engine import Engine, EngineConfig
-from ..errors import UnknownTemplateError
+from ..characters.inputs import PromptInputs
+from ..characters.model import StateChange, Turn
+from ..dialogue import Dialogue
+from ..engine import Draft, Engine, EngineConfig
+from ..errors import UnknownRequestError, UnknownTemplateError
 from ..templates import Template
 
-__all__ = ["EngineReplica", "ReplicaOptions"]
+__all__ = ["EngineReplica", "RemoteState", "ReplicaOptions"]
+
+log = logging.getLogger("npc_engine.cluster")
 
 _STATS_EVERY_S = 1.0
 
@@ -36,6 +41,34 @@ class ReplicaOptions:
     max_denoising_steps: int | None = None
 
 
+class RemoteState:
+    """The dialogue service's `StateAccess`, answered by the state service (blocking calls: the
+    service makes them on a say's preparing thread and on its state-writer thread)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def prompt_inputs(self, character_id: str, speaker_id: str) -> PromptInputs:
+        return _remote_result(self._state.prompt_inputs.remote(character_id, speaker_id))
+
+    def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
+                    fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
+        return _remote_result(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
+                                                             utterance))
+
+
+def _remote_result(ref: Any) -> Any:
+    """`ray.get(ref)`, raising the state service's own exception (UnknownCharacterError, ...)."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, Exception) else exc) from None
+
+
 class EngineReplica:
     """The body of the replica deployment (`app.py` wraps it with `serve.deployment`)."""
 
@@ -48,7 +81,7 @@ class EngineReplica:
                               max_batch_size=options.max_batch_size)
         self.engine = Engine.from_pretrained(options.model, device=options.device, backend=options.backend,
                                              config=config, **overrides)
-        self.builder = PromptBuilder(self.engine.prompts)
+        self.dialogue = Dialogue(self.engine, RemoteState(state))
         self.engine.start()
         self.replica_id = _replica_id()
         self._is_closed = threading.Event()
@@ -58,8 +91,8 @@ class EngineReplica:
         while not self._is_closed.wait(_STATS_EVERY_S):
             try:
                 self.state.report_stats.remote(self.replica_id, self.stats())
-            except Exception:  # the state service restarting: report again next time
-                pass
+            except Exception as exc:  # the state service restarting: report again next time
+                log.debug("stats report failed: %s", exc)
 
     async def _template(self, name: str) -> Template:
         template = self.engine.templates.get(name)
@@ -74,38 +107,32 @@ class EngineReplica:
         return template
 
     async def say(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream a say: {"event": "draft", ...} events while it denoises (when asked), then one
-        {"event": "result", ...} after the reply was applied to the state service."""
+        """Stream a say: {"event": "draft", "draft": Draft} events while it denoises (when asked),
+        then one {"event": "result", "said": SayResult} after the reply was applied to the state
+        service (under the request's idempotency key)."""
         template = await self._template(request["template"])
-        character_id, speaker_id = request["character_id"], request["speaker_id"]
-        utterance = normalize_utterance(request["text"], character_id=character_id)
-        inputs = await self.state.prompt_inputs.remote(character_id, speaker_id)
-        prompt = build_prompt(self.builder, inputs, speaker_id, utterance)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
-        def on_draft(draft: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, ("draft", draft))
+        def on_draft(draft: Draft) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, draft)
 
-        handle = self.engine.submit(template, prompt.prompt, prefix=prompt.prefix, seed=request.get("seed"),
-                                    priority=request.get("priority", 0.0), deadline_ms=request.get("deadline_ms"),
-                                    character_id=character_id, on_draft=on_draft if request.get("stream") else None)
-        handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, ("done", None)))
+        handle = await asyncio.to_thread(  # reads the character from the state service
+            self.dialogue.submit, request["character_id"], request["speaker_id"], request["text"],
+            template=template, seed=request.get("seed"), priority=request.get("priority", 0.0),
+            deadline_ms=request.get("deadline_ms"), on_draft=on_draft if request.get("stream") else None,
+            key=request["key"])
+        handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         try:
-            while True:
-                kind, draft = await events.get()
-                if kind == "done":
-                    break
-                yield {"event": "draft", "fields": draft.fields, "num_steps": draft.num_steps}
+            while (draft := await events.get()) is not None:
+                yield {"event": "draft", "draft": draft}
         except (asyncio.CancelledError, GeneratorExit):
-            handle.cancel()
+            try:
+                handle.cancel()
+            except UnknownRequestError:  # it finished meanwhile
+                pass
             raise
-        fill = handle.future.result()
-        changes: list = []
-        if fill.finish_reason in ("complete", "deadline") and fill.fields is not None:
-            changes, _ = await self.state.apply_reply.remote(request["key"], character_id, speaker_id, template,
-                                                             fill.fields, utterance)
-        yield {"event": "result", "fill": fill, "changes": changes}
+        yield {"event": "result", "said": handle.future.result()}
 
     async def register_template(self, template: Template) -> str:
         """Compile here (a bad or oversized template fails now), then publish it to every replica."""
@@ -122,7 +149,11 @@ class EngineReplica:
         return self.engine.stats_dict()
 
     def model_info(self) -> Any:
-        return self.engine.backend.info()
+        return self.engine.model_info()
+
+    def engine_config(self) -> EngineConfig:
+        """The frame budget and rate this replica's engine runs (the gateway's hello reports it)."""
+        return self.engine.config
 
     def __del__(self) -> None:
         closed = getattr(self, "_is_closed", None)
@@ -131,6 +162,9 @@ class EngineReplica:
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.close()
+        dialogue = getattr(self, "dialogue", None)
+        if dialogue is not None:
+            dialogue.close()
 
 
 def _replica_id() -> str:

@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..characters import Store
-from ..characters.dialogue import PromptInputs, read_prompt_inputs
-from ..characters.effects import StateChange, apply_reply
-from ..characters.model import Turn
+from ..characters.store import Store
+from ..dialogue.state import LocalState
 from ..errors import StateError
 from ..templates import Template, load_template
 
@@ -36,9 +34,12 @@ STORE_OPS = frozenset({
 })
 
 
-class StateService:
+class StateService(LocalState):
+    """The replicas' `StateAccess` (`prompt_inputs`, `apply_reply`: a `LocalState` over the one
+    store), the gateway's store ops, the template registry and the replicas' stats reports."""
+
     def __init__(self, db_path: str | None = None, template_dirs: list[str] | None = None) -> None:
-        self.store = Store(db_path) if db_path else Store(":memory:")
+        super().__init__(Store(db_path) if db_path else Store(":memory:"))
         self.templates: dict[str, Template] = {}
         self.replica_reports: dict[str, tuple[float, dict[str, Any]]] = {}
         for folder in template_dirs or []:
@@ -53,14 +54,6 @@ class StateService:
         for part in op.split("."):
             target = getattr(target, part)
         return target(*args, **(kwargs or {}))
-
-    def prompt_inputs(self, character_id: str, speaker_id: str) -> PromptInputs:
-        return read_prompt_inputs(self.store, character_id, speaker_id)
-
-    def apply_reply(self, key: str, character_id: str, speaker_id: str, template: Template,
-                    fields: dict[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
-        return apply_reply(self.store, character_id=character_id, speaker_id=speaker_id, template=template,
-                           fields=fields, utterance=utterance, idempotency_key=key)
 
     def register_template(self, template: Template) -> str:
         self.templates[template.name] = template

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -42,15 +44,15 @@ class DiffusionSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_denoising_steps, int) or self.max_denoising_steps < 1:
-            raise ValueError(f"max_denoising_steps must be an integer >= 1, got {self.max_denoising_steps!r}")
+            raise ConfigError(f"max_denoising_steps must be an integer >= 1, got {self.max_denoising_steps!r}")
         if not (0.0 <= self.t_min < self.t_max):
-            raise ValueError(f"need 0 <= t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}")
+            raise ConfigError(f"need 0 <= t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}")
         if not self.entropy_bound > 0:
-            raise ValueError(f"entropy_bound must be > 0, got {self.entropy_bound}")
+            raise ConfigError(f"entropy_bound must be > 0, got {self.entropy_bound}")
         if not isinstance(self.stability_threshold, int) or self.stability_threshold < 0:
-            raise ValueError(f"stability_threshold must be an integer >= 0, got {self.stability_threshold!r}")
+            raise ConfigError(f"stability_threshold must be an integer >= 0, got {self.stability_threshold!r}")
         if not self.confidence_threshold > 0:
-            raise ValueError(f"confidence_threshold must be > 0, got {self.confidence_threshold}")
+            raise ConfigError(f"confidence_threshold must be > 0, got {self.confidence_threshold}")
 
     @classmethod
     def from_generation_config(cls, generation_config: Any) -> "DiffusionSettings":

@@ -5,17 +5,20 @@ from .config import EngineConfig
 from .core import FrameReport
 from .engine import Engine
 from .handle import RequestHandle
-from .request import FINISH_REASONS, Draft, FillResult, RequestStatus, finish_reason
+from .prompt import EncodedPrompt
+from .request import FINISH_REASONS, Draft, FillResult, FinishReason, RequestStatus, finish_reason
 from .stats import EngineStats
 
 __all__ = [
     "Calibration",
     "Draft",
+    "EncodedPrompt",
     "Engine",
     "EngineConfig",
     "EngineStats",
     "FINISH_REASONS",
     "FillResult",
+    "FinishReason",
     "FrameReport",
     "RequestHandle",
     "RequestStatus",

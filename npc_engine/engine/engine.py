@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ..diffusion import DiffusionSettings
 from ..errors import (
     BudgetError,
+    ConfigError,
     DeadlineError,
     DuplicateRequestError,
     EngineClosedError,
@@ -37,13 +38,13 @@ from ..errors import (
     UnknownTemplateError,
 )
 from ..diffusion import RequestNoise
-from ..models import default_model_dir, default_onnx_dir, has_default_model
+from ..models import ModelInfo, default_model_dir, default_onnx_dir, has_default_model
 from ..templates import Template, TemplateCompiler, load_template
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
 from .core import EngineCore, FrameReport
 from .handle import RequestHandle
-from .prompt import PromptEncoder
+from .prompt import EncodedPrompt, PromptEncoder
 from .request import Draft, FillResult, Request
 from .stats import EngineStats
 
@@ -82,7 +83,6 @@ class Engine:
         self._is_stopping = False
         self._is_closed = False
         self.templates: dict[str, Template] = {}
-        self.dialogue: Any = None  # npc_engine.characters.Dialogue once use_store() is called
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
@@ -98,7 +98,7 @@ class Engine:
         does not apply: exports are float32).
         """
         if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         is_default = path is None
         if is_default:
             path = default_model_dir() if backend == "torch" else default_onnx_dir()
@@ -159,7 +159,7 @@ class Engine:
     def submit(
         self,
         template: Template | Mapping[str, Any] | str | Path,
-        prompt: str,
+        prompt: str | EncodedPrompt,
         *,
         prefix: str | None = None,
         seed: int | None = None,
@@ -172,14 +172,16 @@ class Engine:
     ) -> RequestHandle:
         """Queue one generation and return at once.
 
-        `prefix` is the stable part of the prompt (persona, state): its encoding is cached.
+        `prompt` is text (encoded here after `prefix`, the stable part whose encoding is cached),
+        or an `EncodedPrompt` already tokenized by `PromptEncoder.encode` (then `prefix` is unused).
         `deadline_ms` is a soft deadline from now: when it passes the request is finalized from
         its best canvas so far. `on_draft` is called on the engine thread after each step;
         `stream=True` makes `handle.drafts()` available.
         Raises TemplateError, PromptError, DeadlineError, DuplicateRequestError, QueueFullError.
         """
         plan = self.compiler.compile(self.resolve_template(template))
-        prefix_ids, turn_ids = self.prompts.encode(prompt, prefix)
+        prefix_ids, turn_ids = self.prompts.check(prompt) if isinstance(prompt, EncodedPrompt) \
+            else self.prompts.encode(prompt, prefix)
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
             raise RequestError(f"priority must be a finite number, got {priority!r}")
         now = time.monotonic()
@@ -265,31 +267,6 @@ class Engine:
             while not handle.done():
                 self.core.run_frame(None, max_steps=1)
         return handle.result(timeout)
-
-    # -- characters (see npc_engine.characters; the state layer sits above this one) -------------
-
-    def use_store(self, store: Any, *, max_prompt_tokens: int | None = None) -> Any:
-        """Give the engine a character `Store`, enabling `say()`. Returns the `Dialogue`."""
-        from ..characters.dialogue import Dialogue  # deferred: characters imports this module
-
-        if self.dialogue is not None:
-            self.dialogue.close()
-        self.dialogue = Dialogue(self, store, max_prompt_tokens=max_prompt_tokens)
-        return self.dialogue
-
-    def say(self, character_id: str, speaker_id: str, text: str, *, template: Any, **options: Any) -> Any:
-        """`speaker_id` says `text` to `character_id`; returns a `SayResult` (reply fields and the
-        state changes applied). Needs `use_store()` first. See `Dialogue.say`."""
-        return self._require_dialogue().say(character_id, speaker_id, text, template=template, **options)
-
-    def submit_say(self, character_id: str, speaker_id: str, text: str, *, template: Any, **options: Any) -> Any:
-        """Non-blocking `say`: returns a `SayHandle`. See `Dialogue.submit`."""
-        return self._require_dialogue().submit(character_id, speaker_id, text, template=template, **options)
-
-    def _require_dialogue(self) -> Any:
-        if self.dialogue is None:
-            raise EngineStateError("say() needs character state: call engine.use_store(Store(...)) first")
-        return self.dialogue
 
     def _on_finish(self, request: Request) -> None:
         with self._lock:
@@ -388,8 +365,6 @@ class Engine:
         for request_id in live:
             self.core.post_cancel(request_id)
         self.core.run_frame(None, max_steps=0)
-        if self.dialogue is not None:
-            self.dialogue.close()  # waits for state writes of finished replies
 
     def __enter__(self) -> "Engine":
         return self
@@ -402,6 +377,10 @@ class Engine:
     @property
     def is_running(self) -> bool:
         return self._thread is not None
+
+    def model_info(self) -> ModelInfo:
+        """What model this engine runs (hello's `model`)."""
+        return self.backend.info()
 
     def stats_dict(self) -> dict[str, Any]:
         """`stats()` as the wire's `stats` result carries it (plain types, string keys)."""

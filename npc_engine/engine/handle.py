@@ -6,6 +6,7 @@ import queue
 from concurrent.futures import Future
 from typing import Callable, Iterator
 
+from ..errors import EngineStateError
 from .request import Draft, FillResult
 
 __all__ = ["RequestHandle"]
@@ -40,7 +41,8 @@ class RequestHandle:
     def drafts(self, timeout: float | None = None) -> Iterator[Draft]:
         """Each draft as it is produced, ending when the request finishes (needs `stream=True`)."""
         if self._drafts is None:
-            raise ValueError("drafts() needs the request to be submitted with stream=True")
+            raise EngineStateError("drafts() needs the request to be submitted with stream=True",
+                                   request_id=self.request_id)
         while True:
             item = self._drafts.get(timeout=timeout)
             if item is _DONE:

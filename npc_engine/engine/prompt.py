@@ -7,15 +7,26 @@ persona always gives the same ids and the engine's prefix cache hits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import PromptError
 
-__all__ = ["PromptEncoder"]
+__all__ = ["EncodedPrompt", "PromptEncoder"]
 
 # Stands in for the content while the chat template is rendered, to find the framing around it.
 _CONTENT_SENTINEL = "\x00npc-engine-content\x00"
 _PREFIX_SEPARATOR = "\n\n"
+
+
+class EncodedPrompt(NamedTuple):
+    """A prompt as token ids: the stable prefix (its KV cache is reused) and the new turn."""
+
+    prefix_ids: tuple[int, ...]
+    turn_ids: tuple[int, ...]
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prefix_ids) + len(self.turn_ids)
 
 
 class PromptEncoder:
@@ -24,6 +35,7 @@ class PromptEncoder:
         self.max_position_embeddings = max_position_embeddings
         self.canvas_length = canvas_length
         self.max_prompt_tokens = max_position_embeddings - canvas_length
+        self.vocab_size = len(tokenizer)
         self.turn_prefix_ids, self.turn_suffix_ids = self._chat_framing()
         self.separator_ids = self._encode(_PREFIX_SEPARATOR)
 
@@ -45,7 +57,7 @@ class PromptEncoder:
         """Tokens `text` takes inside a prompt (special-token parsing off, as for player text)."""
         return len(self._encode(text))
 
-    def encode(self, prompt: str, prefix: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def encode(self, prompt: str, prefix: str | None = None) -> EncodedPrompt:
         """(prefix ids, turn ids) for `prompt` as a user turn, after an optional stable `prefix`."""
         if not isinstance(prompt, str):
             raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
@@ -55,11 +67,24 @@ class PromptEncoder:
         if prefix:
             prefix_ids += self._encode(prefix)
         turn_ids = (self.separator_ids if prefix else []) + self._encode(prompt) + self.turn_suffix_ids
-        total = len(prefix_ids) + len(turn_ids)
+        return self.check(EncodedPrompt(tuple(prefix_ids), tuple(turn_ids)))
+
+    def check(self, encoded: EncodedPrompt) -> EncodedPrompt:
+        """`encoded` if this model can take it (a length within its positions, known token ids);
+        else PromptError."""
+        total = encoded.num_tokens
         if total > self.max_prompt_tokens:
             raise PromptError(
                 f"prompt is {total} tokens; this model takes at most {self.max_prompt_tokens} "
                 f"({self.max_position_embeddings} positions less a {self.canvas_length}-token canvas)")
         if total == 0:
             raise PromptError("prompt encodes to no tokens")
-        return tuple(prefix_ids), tuple(turn_ids)
+        vocab_size = self.vocab_size
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size
+               for i in (*encoded.prefix_ids, *encoded.turn_ids)):
+            raise PromptError(f"an encoded prompt holds ids outside this model's vocabulary (0..{vocab_size - 1})")
+        return encoded
+
+    def framing_tokens(self, *, has_prefix: bool) -> int:
+        """Tokens `encode` adds around the texts themselves (chat framing, prefix separator)."""
+        return len(self.turn_prefix_ids) + len(self.turn_suffix_ids) + (len(self.separator_ids) if has_prefix else 0)

@@ -1,7 +1,7 @@
 """A request is a resumable state machine: everything needed to stop between steps and go on.
 
 Status only moves forward (an ordered enum). The finished statuses map one to one onto the
-wire's finish reasons through `FINISH_REASONS`.
+wire's finish reasons (`FinishReason`) through `FINISH_REASONS`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..diffusion.noise import RequestNoise
 from ..templates import CanvasPlan
 
-__all__ = ["Draft", "FINISH_REASONS", "FillResult", "Request", "RequestStatus", "finish_reason"]
+__all__ = ["Draft", "FINISH_REASONS", "FillResult", "FinishReason", "Request", "RequestStatus", "finish_reason"]
 
 
 class RequestStatus(enum.IntEnum):
@@ -30,15 +30,30 @@ class RequestStatus(enum.IntEnum):
         return self >= RequestStatus.FINISHED_COMPLETE
 
 
-FINISH_REASONS: dict[RequestStatus, str] = {
-    RequestStatus.FINISHED_COMPLETE: "complete",
-    RequestStatus.FINISHED_DEADLINE: "deadline",
-    RequestStatus.FINISHED_CANCELLED: "cancelled",
-    RequestStatus.FINISHED_ERROR: "error",
+class FinishReason(enum.StrEnum):
+    """How a request ended, as the wire spells it (a str: `reason == "complete"` holds)."""
+
+    COMPLETE = "complete"      # the canvas converged, or reached the step cap
+    DEADLINE = "deadline"      # finalized from its best canvas when the soft deadline passed
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+    @property
+    def applies_state(self) -> bool:
+        """Complete and deadline carry a reply, which a say applies to character state;
+        cancelled and error leave the state as it was."""
+        return self in (FinishReason.COMPLETE, FinishReason.DEADLINE)
+
+
+FINISH_REASONS: dict[RequestStatus, FinishReason] = {
+    RequestStatus.FINISHED_COMPLETE: FinishReason.COMPLETE,
+    RequestStatus.FINISHED_DEADLINE: FinishReason.DEADLINE,
+    RequestStatus.FINISHED_CANCELLED: FinishReason.CANCELLED,
+    RequestStatus.FINISHED_ERROR: FinishReason.ERROR,
 }
 
 
-def finish_reason(status: RequestStatus) -> str | None:
+def finish_reason(status: RequestStatus) -> FinishReason | None:
     """The wire's finish reason for a finished status; None while the request is live."""
     return FINISH_REASONS.get(status)
 
@@ -50,7 +65,7 @@ class FillResult:
     request_id: str
     template: str
     fields: dict[str, Any] | None
-    finish_reason: str
+    finish_reason: FinishReason
     seed: int
     num_steps: int
     tokens_per_forward: float

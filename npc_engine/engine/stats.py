@@ -80,7 +80,8 @@ class StatsRecorder:
 
     def record_finish(self, reason: str, tokens_per_forward: float | None) -> None:
         with self._lock:
-            self._num_finished[reason] = self._num_finished.get(reason, 0) + 1
+            key = str(reason)  # a FinishReason counts under its wire name
+            self._num_finished[key] = self._num_finished.get(key, 0) + 1
             if tokens_per_forward is not None:
                 self._tokens_per_forward_sum += tokens_per_forward
                 self._num_completed += 1

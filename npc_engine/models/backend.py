@@ -16,7 +16,7 @@ import torch
 from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 from transformers.cache_utils import DynamicCache
 
-from ..errors import ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 from .info import ModelInfo
 from .kv import KVSnapshot, restore_cache, snapshot_cache
 
@@ -39,7 +39,7 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if dtype is not None:
         names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if dtype not in names:
-            raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(names)}")
+            raise ConfigError(f"unknown dtype {dtype!r}; expected one of {sorted(names)}")
         return names[dtype]
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 from .info import ModelInfo
 from .onnx_tokenizer import OnnxTokenizer
 
@@ -87,7 +87,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def _pick_providers(ort: Any, device: str | None, strict: bool) -> tuple[list[str], str]:
     if device is not None and device not in _DEVICES:
-        raise ValueError(f"device must be one of {_DEVICES} or None, got {device!r}")
+        raise ConfigError(f"device must be one of {_DEVICES} or None, got {device!r}")
     available = ort.get_available_providers()
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cuda" and not has_cuda:
@@ -146,7 +146,7 @@ class OnnxBackend:
         steps with many threads, at the price of CPU time the game could use; off by default).
         """
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+            raise ConfigError(f"num_threads must be an integer >= 1, got {num_threads!r}")
         folder = Path(path).expanduser()
         manifest = read_manifest(folder)
         try:

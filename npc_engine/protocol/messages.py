@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..characters.effects import StateChange
 from ..characters.model import (
     ID_PATTERN,
     MAX_UTTERANCE_CHARS,
     Character,
+    SnapshotInfo,
     Speaker,
+    StateChange,
     WorldFact,
 )
-from ..characters.snapshots import SnapshotInfo
 from ..errors import ProtocolError
 from .codes import ERROR_CODES
 from .version import PROTOCOL_VERSION, VERSION_PATTERN, check_version

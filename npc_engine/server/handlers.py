@@ -13,8 +13,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from .. import __version__
-from ..characters import Store
-from ..engine import Engine
+from ..dialogue.seams import EngineSeam
 from ..protocol import OPS, PROTOCOL_VERSION, Limits
 from ..protocol import messages as m
 
@@ -24,11 +23,11 @@ CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_bu
 
 
 class Handlers:
-    def __init__(self, engine: Engine, store: Store, limits: Limits, *, curve_enabled: bool) -> None:
+    def __init__(self, engine: EngineSeam, store: Any, limits: Limits, *, curve_enabled: bool) -> None:
         self.engine = engine
         self.store = store
         self.limits = limits
-        info = dataclasses.asdict(engine.backend.info())
+        info = dataclasses.asdict(engine.model_info())
         self.model = m.ModelSummary(**{**info, "path": str(info["path"])})
         self.capabilities = CAPABILITIES + (["curve"] if curve_enabled else [])
         self.table: dict[str, Callable[[Any], BaseModel]] = {

@@ -22,12 +22,14 @@ from typing import Any
 
 import zmq
 
-from ..characters import Store
-from ..engine import Engine
+from ..dialogue.seams import EngineSeam, SayService, SayTicket
+from ..engine import Draft, FinishReason
 from ..errors import (
+    BindError,
     EngineClosedError,
     GenerationError,
     ProtocolError,
+    UnknownRequestError,
     UnknownTemplateError,
 )
 from ..protocol import (
@@ -58,9 +60,14 @@ _GONE_FOR_S = 60.0  # how long messages for a dropped client are discarded unles
 
 
 class Server:
-    """Serve `engine` and `store` on `bind`. `start()` returns at once; `stop()` shuts down."""
+    """Serve `engine` and `store` on `bind`. `start()` returns at once; `stop()` shuts down.
 
-    def __init__(self, engine: Engine, store: Store, *, bind: str = DEFAULT_BIND, limits: Limits | None = None,
+    Says go through `says` (a `SayService`); by default a `Dialogue` over `engine` (an `Engine`)
+    and `store`, which the server closes when it stops. The cluster gateway passes its own.
+    """
+
+    def __init__(self, engine: EngineSeam, store: Any, *, says: SayService | None = None,
+                 bind: str = DEFAULT_BIND, limits: Limits | None = None,
                  curve_keys: str | Path | None = None, is_insecure: bool = False, num_workers: int = 4,
                  max_outstanding_total: int = 4096) -> None:
         self.engine = engine
@@ -69,8 +76,11 @@ class Server:
         self.limits = limits or Limits()
         self.curve_keys = Path(curve_keys) if curve_keys else None
         check_bind(bind, curve_keys=self.curve_keys, is_insecure=is_insecure)
-        if engine.dialogue is None or engine.dialogue.store is not store:
-            engine.use_store(store)
+        self._owns_says = says is None
+        if says is None:
+            from ..dialogue import Dialogue  # one process: an Engine and a Store
+            says = Dialogue(engine, store)  # type: ignore[arg-type]
+        self.says: SayService = says
         self.handlers = Handlers(engine, store, self.limits, curve_enabled=self.curve_keys is not None)
         self.clients = ClientTable(max_outstanding_per_client=self.limits.max_outstanding_per_client)
         self.max_outstanding_total = max_outstanding_total
@@ -106,7 +116,7 @@ class Server:
         except zmq.ZMQError as exc:
             socket.close(0)
             self._stop_auth()
-            raise OSError(f"cannot bind {self.bind}: {exc}") from exc
+            raise BindError(f"cannot bind {self.bind}: {exc}", endpoint=self.bind) from exc
         self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = socket
         self.engine.start()
@@ -130,6 +140,8 @@ class Server:
         self._thread = None
         self._workers.shutdown(wait=True)
         self.engine.stop()
+        if self._owns_says:
+            self.says.close()  # waits for the state writes of finished replies
         self._stop_auth()
         self._wake_pipe.close()
         self._context.term()
@@ -246,15 +258,16 @@ class Server:
 
     def _submit_say(self, client: Client, request: m.SayRequest) -> None:
         request_id, identity = request.request_id, client.identity
-        if request.template not in self.engine.templates:  # names only: never a path on this machine
+        template = self.engine.templates.get(request.template)  # names only: never a path on this machine
+        if template is None:
             raise UnknownTemplateError(f"no template is registered as {request.template!r} (registered: "
                                        f"{sorted(self.engine.templates) or 'none'})", template=request.template)
 
-        def on_draft(draft: Any) -> None:
+        def on_draft(draft: Draft) -> None:
             self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)), draft_of=request_id)
 
-        handle = self.engine.submit_say(
-            request.character_id, request.speaker_id, request.text, template=request.template, seed=request.seed,
+        handle = self.says.submit(
+            request.character_id, request.speaker_id, request.text, template=template, seed=request.seed,
             priority=request.priority, deadline_ms=request.deadline_ms,
             request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
             on_draft=on_draft if request.stream else None)
@@ -270,16 +283,16 @@ class Server:
     def _on_say_done(self, identity: bytes, request: m.SayRequest, future: Any) -> None:
         try:
             said = future.result()
-            if said.finish_reason == "error":
-                raise GenerationError(f"generation failed: {said.fill.error if said.fill else 'unknown error'}",
-                                      request_id=said.request_id, character_id=said.character_id)
             fill = said.fill
+            if said.finish_reason == FinishReason.ERROR:
+                raise GenerationError(f"generation failed: {fill.error or 'unknown error'}",
+                                      request_id=said.request_id, character_id=said.character_id)
             result = m.SayResult(
-                character_id=said.character_id, speaker_id=said.speaker_id, finish_reason=said.finish_reason,
-                fields=said.fields, changes=said.changes, seed=fill.seed, num_steps=fill.num_steps,
-                elapsed_ms=round(fill.elapsed_ms, 3), num_prompt_tokens=fill.num_prompt_tokens,
-                num_cached_prompt_tokens=fill.num_cached_prompt_tokens)
-        except Exception as exc:
+                character_id=said.character_id, speaker_id=said.speaker_id,
+                finish_reason=FinishReason(said.finish_reason).value, fields=said.fields, changes=said.changes,
+                seed=fill.seed, num_steps=fill.num_steps, elapsed_ms=round(fill.elapsed_ms, 3),
+                num_prompt_tokens=fill.num_prompt_tokens, num_cached_prompt_tokens=fill.num_cached_prompt_tokens)
+        except Exception as exc:  # becomes the say's error reply (an internal one is logged)
             self._reply_error(identity, request.request_id, "say", exc)
             return
         self._reply(identity, request.request_id, "say", result)
@@ -305,10 +318,10 @@ class Server:
         self._reply(client.identity, request.request_id, "cancel", m.CancelResult(target_request_id=target),
                     is_tracked=False)
 
-    def _cancel_handle(self, handle: Any) -> None:
+    def _cancel_handle(self, handle: SayTicket) -> None:
         try:
             handle.cancel()
-        except Exception:  # finished meanwhile: its reply is on the way
+        except UnknownRequestError:  # finished meanwhile: its reply is on the way
             pass
 
     def _cancel_all(self, client: Client) -> None:

@@ -1,46 +1,19 @@
-"""Templates: spec -> canvas plan -> validated output."""
+"""Templates: spec -> canvas plan -> validated output.
 
-from .compiler import CanvasPlan, SlotPlan, TemplateCompiler
-from .effects import (
-    EFFECT_SLOT_KINDS,
-    RELATIONSHIP_DIMENSIONS,
-    AddToRelationship,
-    Effect,
-    Remember,
-    SetFlag,
-    SetMood,
-)
-from .render import choose_options, render
-from .spec import (
-    MAX_INTEGER_RANGE,
-    BooleanSlot,
-    ChoiceSlot,
-    IntegerSlot,
-    Slot,
-    Template,
-    TextSlot,
-    load_template,
-)
+The spec (`Template`, slots, effects) is pure pydantic; the compiler and renderer need numpy and
+are imported only when used (the client and the wire types read specs without them).
+"""
 
-__all__ = [
-    "EFFECT_SLOT_KINDS",
-    "RELATIONSHIP_DIMENSIONS",
-    "AddToRelationship",
-    "Effect",
-    "Remember",
-    "SetFlag",
-    "SetMood",
-    "MAX_INTEGER_RANGE",
-    "BooleanSlot",
-    "CanvasPlan",
-    "ChoiceSlot",
-    "IntegerSlot",
-    "Slot",
-    "SlotPlan",
-    "Template",
-    "TemplateCompiler",
-    "TextSlot",
-    "choose_options",
-    "load_template",
-    "render",
-]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "CanvasPlan": ".compiler", "SlotPlan": ".compiler", "TemplateCompiler": ".compiler",
+    "EFFECT_SLOT_KINDS": ".effects", "RELATIONSHIP_DIMENSIONS": ".effects", "AddToRelationship": ".effects",
+    "Effect": ".effects", "Remember": ".effects", "SetFlag": ".effects", "SetMood": ".effects",
+    "choose_options": ".render", "render": ".render",
+    "MAX_INTEGER_RANGE": ".spec", "BooleanSlot": ".spec", "ChoiceSlot": ".spec", "IntegerSlot": ".spec",
+    "Slot": ".spec", "Template": ".spec", "TextSlot": ".spec", "load_template": ".spec",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

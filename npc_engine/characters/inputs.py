@@ -1,0 +1,35 @@
+"""What a character's prompt is built from, read from the store in one consistent snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rows
+from .model import Character, WorldFact
+from .store import Store
+
+__all__ = ["PromptInputs", "read_prompt_inputs"]
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """The character, the speaker's display name, names of everyone in the recent turns, and the
+    world facts (a cluster's replicas receive this from the state service)."""
+
+    character: Character
+    speaker_name: str
+    names: dict[str, str]
+    world_facts: list[WorldFact]
+
+
+def read_prompt_inputs(store: Store, character_id: str, speaker_id: str) -> PromptInputs:
+    """Raises UnknownCharacterError / UnknownSpeakerError."""
+    with store.reading() as conn:
+        character = rows.load_character(conn, character_id)
+        speaker_name = rows.speaker_name(conn, speaker_id, character_id=character_id)
+        names = {character.id: character.name, speaker_id: speaker_name}
+        for turn in character.recent_turns:
+            if turn.speaker_id not in names:
+                names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id
+        world_facts = rows.load_world_facts(conn)
+    return PromptInputs(character, speaker_name, names, world_facts)
