@@ -129,6 +129,9 @@ def test_python_client_ops_through_the_gateway(cluster):
     with Client(cluster.endpoint, timeout_s=120) as client:
         hello = client.hello()
         assert hello.model.path.endswith(Path(cluster.options.replica.model).name)
+        # The replicas' own frame budget, not a stand-in's default.
+        assert (hello.frame_budget_ms, hello.target_fps) == (cluster.options.replica.frame_budget_ms,
+                                                             cluster.options.replica.target_fps) == (1, 20)
         assert client.set_world_fact("season", "It is winter.", 0.5).key == "season"
         assert client.register_template({"name": "greeting", "slots": [
             {"name": "line", "kind": "text", "max_tokens": 8},

@@ -1,5 +1,5 @@
 """Python client for the npc-engine server (blocking and asyncio)."""
 
-from .client import AsyncClient, Client, SayStream
+from .client import AsyncClient, Client, Ops, SayStream
 
-__all__ = ["AsyncClient", "Client", "SayStream"]
+__all__ = ["AsyncClient", "Client", "Ops", "SayStream"]

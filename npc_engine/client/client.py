@@ -6,7 +6,10 @@
         for draft in npc.say_stream("brom", "player", "And pay?", template="shopkeeper_reply"):
             show(draft.fields)
 
-Both are thread-safe and share one connection per client. Errors: `ServerError` (with the wire
+Both are thread-safe and share one connection per client, and both take their op methods from
+one table (`Ops`): `AsyncClient`'s return awaitables of what `Client`'s return. Results and
+events are read tolerantly: a newer minor server may add fields and event kinds (the protocol's
+promise), and this client ignores what it does not know. Errors: `ServerError` (with the wire
 `code`; `BusyError`, `VersionMismatchError`), `ClientTimeoutError`, `ClientClosedError`.
 """
 
@@ -22,13 +25,13 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from ..characters.model import Character, SnapshotInfo, Speaker, WorldFact
-from ..errors import BusyError, ClientTimeoutError, ServerError, VersionMismatchError
+from ..errors import BusyError, ClientClosedError, ClientTimeoutError, ServerError, VersionMismatchError
 from ..protocol import RESULTS, DraftBody
 from ..protocol import messages as m
 from ..templates.spec import Template, load_template
 from .connection import Connection
 
-__all__ = ["Client", "AsyncClient", "SayStream"]
+__all__ = ["Client", "AsyncClient", "Ops", "SayStream"]
 
 _ERRORS = {"busy": BusyError, "unsupported_version": VersionMismatchError}
 _DONE = object()
@@ -40,7 +43,14 @@ def _result(op: str, reply: dict[str, Any]) -> BaseModel:
         code = str(error.get("code", "internal"))
         raise _ERRORS.get(code, ServerError)(str(error.get("message", "")), code=code,
                                              details=error.get("details") or {}, request_id=reply.get("request_id"))
-    return RESULTS[op].model_validate(reply.get("result") or {})
+    return RESULTS[op].model_validate(reply.get("result") or {}, extra="ignore")
+
+
+def _draft_of(event: dict[str, Any]) -> DraftBody | None:
+    """The draft a `say` event carries; None for an event kind this client does not know."""
+    if event.get("event") != "draft":
+        return None
+    return DraftBody.model_validate(event.get("draft"), extra="ignore")
 
 
 def _template_map(template: Template | Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -62,88 +72,13 @@ def _say_fields(character_id: str, speaker_id: str, text: str, template: str, se
     return fields
 
 
-class SayStream:
-    """Iterate a `say`'s drafts (`DraftBody`: fields, num_steps); then `.result()` is the reply."""
+class Ops:
+    """Every request-reply op, once. A subclass says how a call is made: `Client._call` sends and
+    waits; `AsyncClient._call` returns an awaitable of the same value."""
 
-    def __init__(self, client: "Client", request_id: str, future: concurrent.futures.Future,
-                 drafts: queue.SimpleQueue, timeout_s: float | None) -> None:
-        self.client = client
-        self.request_id = request_id
-        self._future = future
-        self._drafts = drafts
-        self._timeout_s = timeout_s
-        future.add_done_callback(lambda _: drafts.put(_DONE))
-
-    def __iter__(self) -> Iterator[DraftBody]:
-        while True:
-            try:
-                item = self._drafts.get(timeout=self._timeout_s)
-            except queue.Empty:
-                self.client._give_up(self.request_id, "say", is_say=True)
-                raise ClientTimeoutError(f"no draft or reply within {self._timeout_s} s",
-                                         request_id=self.request_id) from None
-            if item is _DONE:
-                return
-            yield item
-
-    def cancel(self) -> None:
-        self.client.cancel(self.request_id)
-
-    def result(self, timeout: float | None = None) -> m.SayResult:
-        return self.client._wait("say", self.request_id, self._future, timeout or self._timeout_s, is_say=True)
-
-
-class Client:
-    """Blocking client. `timeout_s` bounds every call (a timed-out `say` is cancelled on the server)."""
-
-    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", *, timeout_s: float = 30.0,
-                 curve_keys: str | Path | None = None) -> None:
-        self.timeout_s = timeout_s
-        self.connection = Connection(endpoint, curve_keys=curve_keys)
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.connection.close()
-
-    def reconnect(self) -> None:
-        """Open a fresh connection (new identity). Requests in flight fail with ClientClosedError."""
-        self.connection.reconnect()
-
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def request(self, op: str, timeout: float | None = None, **fields: Any) -> BaseModel:
-        """Send any op and wait for its typed result."""
-        request_id, future = self.connection.submit(op, fields)
-        return self._wait(op, request_id, future, timeout)
-
-    def _wait(self, op: str, request_id: str, future: concurrent.futures.Future, timeout: float | None,
-              *, is_say: bool = False) -> Any:
-        timeout = self.timeout_s if timeout is None else timeout
-        try:
-            reply = future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            self._give_up(request_id, op, is_say=is_say)
-            raise ClientTimeoutError(f"{op} got no reply within {timeout} s", request_id=request_id) from None
-        return _result(op, reply)
-
-    def _call(self, op: str, *, extract: Callable[[Any], Any] | None, **fields: Any) -> Any:
-        result = self.request(op, **fields)
-        return result if extract is None else extract(result)
-
-    def _give_up(self, request_id: str, op: str, *, is_say: bool) -> None:
-        self.connection.forget(request_id)
-        if is_say:  # free the server's work; its reply, if any, is ignored
-            try:
-                self.connection.submit("cancel", {"target_request_id": request_id})
-            except Exception:
-                pass
-
-    # -- ops ---------------------------------------------------------------------------------------
+    def _call(self, op: str, *, extract: Callable[[Any], Any] | None, timeout: float | None = None,
+              is_say: bool = False, **fields: Any) -> Any:
+        raise NotImplementedError
 
     def hello(self, client_name: str = "npc-engine-python") -> m.HelloResult:
         from .. import __version__
@@ -193,24 +128,10 @@ class Client:
 
     def say(self, character_id: str, speaker_id: str, text: str, *, template: str, seed: int | None = None,
             priority: float = 0.0, deadline_ms: float | None = None, timeout: float | None = None) -> m.SayResult:
-        """The reply: fields, finish_reason and the state changes applied."""
+        """The reply: fields, finish_reason and the state changes applied (a timed-out say is
+        cancelled on the server)."""
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False)
-        request_id, future = self.connection.submit("say", fields)
-        return self._wait("say", request_id, future, timeout, is_say=True)
-
-    def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
-                   seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-                   timeout: float | None = None) -> SayStream:
-        """Iterate drafts as they come; `.result()` afterwards (or at any time) is the reply."""
-        drafts: queue.SimpleQueue = queue.SimpleQueue()
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") == "draft" and isinstance(event.get("draft"), dict):
-                drafts.put(DraftBody.model_validate(event["draft"]))
-
-        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True)
-        request_id, future = self.connection.submit("say", fields, on_event=on_event)
-        return SayStream(self, request_id, future, drafts, self.timeout_s if timeout is None else timeout)
+        return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def cancel(self, request_id: str) -> None:
         """Cancel an outstanding say of this client; its reply then has finish_reason 'cancelled'."""
@@ -233,13 +154,112 @@ class Client:
         return self._call("stats", extract=None)
 
 
-class AsyncClient:
-    """asyncio flavour: the same calls as `Client`, awaitable; `say_stream` is an async iterator."""
+class SayStream:
+    """Iterate a `say`'s drafts (`DraftBody`: fields, num_steps); then `.result()` is the reply."""
+
+    def __init__(self, client: "Client", request_id: str, future: concurrent.futures.Future,
+                 drafts: queue.SimpleQueue, timeout_s: float | None) -> None:
+        self.client = client
+        self.request_id = request_id
+        self._future = future
+        self._drafts = drafts
+        self._timeout_s = timeout_s
+        future.add_done_callback(lambda _: drafts.put(_DONE))
+
+    def __iter__(self) -> Iterator[DraftBody]:
+        while True:
+            try:
+                item = self._drafts.get(timeout=self._timeout_s)
+            except queue.Empty:
+                self.client._give_up(self.request_id, "say", is_say=True)
+                raise ClientTimeoutError(f"no draft or reply within {self._timeout_s} s",
+                                         request_id=self.request_id) from None
+            if item is _DONE:
+                return
+            yield item
+
+    def cancel(self) -> None:
+        self.client.cancel(self.request_id)
+
+    def result(self, timeout: float | None = None) -> m.SayResult:
+        return self.client._wait("say", self.request_id, self._future, timeout or self._timeout_s, is_say=True)
+
+
+class Client(Ops):
+    """Blocking client. `timeout_s` bounds every call (a timed-out `say` is cancelled on the server)."""
+
+    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", *, timeout_s: float = 30.0,
+                 curve_keys: str | Path | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.connection = Connection(endpoint, curve_keys=curve_keys)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def reconnect(self) -> None:
+        """Open a fresh connection (new identity). Requests in flight fail with ClientClosedError."""
+        self.connection.reconnect()
+
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> BaseModel:
+        """Send any op and wait for its typed result."""
+        request_id, future = self.connection.submit(op, fields)
+        return self._wait(op, request_id, future, timeout, is_say=op == "say")
+
+    def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
+                   seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
+                   timeout: float | None = None) -> SayStream:
+        """Iterate drafts as they come; `.result()` afterwards (or at any time) is the reply."""
+        drafts: queue.SimpleQueue = queue.SimpleQueue()
+
+        def on_event(event: dict[str, Any]) -> None:
+            draft = _draft_of(event)
+            if draft is not None:
+                drafts.put(draft)
+
+        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True)
+        request_id, future = self.connection.submit("say", fields, on_event=on_event)
+        return SayStream(self, request_id, future, drafts, self.timeout_s if timeout is None else timeout)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _call(self, op: str, *, extract: Callable[[Any], Any] | None, timeout: float | None = None,
+              is_say: bool = False, **fields: Any) -> Any:
+        request_id, future = self.connection.submit(op, fields)
+        result = self._wait(op, request_id, future, timeout, is_say=is_say)
+        return result if extract is None else extract(result)
+
+    def _wait(self, op: str, request_id: str, future: concurrent.futures.Future, timeout: float | None,
+              *, is_say: bool = False) -> Any:
+        timeout = self.timeout_s if timeout is None else timeout
+        try:
+            reply = future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            self._give_up(request_id, op, is_say=is_say)
+            raise ClientTimeoutError(f"{op} got no reply within {timeout} s", request_id=request_id) from None
+        return _result(op, reply)
+
+    def _give_up(self, request_id: str, op: str, *, is_say: bool) -> None:
+        self.connection.forget(request_id)
+        if is_say:  # free the server's work; its reply, if any, is ignored
+            try:
+                self.connection.submit("cancel", {"target_request_id": request_id})
+            except ClientClosedError:  # closed meanwhile: the server cancels a vanished client's work
+                pass
+
+
+class AsyncClient(Ops):
+    """asyncio flavour: the same op methods as `Client` (each returns an awaitable of what
+    `Client`'s returns); `say_stream` is an async iterator."""
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", *, timeout_s: float = 30.0,
                  curve_keys: str | Path | None = None) -> None:
         self.sync = Client(endpoint, timeout_s=timeout_s, curve_keys=curve_keys)
-        self._planner = _Planner()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -250,34 +270,13 @@ class AsyncClient:
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
 
+    async def reconnect(self) -> None:
+        """Open a fresh connection (new identity). Requests in flight fail with ClientClosedError."""
+        self.sync.reconnect()
+
     async def request(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
         request_id, future = self.sync.connection.submit(op, fields)
         return await self._wait(op, request_id, future, timeout, is_say=op == "say")
-
-    async def _wait(self, op: str, request_id: str, future: concurrent.futures.Future, timeout: float | None,
-                    *, is_say: bool = False) -> Any:
-        timeout = self.sync.timeout_s if timeout is None else timeout
-        try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except asyncio.TimeoutError:
-            self.sync._give_up(request_id, op, is_say=is_say)
-            raise ClientTimeoutError(f"{op} got no reply within {timeout} s", request_id=request_id) from None
-        return _result(op, reply)
-
-    def __getattr__(self, name: str) -> Any:
-        """Every `Client` op, awaitable: `await client.get_character("brom")`."""
-        plan = getattr(self._planner, name)  # runs the op's argument handling, sends nothing
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            op, fields, extract = plan(*args, **kwargs)
-            result = await self.request(op, **fields)
-            return result if extract is None else extract(result)
-        return call
-
-    async def say(self, character_id: str, speaker_id: str, text: str, *, template: str, seed: int | None = None,
-                  priority: float = 0.0, deadline_ms: float | None = None, timeout: float | None = None) -> m.SayResult:
-        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False)
-        return await self.request("say", timeout, **fields)
 
     async def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
                          seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
@@ -287,8 +286,9 @@ class AsyncClient:
         events: asyncio.Queue = asyncio.Queue()
 
         def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") == "draft" and isinstance(event.get("draft"), dict):
-                loop.call_soon_threadsafe(events.put_nowait, DraftBody.model_validate(event["draft"]))
+            draft = _draft_of(event)
+            if draft is not None:
+                loop.call_soon_threadsafe(events.put_nowait, draft)
 
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True)
         request_id, future = self.sync.connection.submit("say", fields, on_event=on_event)
@@ -305,12 +305,20 @@ class AsyncClient:
             yield item
         yield _result("say", future.result())
 
+    def _call(self, op: str, *, extract: Callable[[Any], Any] | None, timeout: float | None = None,
+              is_say: bool = False, **fields: Any) -> Any:
+        async def call() -> Any:
+            request_id, future = self.sync.connection.submit(op, fields)
+            result = await self._wait(op, request_id, future, timeout, is_say=is_say)
+            return result if extract is None else extract(result)
+        return call()
 
-class _Planner(Client):
-    """A Client that only plans: each op method returns (op, fields, extract) instead of sending."""
-
-    def __init__(self) -> None:  # no connection
-        pass
-
-    def _call(self, op: str, *, extract: Callable[[Any], Any] | None, **fields: Any) -> Any:
-        return op, fields, extract
+    async def _wait(self, op: str, request_id: str, future: concurrent.futures.Future, timeout: float | None,
+                    *, is_say: bool = False) -> Any:
+        timeout = self.sync.timeout_s if timeout is None else timeout
+        try:
+            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            self.sync._give_up(request_id, op, is_say=is_say)
+            raise ClientTimeoutError(f"{op} got no reply within {timeout} s", request_id=request_id) from None
+        return _result(op, reply)

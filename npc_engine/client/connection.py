@@ -8,6 +8,7 @@ futures by request id. Draft events go to the request's event callback.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import secrets
 import threading
@@ -19,11 +20,13 @@ from typing import Any, Callable
 import zmq
 import zmq.auth
 
-from ..errors import ClientClosedError, ConfigError, ProtocolError
+from ..errors import ClientClosedError, ConfigError, NpcEngineError, ProtocolError
 from ..protocol import PROTOCOL_VERSION, Limits, decode, encode
 from ..protocol.wake import WakePipe
 
 __all__ = ["Connection", "Pending"]
+
+log = logging.getLogger("npc_engine.client")
 
 # What the client accepts from the server: generous, but still bounded.
 _RECONNECT = object()  # an outbox marker: switch to a new socket here
@@ -164,9 +167,30 @@ class Connection:
             return
         if message.get("type") == "event":
             if pending.on_event is not None:
-                pending.on_event(message)
+                try:
+                    pending.on_event(message)
+                except Exception as exc:  # fails this request only; the IO thread serves the rest
+                    self._fail_request(request_id, pending, exc)
         elif message.get("type") == "reply" and not pending.future.done():
             pending.future.set_result(message)
+
+    def _fail_request(self, request_id: str, pending: Pending, exc: Exception) -> None:
+        """An event of `request_id` could not be handled: its caller gets the error (a
+        ProtocolError unless it already is one of ours), and the server stops the work."""
+        log.warning("an event of request %s could not be handled: %s", request_id, exc)
+        with self._lock:
+            self._pending.pop(request_id, None)
+        if not isinstance(exc, NpcEngineError):
+            error = ProtocolError(f"an event of request {request_id} could not be read: {exc}", code="bad_message",
+                                  request_id=request_id)
+            error.__cause__ = exc
+            exc = error
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+        try:  # events come only for says: cancel it on the server
+            self.submit("cancel", {"target_request_id": request_id})
+        except ClientClosedError:
+            pass
 
     def _fail_pending(self, error: Exception) -> None:
         with self._lock:

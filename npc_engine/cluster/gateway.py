@@ -23,6 +23,7 @@ from ..engine import Draft, EngineConfig, FillResult, FinishReason
 from ..errors import GenerationError, QueueFullError
 from ..models import ModelInfo
 from ..templates import Template
+from .remote import result_of, unwrapped
 from .state import STORE_OPS
 
 __all__ = ["ClusterEngine", "RemoteStore", "result_of"]
@@ -32,19 +33,6 @@ _TEMPLATES_FRESH_S = 1.0
 # replica (its state still lands once: see state.py).
 _MAX_SAY_ATTEMPTS = 3
 _RETRY_PAUSE_S = 0.5
-
-
-def result_of(response: Any) -> Any:
-    """`response.result()`, raising the replica's own exception rather than Ray's wrapper."""
-    try:
-        return response.result()
-    except Exception as exc:
-        raise _unwrapped(exc) from None
-
-
-def _unwrapped(exc: BaseException) -> BaseException:
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, Exception) else exc
 
 
 def _is_replica_lost(exc: BaseException) -> bool:
@@ -203,7 +191,7 @@ class ClusterEngine:
                 say.future.set_result(_cancelled(say, payload))
                 return
             except Exception as exc:
-                cause = _unwrapped(exc)
+                cause = unwrapped(exc)
                 if _is_replica_lost(cause) and attempt + 1 < _MAX_SAY_ATTEMPTS and not say.future.done():
                     time.sleep(_RETRY_PAUSE_S * (attempt + 1))
                     continue  # the same idempotency key: the state changes at most once

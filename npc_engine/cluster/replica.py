@@ -22,6 +22,7 @@ from ..dialogue import Dialogue
 from ..engine import Draft, Engine, EngineConfig
 from ..errors import UnknownRequestError, UnknownTemplateError
 from ..templates import Template
+from .remote import result_of
 
 __all__ = ["EngineReplica", "RemoteState", "ReplicaOptions"]
 
@@ -49,24 +50,12 @@ class RemoteState:
         self._state = state
 
     def prompt_inputs(self, character_id: str, speaker_id: str) -> PromptInputs:
-        return _remote_result(self._state.prompt_inputs.remote(character_id, speaker_id))
+        return result_of(self._state.prompt_inputs.remote(character_id, speaker_id))
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
                     fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
-        return _remote_result(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
+        return result_of(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
                                                              utterance))
-
-
-def _remote_result(ref: Any) -> Any:
-    """`ray.get(ref)`, raising the state service's own exception (UnknownCharacterError, ...)."""
-    import ray
-    from ray.exceptions import RayTaskError
-
-    try:
-        return ray.get(ref)
-    except RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        raise (cause if isinstance(cause, Exception) else exc) from None
 
 
 class EngineReplica:
