@@ -41,6 +41,8 @@ namespace NpcEngine
         public const string Timeout = "timeout";
         /// <summary>The client was disposed.</summary>
         public const string Closed = "closed";
+        /// <summary>A say's draft callback threw; that say failed (and was cancelled on the server).</summary>
+        public const string CallbackFailed = "callback_failed";
     }
 
     /// <summary>The server answered with <c>ok: false</c>.</summary>

@@ -64,6 +64,7 @@ namespace NpcEngine
         private readonly string _idPrefix;
         private long _nextId;
         private volatile bool _isDisposed;
+        private int _isStarted;
 
         /// <summary>Connected (or reconnected) to the server. IO thread.</summary>
         public event Action Connected;
@@ -76,8 +77,14 @@ namespace NpcEngine
         {
         }
 
-        /// <summary>Starts connecting at once; calls made before the connection is up are sent when it is.</summary>
-        public NpcClient(NpcClientOptions options)
+        /// <summary>
+        /// With <paramref name="start"/> (the default) starts connecting at once. Pass false to
+        /// subscribe to <see cref="Connected"/> and the other events first, then call
+        /// <see cref="Start"/>: on loopback the handshake can complete before the constructor
+        /// returns, so a handler added after an auto-start may miss the first Connected. Calls made
+        /// before the connection is up are sent when it is.
+        /// </summary>
+        public NpcClient(NpcClientOptions options, bool start = true)
         {
             if (options == null)
             {
@@ -93,8 +100,27 @@ namespace NpcEngine
             _connection.Disconnected = OnDisconnected;
             _connection.ErrorRaised = RaiseError;
             _connection.SendFailed = OnSendFailed;
-            _connection.Start();
+            if (start)
+            {
+                Start();
+            }
         }
+
+        /// <summary>Starts connecting (once; later calls do nothing). Subscribe to the events first.</summary>
+        public void Start()
+        {
+            if (_isDisposed)
+            {
+                throw new ClientClosedException("the client is disposed");
+            }
+            if (Interlocked.Exchange(ref _isStarted, 1) == 0)
+            {
+                _connection.Start();
+            }
+        }
+
+        /// <summary>True once <see cref="Start"/> ran (or the constructor started the client).</summary>
+        public bool IsStarted { get { return Volatile.Read(ref _isStarted) == 1; } }
 
         public NpcClientOptions Options { get { return _options; } }
         public bool IsConnected { get { return _connection.IsConnected; } }
@@ -376,18 +402,33 @@ namespace NpcEngine
                 throw new ClientClosedException("the client is disposed", requestId);
             }
             byte[] body = MsgPack.Encode(message);  // throws ArgumentException on a value the protocol cannot carry
+            // A pending request exists with its timer or not at all: the timer is made (not yet
+            // running) before the request is published, and a send that throws takes it back.
             Pending pending = new Pending
             {
                 Op = op,
                 Completion = new TaskCompletionSource<PackMap>(TaskCreationOptions.RunContinuationsAsynchronously),
                 OnEvent = onEvent,
+                Timer = new Timer(OnTimeout, requestId, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan),
             };
             lock (_pending)
             {
                 _pending[requestId] = pending;
             }
-            pending.Timer = new Timer(OnTimeout, requestId, timeout, Timeout.InfiniteTimeSpan);
-            _connection.Send(requestId, body);
+            pending.Timer.Change(timeout, Timeout.InfiniteTimeSpan);
+            try
+            {
+                _connection.Send(requestId, body);
+            }
+            catch (Exception)
+            {
+                Pending taken = Take(requestId);
+                if (taken != null)
+                {
+                    taken.Timer.Dispose();
+                }
+                throw;
+            }
             return pending.Completion.Task;
         }
 
@@ -432,15 +473,7 @@ namespace NpcEngine
             Finish(pending, null, new NpcTimeoutException(pending.Op + " got no reply within its timeout", requestId));
             if (pending.Op == "say" && !_isDisposed)
             {
-                // Free the server's work; the cancel's own reply is ignored.
-                PackMap cancel = new PackMap { { "protocol_version", Protocol.Version }, { "op", "cancel" }, { "request_id", requestId + ":cancel" }, { "target_request_id", requestId } };
-                try
-                {
-                    _connection.Send(null, MsgPack.Encode(cancel));
-                }
-                catch (ClientClosedException)
-                {
-                }
+                SendCancel(requestId);
             }
         }
 
@@ -463,7 +496,8 @@ namespace NpcEngine
                     }
                     catch (Exception error)
                     {
-                        RaiseError(new NpcEngineException("callback_failed", "a draft callback threw: " + error.Message, requestId, error));
+                        // Fails this request only (and stops its work on the server); the IO thread serves the rest.
+                        FailRequest(requestId, new NpcEngineException(LocalCodes.CallbackFailed, "a draft callback threw: " + error.Message, requestId, error));
                     }
                 }
                 return;
@@ -489,6 +523,33 @@ namespace NpcEngine
             else if (requestId == null)
             {
                 RaiseError(error2);  // the server could not read one of our messages
+            }
+        }
+
+        private void FailRequest(string requestId, NpcEngineException error)
+        {
+            Pending pending = Take(requestId);
+            if (pending == null)
+            {
+                return;
+            }
+            Finish(pending, null, error);
+            if (pending.Op == "say" && !_isDisposed)
+            {
+                SendCancel(requestId);
+            }
+        }
+
+        private void SendCancel(string requestId)
+        {
+            // Frees the server's work; the cancel's own reply is ignored.
+            PackMap cancel = new PackMap { { "protocol_version", Protocol.Version }, { "op", "cancel" }, { "request_id", requestId + ":cancel" }, { "target_request_id", requestId } };
+            try
+            {
+                _connection.Send(null, MsgPack.Encode(cancel));
+            }
+            catch (ClientClosedException)
+            {
             }
         }
 

@@ -96,7 +96,7 @@ namespace NpcEngine.Unity
             };
             try
             {
-                _client = new NpcClient(options);
+                _client = new NpcClient(options, start: false);  // handlers first, then Start()
             }
             catch (ArgumentException error)
             {
@@ -117,6 +117,7 @@ namespace NpcEngine.Unity
                 });
             };
             client.Error += delegate(NpcEngineException error) { _mainThread.Post(delegate { ReportError(error); }); };
+            client.Start();
         }
 
         /// <summary>
