@@ -25,21 +25,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL_SIZES, TEMPLATE, hardware, write_json  # noqa: E402
+from common import MODEL_SIZES, hardware, running_batch, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
 from npc_engine import Engine  # noqa: E402
-from npc_engine.diffusion import RequestNoise  # noqa: E402
-from npc_engine.engine.request import Request, RequestStatus  # noqa: E402
+from npc_engine.engine.request import Request  # noqa: E402
 from npc_engine.export import export_onnx  # noqa: E402
 from npc_engine.models import build_tiny_model, default_model_dir, default_onnx_dir  # noqa: E402
 from npc_engine.models.onnx_backend import OnnxBackend  # noqa: E402
-
-PERSONA = "You are Brom, a gruff blacksmith of Thornvale who distrusts strangers."
-PROMPTS = ["Got any rumours about the marsh?", "How much for the sword?", "Who runs this town?",
-           "I lost my way in the mine.", "Nice weather today."]
-
 
 def model_folders(name: str, scratch: Path) -> tuple[Path, Path]:
     if name == "default":
@@ -47,20 +41,6 @@ def model_folders(name: str, scratch: Path) -> tuple[Path, Path]:
     checkpoint = build_tiny_model(scratch / name, MODEL_SIZES[name])
     export_onnx(checkpoint, scratch / f"{name}-onnx")
     return Path(checkpoint), scratch / f"{name}-onnx"
-
-
-def running_batch(engine: Engine, batch_size: int) -> list[Request]:
-    """`batch_size` requests prefilled and open, as the scheduler would hand them to a step."""
-    plan = engine.compiler.compile(engine.resolve_template(TEMPLATE))
-    requests = []
-    for index in range(batch_size):
-        prefix_ids, turn_ids = engine.prompts.encode(PROMPTS[index % len(PROMPTS)], PERSONA)
-        request = Request(request_id=f"bench-{index}", plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids,
-                          seed=index, generator=RequestNoise(index))
-        while request.status != RequestStatus.RUNNING:
-            engine.core.runner.prefill(request)
-        requests.append(request)
-    return requests
 
 
 def time_step_ms(engine: Engine, requests: list[Request], num_steps: int) -> float:

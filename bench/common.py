@@ -13,7 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from npc_engine.diffusion import DiffusionSettings  # noqa: E402
+from npc_engine.diffusion import DiffusionSettings, RequestNoise  # noqa: E402
+from npc_engine.engine import Engine  # noqa: E402
+from npc_engine.engine.request import Request, RequestStatus  # noqa: E402
 from npc_engine.models import DiffusionGemmaBackend, TinyModelSpec, build_tiny_model  # noqa: E402
 
 # Random-weight models of the DiffusionGemma architecture: `tiny` is the test model; `small` has
@@ -81,3 +83,22 @@ def write_json(name: str, payload: dict[str, Any], out: str | None = None) -> Pa
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path
+
+
+PERSONA = "You are Brom, a gruff blacksmith of Thornvale who distrusts strangers."
+PROMPTS = ["Got any rumours about the marsh?", "How much for the sword?", "Who runs this town?",
+           "I lost my way in the mine.", "Nice weather today."]
+
+
+def running_batch(engine: Engine, batch_size: int) -> list[Request]:
+    """`batch_size` requests prefilled and open, as the scheduler would hand them to a step."""
+    plan = engine.compiler.compile(engine.resolve_template(TEMPLATE))
+    requests = []
+    for index in range(batch_size):
+        prefix_ids, turn_ids = engine.prompts.encode(PROMPTS[index % len(PROMPTS)], PERSONA)
+        request = Request(request_id=f"bench-{index}", plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids,
+                          seed=index, generator=RequestNoise(index))
+        while request.status != RequestStatus.RUNNING:
+            engine.core.runner.prefill(request)
+        requests.append(request)
+    return requests

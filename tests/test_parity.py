@@ -7,10 +7,11 @@ import copy
 import pytest
 import torch
 
-from npc_engine.diffusion import BatchNoise, BlockDiffusion, DiffusionSettings
+from npc_engine.diffusion import BatchNoise, DiffusionSettings
 from npc_engine.models import DiffusionGemmaBackend
 
 from .conftest import sharpen
+from .parity_oracle import BlockDiffusion
 
 PROMPTS = [
     "Hello there, how are you today?",

@@ -9,7 +9,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from npc_engine.diffusion import BlockDiffusion, RowNoise
+from npc_engine.diffusion import RequestNoise
+from npc_engine.engine.request import Request, RequestStatus
 from npc_engine.errors import TemplateTooLargeError
 from npc_engine.templates import Template, render
 from npc_engine.templates.compiler import FORBIDDEN_TEXT_CHARS, TemplateCompiler
@@ -89,20 +90,23 @@ def test_skeleton_never_changes_and_every_draft_is_valid(random_engines, templat
         plan = engine.compiler.compile(template)
     except TemplateTooLargeError:
         assume(False)
-    backend = engine.backend
-    loop = BlockDiffusion(backend, engine.settings)
-    batch = loop.start(torch.tensor([engine.encode_prompt("Hello!")]),
-                       noise=RowNoise([torch.Generator().manual_seed(seed)]),
-                       constraints=[plan.constraint(backend.device)])
+    runner = engine.core.runner  # the engine's own step, as a frame runs it
+    prefix_ids, turn_ids = engine.prompts.encode("Hello!")
+    request = Request(request_id=f"valid-{seed}", plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids, seed=seed,
+                      generator=RequestNoise(seed))
+    while request.status != RequestStatus.RUNNING:
+        runner.prefill(request)
     clamp_ids = torch.from_numpy(plan.clamp_ids)
     is_clamped = clamp_ids >= 0
-    assert torch.equal(batch.canvas[0][is_clamped], clamp_ids[is_clamped])
-    while not batch.is_canvas_done:
-        loop.step(batch)
-        assert torch.equal(batch.canvas[0][is_clamped], clamp_ids[is_clamped])
-        assert torch.equal(batch.argmax_canvas[0][is_clamped], clamp_ids[is_clamped])
-        draft = render(plan, batch.argmax_canvas[0], batch.self_conditioning_logits[0], backend.tokenizer)
-        check_valid(template, draft)
+    assert torch.equal(request.canvas[is_clamped], clamp_ids[is_clamped])
+    runner.forget_batch()
+    is_done = False
+    while not is_done:
+        [is_done] = runner.step([request])
+        assert torch.equal(request.canvas[is_clamped], clamp_ids[is_clamped])
+        assert torch.equal(request.argmax_canvas[is_clamped], clamp_ids[is_clamped])
+        check_valid(template, runner.render(request))
+    runner.forget_batch()
 
 
 def test_prefix_options_resolve_to_exactly_one_option(random_engines):

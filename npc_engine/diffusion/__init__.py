@@ -1,7 +1,8 @@
-"""Sampler math and the step-wise block-diffusion loop.
+"""Sampler math: acceptance, renoise, schedules, stopping, constraints.
 
-`DiffusionSettings` and `RequestNoise` are plain Python/numpy; the torch-bound names (the loop,
-the sampler's noise sources, constraints) load on first use, so the ONNX Runtime backend can run
+The engine's runners (one per backend) are the step implementations and share this module.
+`DiffusionSettings` and `RequestNoise` are plain Python/numpy; the torch-bound names (the
+sampler's noise sources, constraints) load on first use, so the ONNX Runtime backend can run
 without PyTorch installed.
 """
 
@@ -12,16 +13,12 @@ from .settings import DiffusionSettings
 
 _TORCH_NAMES = {
     "BatchNoise": "sampler", "NoiseSource": "sampler", "RowNoise": "sampler",
-    "BlockDiffusion": "loop", "DiffusionBatch": "loop", "DiffusionOutput": "loop",
     "CanvasConstraint": "constraint",
 }
 
 __all__ = [
     "BatchNoise",
-    "BlockDiffusion",
     "CanvasConstraint",
-    "DiffusionBatch",
-    "DiffusionOutput",
     "DiffusionSettings",
     "NoiseSource",
     "RequestNoise",

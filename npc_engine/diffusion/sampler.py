@@ -24,7 +24,6 @@ __all__ = [
     "token_entropy",
     "token_entropy_fast",
     "entropy_bound_accept",
-    "stable_and_confident",
     "sample_accept_renoise",
     "sample_with_draws",
     "inverse_cdf_sample",
@@ -130,32 +129,6 @@ def entropy_bound_accept(entropy: torch.Tensor, entropy_bound: float) -> torch.T
     cumulative = torch.cumsum(sorted_entropy, dim=-1)
     sorted_accept = cumulative - sorted_entropy <= entropy_bound
     return torch.scatter(torch.zeros_like(sorted_accept), dim=-1, index=sorted_indices, src=sorted_accept)
-
-
-def stable_and_confident(
-    argmax_canvas: torch.Tensor,
-    mean_entropy: torch.Tensor,
-    history: torch.Tensor | None,
-    stability_threshold: int,
-    confidence_threshold: float,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Whether each row's argmax has been stable and its mean entropy is below the threshold.
-
-    `mean_entropy` is each row's mean entropy over the canvas, (B,). `history` holds the last
-    `stability_threshold` argmax canvases, shape (S, batch, canvas); it starts as None. Returns
-    (done per row, updated history).
-    """
-    if stability_threshold == 0:
-        is_stable = torch.ones(argmax_canvas.shape[0], dtype=torch.bool, device=argmax_canvas.device)
-    else:
-        if history is None:
-            history = torch.full((stability_threshold, *argmax_canvas.shape), -1,
-                                 dtype=argmax_canvas.dtype, device=argmax_canvas.device)
-        is_stable = (history == argmax_canvas[None]).all(dim=-1).all(dim=0)
-        history = torch.roll(history, shifts=-1, dims=0)
-        history[-1] = argmax_canvas
-    is_confident = mean_entropy < confidence_threshold
-    return is_stable & is_confident, history
 
 
 def sample_with_draws(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..diffusion import DiffusionSettings
+from ..diffusion.stability import stable_and_confident, stack_histories
 from ..models.onnx_backend import OnnxBackend, StepBinding
 from .prefix_cache import PrefixCache
 from .request import Request, RequestStatus
@@ -52,20 +53,6 @@ class _ResidentBatch:
     stability_history: np.ndarray | None
 
 
-def stable_and_confident(argmax_canvas: np.ndarray, mean_entropy: np.ndarray, history: np.ndarray | None,
-                         stability_threshold: int, confidence_threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """numpy twin of `diffusion.sampler.stable_and_confident` (same rule, same history layout)."""
-    if stability_threshold == 0:
-        is_stable = np.ones(argmax_canvas.shape[0], dtype=np.bool_)
-    else:
-        if history is None:
-            history = np.full((stability_threshold, *argmax_canvas.shape), -1, dtype=np.int64)
-        is_stable = (history == argmax_canvas[None]).all(axis=-1).all(axis=0)
-        history = np.roll(history, -1, axis=0)
-        history[-1] = argmax_canvas
-    return is_stable & (mean_entropy < confidence_threshold), history
-
-
 class OnnxRunner(RunnerBase):
     def __init__(self, backend: OnnxBackend, settings: DiffusionSettings, prefix_cache: PrefixCache,
                  *, prefill_chunk_tokens: int) -> None:
@@ -96,11 +83,8 @@ class OnnxRunner(RunnerBase):
                 logits.append(zeros)
             else:
                 logits.append(row.host())
-        histories = [r.stability_history for r in requests]
-        history = None
-        if self.settings.stability_threshold > 0 and any(h is not None for h in histories):
-            empty = np.full((self.settings.stability_threshold, self.canvas_length), -1, dtype=np.int64)
-            history = np.stack([empty if h is None else h for h in histories], axis=1)
+        history = stack_histories([r.stability_history for r in requests], self.settings.stability_threshold,
+                                  requests[0].argmax_canvas)
         self._resident = _ResidentBatch(
             request_ids=request_ids, binding=binding, canvas=np.stack([r.canvas for r in requests]),
             self_conditioning_logits=np.stack(logits), has_self_conditioning=has_signal,

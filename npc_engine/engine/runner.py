@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion import DiffusionSettings
-from ..diffusion.sampler import sample_with_draws, stable_and_confident
+from ..diffusion.sampler import sample_with_draws
+from ..diffusion.stability import stable_and_confident, stack_histories
 from ..models import DiffusionGemmaBackend
 from ..models.kv import KVSnapshot, cache_length, merge_caches
 from .prefix_cache import PrefixCache
@@ -76,12 +77,8 @@ class ModelRunner(RunnerBase):
         decoder_attention_mask = F.pad(padding_mask, (0, self.canvas_length), value=True)
         lengths = torch.tensor([cache_length(r.cache) for r in requests], dtype=torch.int32, device=device)
         offsets = torch.arange(self.canvas_length, dtype=torch.int32, device=device)
-        histories = [r.stability_history for r in requests]
-        history = None
-        if self.settings.stability_threshold > 0 and any(h is not None for h in histories):
-            empty = torch.full((self.settings.stability_threshold, self.canvas_length), -1,
-                               dtype=torch.long, device=device)
-            history = torch.stack([empty if h is None else h for h in histories], dim=1)
+        history = stack_histories([r.stability_history for r in requests], self.settings.stability_threshold,
+                                  requests[0].argmax_canvas)
         self._resident = _ResidentBatch(
             request_ids=request_ids,
             cache=cache,

@@ -135,3 +135,73 @@ func test_requests_time_out() -> void:
 	h.check(reply.code == "timeout", "timed out: %s" % reply)
 	h.free_client(client)
 	fake.stop()
+
+
+func test_fields_and_event_kinds_of_a_newer_minor_are_ignored() -> void:
+	var fake := FakeServer.new()
+	var client: NpcClient = h.make_client(fake.endpoint())
+	var errors := _errors_of(client)
+	var handshake: String = await fake.accept(h)
+	h.check(handshake == "", "handshake: " + handshake)
+	await fake.read_request(h)  # the automatic hello; left unanswered
+	var request := client.say("brom", "player", "Hi", "shopkeeper_reply")
+	var drafts := []
+	request.draft_received.connect(
+		func(fields: Dictionary, num_steps: int) -> void: drafts.append([fields, num_steps])
+	)
+	var got: Dictionary = await fake.read_request(h)
+	var id: String = got.request_id
+	var added := {"note": "a field this client has never heard of", "count": 3}
+	var thought := {
+		"type": "event",
+		"event": "thought",
+		"protocol_version": "1.1",
+		"request_id": id,
+		"thought": {"text": "hmm"}
+	}
+	fake.send_frame(0, NpcMsgPack.encode(thought))
+	var draft := {
+		"type": "event",
+		"event": "draft",
+		"protocol_version": "1.1",
+		"request_id": id,
+		"added_in_1_1": added,
+		"draft": {"fields": {"say": "Wel"}, "num_steps": 1, "added_in_1_1": added}
+	}
+	fake.send_frame(0, NpcMsgPack.encode(draft))
+	fake.send_frame(
+		0, NpcMsgPack.encode({"type": "notice", "protocol_version": "1.1", "text": "new"})
+	)
+	var change := {
+		"kind": "mood", "slot": "emotion", "path": "mood", "new": "glad", "added_in_1_1": added
+	}
+	var result := {
+		"character_id": "brom",
+		"speaker_id": "player",
+		"finish_reason": "complete",
+		"fields": {"say": "Welcome."},
+		"changes": [change],
+		"seed": 7,
+		"num_steps": 3,
+		"elapsed_ms": 12.5,
+		"num_prompt_tokens": 40,
+		"num_cached_prompt_tokens": 0,
+		"added_in_1_1": added
+	}
+	var message := {
+		"type": "reply",
+		"protocol_version": "1.1",
+		"request_id": id,
+		"op": "say",
+		"ok": true,
+		"result": result,
+		"added_in_1_1": added
+	}
+	fake.send_frame(0, NpcMsgPack.encode(message))
+	var reply: NpcReply = await request.wait()
+	h.check(reply.ok and reply.result.fields.say == "Welcome.", "the reply is read: %s" % reply)
+	h.check(reply.result.changes[0].new == "glad", "its changes too")
+	h.check(drafts.size() == 1 and drafts[0][0].say == "Wel", "one draft: %s" % [drafts])
+	h.check(errors.is_empty(), "no errors: %s" % [errors])
+	h.free_client(client)
+	fake.stop()

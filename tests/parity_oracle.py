@@ -1,4 +1,10 @@
-"""Block diffusion one step at a time: DiffusionGemma's `generate`, taken apart.
+"""The generate-parity oracle: DiffusionGemma's `generate`, taken apart one step at a time.
+
+Tests only. The engine's runners are the step implementations (one per backend, sharing
+`npc_engine.diffusion.sampler`); this loop is the bridge between that sampler and
+`model.generate`: the tests prove it token-for-token equal to `generate`, and the sampler it
+uses is the one the runners use.
+
 
 `BlockDiffusion.start()` prefills the prompt and opens the first canvas; each `step()` runs one
 decoder forward and the sampler; `end_canvas()` appends the finished canvas, checks EOS / length,
@@ -17,17 +23,17 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..models.backend import DiffusionGemmaBackend
-from .constraint import CanvasConstraint, stack_constraints
-from .sampler import (
+from npc_engine.diffusion.constraint import CanvasConstraint, stack_constraints
+from npc_engine.diffusion.stability import stable_and_confident
+from npc_engine.diffusion.sampler import (
     MASKED_LOGIT,
     BatchNoise,
     NoiseSource,
     sample_accept_renoise,
-    stable_and_confident,
     temperature_schedule,
 )
-from .settings import DiffusionSettings
+from npc_engine.diffusion.settings import DiffusionSettings
+from npc_engine.models.backend import DiffusionGemmaBackend
 
 __all__ = ["BlockDiffusion", "DiffusionBatch", "DiffusionOutput"]
 
