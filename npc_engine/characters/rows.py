@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import UnknownCharacterError, UnknownSpeakerError
+from ..errors import StateError, UnknownCharacterError, UnknownSpeakerError
 from .model import Character, Memory, Relationship, Speaker, Turn, WorldFact, now_ms, parse
 
 __all__ = [
@@ -123,7 +123,7 @@ def delete_character(conn: sqlite3.Connection, character_id: str) -> None:
 
 def set_profile_column(conn: sqlite3.Connection, character_id: str, column: str, value: Any) -> None:
     if column not in _PROFILE_COLUMNS:
-        raise ValueError(column)
+        raise StateError(f"{column!r} is not a profile column (one of {sorted(_PROFILE_COLUMNS)})")
     stored = json.dumps(value, ensure_ascii=False) if column in _JSON_COLUMNS else value
     conn.execute(f"UPDATE characters SET {column} = ?, updated_ms = ? WHERE id = ?",
                  (stored, now_ms(), character_id))

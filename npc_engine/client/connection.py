@@ -46,6 +46,7 @@ class Connection:
         self.endpoint = endpoint
         self._curve = _load_curve(Path(curve_keys)) if curve_keys else None
         self._context = zmq.Context()
+        _check_endpoint(self._context, endpoint)
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()  # payload bytes, _RECONNECT, None (close)
@@ -201,6 +202,21 @@ class Connection:
 
     def _wake(self) -> None:
         self._wake_pipe.wake()
+
+
+def _check_endpoint(context: zmq.Context, endpoint: str) -> None:
+    """ConfigError now for an endpoint ZeroMQ cannot connect to ("tcp://host:port", "ipc://path"),
+    rather than an IO thread that dies on it later. Connecting needs no server yet."""
+    probe = context.socket(zmq.DEALER)
+    probe.setsockopt(zmq.LINGER, 0)
+    try:
+        probe.connect(endpoint)
+    except (zmq.ZMQError, TypeError) as exc:
+        probe.close(0)
+        context.term()
+        raise ConfigError(f"cannot connect to endpoint {endpoint!r}: {exc} (expected e.g. tcp://127.0.0.1:5555)") \
+            from None
+    probe.close(0)
 
 
 def _load_curve(keys_dir: Path) -> tuple[bytes, bytes, bytes]:

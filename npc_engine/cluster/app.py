@@ -206,7 +206,7 @@ def start_cluster(options: ClusterOptions, *, timeout_s: float = 300.0) -> tuple
     while True:
         try:
             return handle, handle.endpoint.remote().result(timeout_s=30)
-        except Exception:
+        except Exception as exc:  # the gateway is still starting (Ray's own types): ask again
             if time.monotonic() > deadline:
-                raise
+                raise ClusterError(f"the gateway did not report its endpoint within {timeout_s:.0f} s: {exc}") from exc
             time.sleep(0.5)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, GenerationError, ModelLoadError
 from .info import ModelInfo
 from .onnx_tokenizer import OnnxTokenizer
 
@@ -210,7 +210,7 @@ class OnnxBackend:
 
     def encode_chunk(self, cache: ArrayCache, token_ids: list[int] | tuple[int, ...], start: int) -> ArrayCache:
         if start != cache.num_tokens:
-            raise ValueError(f"a chunk must continue the cache: start {start}, cached {cache.num_tokens}")
+            raise GenerationError(f"a chunk must continue the cache: start {start}, cached {cache.num_tokens}")
         feed = {"input_ids": np.asarray([token_ids], dtype=np.int64)}
         feed.update(zip([f"past_{n}" for n in (*self._key_names, *self._value_names)], cache.arrays))
         outputs = self.encoder.run(None, feed)

@@ -215,7 +215,7 @@ def generate(config: DataConfig, *, split: str, template: Template | None = None
     and templates), "heldout" (held-out combinations), "paraphrase" (held-out combinations and
     phrasings), "variant" (held-out combinations and template variants)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        raise DataError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     base, pools = _setup(config, template)
     if count is None:
         count = config.num_train if split == "train" else config.num_heldout

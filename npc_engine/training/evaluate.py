@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import DiffusionGemmaForBlockDiffusion
 
+from ..errors import ConfigError
 from ..engine import Engine
 from ..models import default_model_dir
 from ..templates import load_template
@@ -104,7 +105,7 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
     folder) on ONNX Runtime instead; the random floor then needs PyTorch and is skipped."""
     unknown = [name for name in slices if name not in SLICES]
     if unknown or not slices:
-        raise ValueError(f"unknown slices {unknown}; expected some of {sorted(SLICES)}")
+        raise ConfigError(f"unknown slices {unknown}; expected some of {sorted(SLICES)}")
     folder = Path(model_dir) if model_dir else default_model_dir()
     heldout_config, train_config = _data_config(folder, num_samples, seed)
     template = load_template(folder / "templates" / "shopkeeper_reply.json")
