@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.Net.Sockets;
 using System.Threading;
 using NUnit.Framework;
@@ -17,29 +16,6 @@ namespace NpcEngine.Tests
     {
         private static readonly PackMap Added = new PackMap { { "note", "a field this client has never heard of" }, { "count", 3L } };
 
-        private static bool WaitFor(Func<bool> condition, double seconds)
-        {
-            Stopwatch waited = Stopwatch.StartNew();
-            while (!condition())
-            {
-                if (waited.Elapsed.TotalSeconds > seconds)
-                {
-                    return false;
-                }
-                Thread.Sleep(20);
-            }
-            return true;
-        }
-
-        private static NpcClient Connect(FakeServer fake, out NetworkStream stream, List<NpcEngineException> errors)
-        {
-            NpcClient client = new NpcClient(new NpcClientOptions { Endpoint = fake.Endpoint, RequestTimeout = TimeSpan.FromSeconds(10) }, start: false);
-            client.Error += delegate(NpcEngineException error) { lock (errors) { errors.Add(error); } };
-            client.Start();
-            stream = fake.Accept(TimeSpan.FromSeconds(10));
-            return client;
-        }
-
         private static void Send(NetworkStream stream, PackMap message)
         {
             FakeServer.WriteFrame(stream, 0, MsgPack.Encode(message));
@@ -53,7 +29,7 @@ namespace NpcEngine.Tests
             using (FakeServer fake = new FakeServer())
             {
                 NetworkStream stream;
-                using (NpcClient client = Connect(fake, out stream, errors))
+                using (NpcClient client = ZmtpTests.Connect(fake, out stream, errors))
                 {
                     SayRequest say = client.Say("brom", "player", "Hi", "shopkeeper_reply", new SayOptions { OnDraft = delegate(Draft d) { lock (drafts) { drafts.Add(d); } } });
                     string id = FakeServer.ReadRequest(stream).GetString("request_id");
@@ -97,7 +73,7 @@ namespace NpcEngine.Tests
             using (FakeServer fake = new FakeServer())
             {
                 NetworkStream stream;
-                using (NpcClient client = Connect(fake, out stream, errors))
+                using (NpcClient client = ZmtpTests.Connect(fake, out stream, errors))
                 {
                     SayRequest say = client.Say("brom", "player", "Hi", "shopkeeper_reply", new SayOptions { OnDraft = delegate(Draft d) { throw new InvalidOperationException("game bug"); } });
                     string id = FakeServer.ReadRequest(stream).GetString("request_id");
@@ -135,7 +111,7 @@ namespace NpcEngine.Tests
                     client.Start();
                     client.Start();  // once only
                     fake.Accept(TimeSpan.FromSeconds(10));
-                    Assert.IsTrue(WaitFor(() => Volatile.Read(ref numConnected) == 1, 10), "Connected fired for the first handshake");
+                    Assert.IsTrue(ZmtpTests.WaitFor(() => Volatile.Read(ref numConnected) == 1, 10), "Connected fired for the first handshake");
                     Assert.AreEqual(1, client.NumConnects);
                 }
             }

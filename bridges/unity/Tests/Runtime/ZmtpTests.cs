@@ -11,7 +11,7 @@ namespace NpcEngine.Tests
     [TestFixture]
     public class ZmtpTests
     {
-        private static NpcClient Connect(FakeServer fake, out NetworkStream stream, List<NpcEngineException> errors)
+        internal static NpcClient Connect(FakeServer fake, out NetworkStream stream, List<NpcEngineException> errors)
         {
             NpcClient client = new NpcClient(new NpcClientOptions { Endpoint = fake.Endpoint, RequestTimeout = TimeSpan.FromSeconds(10), MinReconnectDelay = TimeSpan.FromMilliseconds(50) });
             client.Error += delegate(NpcEngineException error) { lock (errors) { errors.Add(error); } };
@@ -25,7 +25,7 @@ namespace NpcEngine.Tests
             FakeServer.WriteFrame(stream, 0, MsgPack.Encode(reply));
         }
 
-        private static bool WaitFor(Func<bool> condition, double seconds)
+        internal static bool WaitFor(Func<bool> condition, double seconds)
         {
             Stopwatch waited = Stopwatch.StartNew();
             while (!condition())
