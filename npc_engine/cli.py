@@ -55,7 +55,7 @@ def _cmd_fill(args: argparse.Namespace) -> int:
     overrides = {"max_denoising_steps": args.max_steps} if args.max_steps else {}
     engine = Engine.from_pretrained(_model_path(args.model, args.backend), device=args.device,
                                     backend=args.backend, strict=args.strict, num_threads=args.threads,
-                                    **overrides)
+                                    runner=args.runner, **overrides)
     result = engine.fill(args.template, args.prompt, seed=args.seed)
     payload = {
         "template": result.template,
@@ -90,7 +90,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     model_dir = _model_path(args.model, args.backend)
     config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
     engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config,
-                                    backend=args.backend, strict=args.strict, num_threads=args.threads)
+                                    backend=args.backend, strict=args.strict, num_threads=args.threads,
+                                    runner=args.runner)
     for folder in args.templates:
         files = sorted(Path(folder).glob("*.json"))
         if not files:
@@ -113,7 +114,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
         return 2
     print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
-          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
+          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}{_runner_note(engine)}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
           flush=True)
     try:
         stop.wait()
@@ -197,12 +198,21 @@ def _default_checkpoint() -> Path:
     return default_model_dir()
 
 
+def _runner_note(engine) -> str:
+    runner = getattr(engine.backend, "runner", None)  # the PyTorch backend says which forward runs
+    return f" ({runner} runner)" if runner else ""
+
+
 def _add_backend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="torch: a DiffusionGemma checkpoint on PyTorch; onnx: a folder from "
                              "`npc-engine export-onnx` on ONNX Runtime (no PyTorch needed)")
     parser.add_argument("--strict", action="store_true",
-                        help="onnx: fail instead of falling back to CPU when --device cuda is unavailable")
+                        help="fail instead of falling back: onnx, to the CPU when --device cuda is unavailable; "
+                             "torch, to the general runner when the fast one does not cover the model")
+    parser.add_argument("--runner", choices=("fast", "general"), default="fast",
+                        help="torch: fast (our own DiffusionGemma forward where the model's configuration is "
+                             "covered; the default) or general (transformers' forward)")
     parser.add_argument("--threads", type=int, default=None,
                         help="onnx: CPU threads for onnxruntime (default: one per physical core)")
 

@@ -87,7 +87,7 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
                         config: EngineConfig | None = None, backend: str = "torch", strict: bool = False,
-                        num_threads: int | None = None, **setting_overrides: Any) -> "Engine":
+                        num_threads: int | None = None, runner: str = "fast", **setting_overrides: Any) -> "Engine":
         """Load a local model folder; with no path, the small model that ships inside the package,
         with its templates registered.
 
@@ -95,7 +95,9 @@ class Engine:
         PyTorch. `backend="onnx"`: a folder written by `npc-engine export-onnx`, on ONNX Runtime
         with no PyTorch needed (`device` "cuda"/"cpu"; an unavailable CUDA falls back to CPU with
         a warning, or raises with `strict`; `num_threads` caps onnxruntime's threads; `dtype`
-        does not apply: exports are float32).
+        does not apply: exports are float32). `runner` (PyTorch): "fast", our own forward where the
+        model's configuration is covered (else transformers' with a log line, or ModelLoadError with
+        `strict`), or "general", transformers' forward.
         """
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
@@ -110,7 +112,8 @@ class Engine:
             loaded: Any = OnnxBackend.from_folder(path, device=device, strict=strict, num_threads=num_threads)
         else:
             from ..models.backend import DiffusionGemmaBackend
-            loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype)
+            loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype, runner=runner,
+                                                           strict=strict)
         settings = DiffusionSettings.from_generation_config(loaded.generation_config)
         engine = cls(loaded, settings.with_overrides(**setting_overrides), config)
         template_folder = Path(path) / "templates"

@@ -9,6 +9,7 @@ one decoder forward that returns (soft-capped, float32) logits for a canvas. It 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,17 @@ from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 from transformers.cache_utils import DynamicCache
 
 from ..errors import ConfigError, ModelLoadError
+from .fast_forward import FastForward, unsupported_reason
 from .info import ModelInfo
 from .kv import KVSnapshot, restore_cache, snapshot_cache
 
-__all__ = ["DiffusionGemmaBackend", "ModelInfo", "pick_device", "pick_dtype"]
+__all__ = ["DiffusionGemmaBackend", "ModelInfo", "RUNNERS", "pick_device", "pick_dtype"]
+
+log = logging.getLogger("npc_engine.models")
+
+# "fast": our own forward (fast_forward.py) where the configuration is covered; "general":
+# transformers' forward, always.
+RUNNERS = ("fast", "general")
 
 _MODEL_TYPE = "diffusion_gemma"
 
@@ -84,7 +92,13 @@ class DiffusionGemmaBackend:
 
     kind = "torch"
 
-    def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str) -> None:
+    def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str, *,
+                 runner: str = "general", strict: bool = False) -> None:
+        """`runner="fast"`: prefill and denoise through our own forward (`fast_forward.py`) where
+        the configuration is covered, else (a log line; ModelLoadError with `strict`) transformers'
+        forward, which `runner="general"` always uses (training does)."""
+        if runner not in RUNNERS:
+            raise ConfigError(f"runner must be one of {RUNNERS}, got {runner!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.path = path
@@ -94,6 +108,17 @@ class DiffusionGemmaBackend:
         self.canvas_length: int = int(model.config.canvas_length)
         self.device: torch.device = model.device
         self.dtype: torch.dtype = model.dtype
+        self.fast: FastForward | None = None
+        if runner == "fast":
+            reason = unsupported_reason(model)
+            if reason is None:
+                self.fast = FastForward(model)
+            elif strict:
+                raise ModelLoadError(f"the fast runner does not cover this model ({reason}); use runner 'general'",
+                                     path=path)
+            else:
+                log.warning("the fast runner does not cover %s (%s); using transformers' forward", path, reason)
+        self.runner = "fast" if self.fast is not None else "general"
 
     @classmethod
     def from_pretrained(
@@ -102,8 +127,11 @@ class DiffusionGemmaBackend:
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        runner: str = "fast",
+        strict: bool = False,
     ) -> "DiffusionGemmaBackend":
-        """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem."""
+        """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem.
+        `runner`: "fast" (the default: our own forward where it applies) or "general"."""
         path = Path(path).expanduser()
         _check_checkpoint_dir(path)
         target_device = pick_device(device)
@@ -121,7 +149,7 @@ class DiffusionGemmaBackend:
             raise ModelLoadError(f"cannot load the tokenizer from {str(path)!r}: {exc}",
                                  path=str(path)) from exc
         model.to(target_device)
-        return cls(model, tokenizer, str(path))
+        return cls(model, tokenizer, str(path), runner=runner, strict=strict)
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -168,8 +196,11 @@ class DiffusionGemmaBackend:
         device = self.device
         end = start + len(token_ids)
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=device)
-        attention_mask = torch.ones((1, end), dtype=torch.bool, device=device)
         positions = torch.arange(start, end, dtype=torch.int32, device=device).unsqueeze(0)
+        if self.fast is not None:
+            self.fast.encode(ids, positions, cache)
+            return cache
+        attention_mask = torch.ones((1, end), dtype=torch.bool, device=device)
         self.encode(ids, attention_mask, cache, positions)
         return cache
 
@@ -204,8 +235,12 @@ class DiffusionGemmaBackend:
                        past_key_values=cache, position_ids=position_ids).last_hidden_state
 
     def decoder_masks(self, canvas: torch.Tensor, cache: DynamicCache,
-                      decoder_attention_mask: torch.Tensor) -> dict:
-        """The decoder's 4D masks; fixed for a canvas while it is denoised, so build them once."""
+                      decoder_attention_mask: torch.Tensor) -> Any:
+        """The decoder's masks (what `denoise` takes); fixed for a canvas while it is denoised, so
+        build them once. `decoder_attention_mask` (B, cached + canvas) marks real entries: the fast
+        forward keeps its cached part, transformers' builds its 4D masks from it."""
+        if self.fast is not None:
+            return decoder_attention_mask[:, : decoder_attention_mask.shape[1] - canvas.shape[1]]
         return self.model.model.decoder.create_diffusion_decoder_attention_mask(
             config=self.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
             decoder_attention_mask=decoder_attention_mask,
@@ -225,6 +260,10 @@ class DiffusionGemmaBackend:
         `self_conditioning_mask` (B,) bool: rows set to False get no self-conditioning signal,
         exactly as if their logits were None (their first step shares a batch with later ones).
         """
+        if self.fast is not None:
+            return self.fast.denoise(canvas, self_conditioning_logits, [layer.keys for layer in cache.layers],
+                                     [layer.values for layer in cache.layers], masks, position_ids,
+                                     self_conditioning_mask)
         return self.model(
             decoder_input_ids=canvas,
             self_conditioning_logits=self_conditioning_logits,

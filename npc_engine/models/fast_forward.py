@@ -1,0 +1,292 @@
+"""Our own forward of DiffusionGemma's text encoder and decoder: plain tensor ops over the weights
+a `transformers` checkpoint holds, as vLLM and nano-vllm own their model code.
+
+Why: `transformers`' forward builds masks, cache objects and an expert loop in Python on every
+call (the expert loop also syncs the device once per layer to find the experts that were hit),
+so a step's host time dwarfs its compute on a GPU. Here a decoder step is a fixed sequence of
+tensor ops with no host sync and no data-dependent shapes: the masks come in as tensors, the
+cache as plain key/value tensors, and the mixture of experts runs every expert densely and
+weights each token's chosen ones (exactly the same sums; an expert a token did not choose gets
+weight 0), which is what CUDA graph replay needs.
+
+Covered: sliding and full attention layers (GQA, per-layer head sizes, full layers whose values
+are their keys), RoPE from the checkpoint's own frequency tables, Gemma RMSNorms, the dense
+feed-forward beside the routed experts, self-conditioning, tied or untied LM head, final logit
+softcapping. `unsupported_reason` names anything else, and the backend then keeps the
+`transformers` path (with a log line), never a silently different forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+__all__ = ["FastForward", "unsupported_reason"]
+
+_ACTIVATIONS = {"gelu_pytorch_tanh"}
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why this checkpoint's configuration is outside what `FastForward` computes, or None."""
+    text = model.config.text_config
+    if getattr(text, "hidden_activation", None) not in _ACTIVATIONS:
+        return f"hidden_activation {getattr(text, 'hidden_activation', None)!r} (covered: {sorted(_ACTIVATIONS)})"
+    if getattr(text, "attention_bias", False):
+        return "attention_bias=True"
+    if getattr(text, "use_bidirectional_attention", None) == "all":
+        return "a bidirectional encoder (use_bidirectional_attention='all')"
+    if getattr(text, "attn_logit_softcapping", None) is not None:
+        return "attention logit softcapping"
+    if set(text.layer_types) - {"sliding_attention", "full_attention"}:
+        return f"layer types {sorted(set(text.layer_types))}"
+    if getattr(text, "use_clipped_linears", False):
+        return "clipped linears"
+    for layer in model.model.decoder.layers:
+        if getattr(layer.self_attn, "is_kv_shared_layer", False):
+            return "shared key/value layers"
+    return None
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Gemma's RMSNorm, in transformers' arithmetic (float32, x * (mean(x^2) + eps)^-0.5)."""
+    hidden = x.float()
+    normed = hidden * torch.pow(hidden.pow(2).mean(-1, keepdim=True) + eps, -0.5)
+    if weight is not None:
+        normed = normed * weight.float()
+    return normed.type_as(x)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on (B, T, heads, dim) with cos/sin (B, T, dim)."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+@dataclass(frozen=True)
+class _Layer:
+    is_sliding: bool
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor | None          # None: a full layer, whose values are its (un-roped) keys
+    o: torch.Tensor
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+    input_norm: torch.Tensor
+    post_attention_norm: torch.Tensor
+    pre_feedforward_norm: torch.Tensor
+    post_feedforward_norm: torch.Tensor
+    post_feedforward_norm_1: torch.Tensor
+    post_feedforward_norm_2: torch.Tensor
+    pre_feedforward_norm_2: torch.Tensor
+    gate: torch.Tensor
+    up: torch.Tensor
+    down: torch.Tensor
+    router_scale: torch.Tensor
+    router_proj: torch.Tensor
+    per_expert_scale: torch.Tensor
+    experts_gate_up: torch.Tensor   # (E, 2I, H)
+    experts_down: torch.Tensor      # (E, H, I)
+    layer_scalar: torch.Tensor
+
+    @classmethod
+    def of(cls, layer: Any, is_sliding: bool, num_heads: int) -> "_Layer":
+        attention = layer.self_attn
+        head_dim = int(attention.q_norm.weight.shape[0])
+        return cls(
+            is_sliding=is_sliding, num_heads=num_heads, num_kv_heads=int(attention.k_proj.weight.shape[0]) // head_dim,
+            head_dim=head_dim, q=attention.q_proj.weight, k=attention.k_proj.weight,
+            v=attention.v_proj.weight if attention.v_proj is not None else None, o=attention.o_proj.weight,
+            q_norm=attention.q_norm.weight, k_norm=attention.k_norm.weight,
+            input_norm=layer.input_layernorm.weight, post_attention_norm=layer.post_attention_layernorm.weight,
+            pre_feedforward_norm=layer.pre_feedforward_layernorm.weight,
+            post_feedforward_norm=layer.post_feedforward_layernorm.weight,
+            post_feedforward_norm_1=layer.post_feedforward_layernorm_1.weight,
+            post_feedforward_norm_2=layer.post_feedforward_layernorm_2.weight,
+            pre_feedforward_norm_2=layer.pre_feedforward_layernorm_2.weight,
+            gate=layer.mlp.gate_proj.weight, up=layer.mlp.up_proj.weight, down=layer.mlp.down_proj.weight,
+            router_scale=layer.router.scale, router_proj=layer.router.proj.weight,
+            per_expert_scale=layer.router.per_expert_scale, experts_gate_up=layer.experts.gate_up_proj,
+            experts_down=layer.experts.down_proj, layer_scalar=layer.layer_scalar)
+
+
+class FastForward:
+    """The encoder's chunk prefill and the decoder's denoising forward of one checkpoint, over
+    its own weight tensors (shared, not copied)."""
+
+    def __init__(self, model: Any) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ConfigError(f"the fast forward does not cover {reason}")  # callers check first
+        text = model.config.text_config
+        self.eps = float(text.rms_norm_eps)
+        self.top_k = int(text.top_k_experts)
+        self.sliding_window = int(text.sliding_window)
+        self.layer_types = list(text.layer_types)
+        num_heads = int(text.num_attention_heads)
+        decoder = model.model.decoder
+        encoder = model.model.encoder.language_model
+        self.decoder_layers = [_Layer.of(layer, kind == "sliding_attention", num_heads)
+                               for layer, kind in zip(decoder.layers, self.layer_types)]
+        self.encoder_layers = [_Layer.of(layer, kind == "sliding_attention", num_heads)
+                               for layer, kind in zip(encoder.layers, self.layer_types)]
+        self.decoder_embed = decoder.embed_tokens.weight
+        self.decoder_embed_scale = decoder.embed_tokens.embed_scale
+        self.encoder_embed = encoder.embed_tokens.weight
+        self.encoder_embed_scale = encoder.embed_tokens.embed_scale
+        self.decoder_norm = decoder.norm.weight
+        self.encoder_norm = encoder.norm.weight
+        sc = decoder.self_conditioning
+        self.sc_pre_norm, self.sc_gate, self.sc_up, self.sc_down = (
+            sc.pre_norm.weight, sc.gate_proj.weight, sc.up_proj.weight, sc.down_proj.weight)
+        self.lm_head = model.lm_head.weight
+        self.softcap = model.final_logit_softcapping
+        self._rope = {kind: (getattr(decoder.rotary_emb, f"{kind}_inv_freq"),
+                             float(getattr(decoder.rotary_emb, f"{kind}_attention_scaling")))
+                      for kind in set(self.layer_types)}
+
+    # -- shared pieces --------------------------------------------------------------------------
+
+    def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        tables = {}
+        for kind, (inv_freq, scaling) in self._rope.items():
+            freqs = positions[..., None].float() * inv_freq.to(device=positions.device, dtype=torch.float32)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            tables[kind] = ((emb.cos() * scaling).to(dtype), (emb.sin() * scaling).to(dtype))
+        return tables
+
+    def _attention_inputs(self, layer: _Layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(queries (B,h,T,d), keys (B,kvh,T,d), values (B,kvh,T,d)) of `hidden`, normed and roped."""
+        batch, length, _ = hidden.shape
+        shape = (batch, length, -1, layer.head_dim)
+        query = _rotate(_rms(F.linear(hidden, layer.q).view(shape), layer.q_norm, self.eps), cos, sin)
+        raw_key = F.linear(hidden, layer.k).view(shape)
+        raw_value = F.linear(hidden, layer.v).view(shape) if layer.v is not None else raw_key
+        key = _rotate(_rms(raw_key, layer.k_norm, self.eps), cos, sin)
+        value = _rms(raw_value, None, self.eps)
+        return query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+
+    @staticmethod
+    def _attend(layer: _Layer, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                additive_mask: torch.Tensor) -> torch.Tensor:
+        groups = layer.num_heads // layer.num_kv_heads
+        if groups > 1:
+            keys = keys.repeat_interleave(groups, dim=1)
+            values = values.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask, scale=1.0)
+        batch, _, length, _ = out.shape
+        return out.transpose(1, 2).reshape(batch, length, -1)
+
+    def _feedforward(self, layer: _Layer, residual: torch.Tensor) -> torch.Tensor:
+        """The dense MLP and the routed experts side by side, as a DiffusionGemma layer has them."""
+        eps = self.eps
+        dense_in = _rms(residual, layer.pre_feedforward_norm, eps)
+        dense = F.linear(F.gelu(F.linear(dense_in, layer.gate), approximate="tanh") * F.linear(dense_in, layer.up),
+                         layer.down)
+        dense = _rms(dense, layer.post_feedforward_norm_1, eps)
+
+        flat = residual.reshape(-1, residual.shape[-1])
+        routed = _rms(flat, None, eps) * layer.router_scale * (flat.shape[-1] ** -0.5)
+        probabilities = F.softmax(F.linear(routed, layer.router_proj), dim=-1, dtype=torch.float32)
+        top_weights, top_index = torch.topk(probabilities, k=self.top_k, dim=-1)
+        top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
+        top_weights = top_weights * layer.per_expert_scale[top_index]
+        weights = torch.zeros_like(probabilities).scatter(-1, top_index, top_weights)  # (T, E)
+        experts_in = _rms(flat, layer.pre_feedforward_norm_2, eps)
+        gate, up = torch.matmul(experts_in, layer.experts_gate_up.transpose(1, 2)).chunk(2, dim=-1)  # (E, T, I)
+        per_expert = torch.matmul(F.gelu(gate, approximate="tanh") * up, layer.experts_down.transpose(1, 2))
+        routed_out = (per_expert * weights.t().to(per_expert.dtype)[:, :, None]).sum(dim=0)
+        routed_out = _rms(routed_out.reshape(residual.shape).to(residual.dtype), layer.post_feedforward_norm_2, eps)
+        return _rms(dense + routed_out, layer.post_feedforward_norm, eps)
+
+    def _layer(self, layer: _Layer, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
+               past: tuple[torch.Tensor, torch.Tensor] | Any, additive_mask: torch.Tensor, *,
+               cache_layer: Any = None) -> torch.Tensor:
+        residual = hidden
+        normed = _rms(hidden, layer.input_norm, self.eps)
+        query, key, value = self._attention_inputs(layer, normed, *rotary)
+        if cache_layer is not None:  # the encoder grows the request's cache (sliding layers trim it)
+            keys, values = cache_layer.update(key, value)
+        else:  # the decoder reads the cache and never writes it
+            keys, values = torch.cat([past[0], key], dim=-2), torch.cat([past[1], value], dim=-2)
+        attended = F.linear(self._attend(layer, query, keys, values, additive_mask), layer.o)
+        hidden = residual + _rms(attended, layer.post_attention_norm, self.eps)
+        hidden = hidden + self._feedforward(layer, hidden)
+        return hidden * layer.layer_scalar
+
+    # -- the decoder ---------------------------------------------------------------------------
+
+    def denoise(self, canvas: torch.Tensor, self_conditioning_logits: torch.Tensor | None,
+                keys: list[torch.Tensor], values: list[torch.Tensor], key_mask: torch.Tensor,
+                position_ids: torch.Tensor, self_conditioning_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 logits (B, L, V) of one decoder forward over `canvas` (B, L).
+
+        `keys`/`values`: per layer, the batch's cached (normed, roped) keys and values (B, kvh, S_l,
+        d), left-padded; `key_mask` (B, S) marks the real entries of the longest (full) layer, its
+        right end aligned with every layer's. `self_conditioning_mask` (B,) zeroes the signal of
+        rows with no previous logits yet.
+        """
+        embed = self.decoder_embed
+        scale = self.decoder_embed_scale.to(embed.dtype)
+        hidden = F.embedding(canvas, embed) * scale
+        if self_conditioning_logits is not None:
+            soft = torch.matmul(self_conditioning_logits.softmax(dim=-1, dtype=torch.float32).to(embed.dtype), embed)
+            soft = soft * scale.to(hidden.dtype)
+            if self_conditioning_mask is not None:
+                soft = soft * self_conditioning_mask.to(soft.dtype)[:, None, None]
+        else:
+            soft = torch.zeros_like(hidden)
+        normed = _rms(soft, self.sc_pre_norm, self.eps)
+        signal = F.linear(F.gelu(F.linear(normed, self.sc_gate), approximate="tanh") * F.linear(normed, self.sc_up),
+                          self.sc_down)
+        hidden = _rms(hidden + signal, None, self.eps)
+        rotary = self._rotary(position_ids, hidden.dtype)
+        canvas_keys = torch.ones(canvas.shape, dtype=torch.bool, device=canvas.device)
+        masks: dict[int, torch.Tensor] = {}
+        for index, layer in enumerate(self.decoder_layers):
+            num_cached = keys[index].shape[2]
+            if num_cached not in masks:
+                allowed = torch.cat([key_mask[:, key_mask.shape[1] - num_cached:], canvas_keys], dim=1)
+                masks[num_cached] = _additive(allowed[:, None, None, :], hidden.dtype)
+            hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], (keys[index], values[index]),
+                                 masks[num_cached])
+        logits = F.linear(_rms(hidden, self.decoder_norm, self.eps), self.lm_head).to(torch.float32)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    # -- the encoder ---------------------------------------------------------------------------
+
+    def encode(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """The causal encoder over one request's new tokens `input_ids` (1, T) at `position_ids`,
+        appending their keys/values to its `DynamicCache` (sliding layers keep their last
+        window - 1 entries, as transformers' cache does). Returns the final hidden states."""
+        hidden = F.embedding(input_ids, self.encoder_embed) * self.encoder_embed_scale.to(self.encoder_embed.dtype)
+        rotary = self._rotary(position_ids, hidden.dtype)
+        query_pos = position_ids[0]
+        num_new = input_ids.shape[1]
+        end = int(query_pos[-1]) + 1
+        for index, layer in enumerate(self.encoder_layers):
+            cache_layer = cache.layers[index]
+            num_keys = (cache_layer.keys.shape[-2] if cache_layer.is_initialized else 0) + num_new
+            key_pos = torch.arange(end - num_keys, end, device=input_ids.device)
+            allowed = key_pos[None, :] <= query_pos[:, None]
+            if layer.is_sliding:
+                allowed = allowed & (query_pos[:, None] - key_pos[None, :] < self.sliding_window)
+            hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], None,
+                                 _additive(allowed[None, None], hidden.dtype), cache_layer=cache_layer)
+        return _rms(hidden, self.encoder_norm, self.eps)
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
