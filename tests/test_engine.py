@@ -169,6 +169,21 @@ def test_drafts_stream_then_final(backend):
         next(engine.submit(GREETING, "x", seed=1).drafts())
 
 
+def test_drafts_are_rendered_once_per_frame_after_its_budgeted_work(backend):
+    engine = make_engine(backend, max_steps=12)
+    seen = []
+    handle = engine.submit(GREETING, "Tell me a story", seed=4, on_draft=seen.append)
+    engine.core.run_frame(None, max_steps=1)  # the prefill
+    report = engine.core.run_frame(None, max_steps=3)  # three steps in one frame
+    assert report.num_steps == 3 and not handle.done()
+    assert [d.num_steps for d in seen] == [2]  # one draft, of the frame's last step (prefill took a call)
+    assert report.draft_ms > 0.0
+    report = engine.core.run_frame(None, max_steps=2)
+    assert [d.num_steps for d in seen] == [2, 4] and report.draft_ms > 0.0
+    engine.cancel(handle.request_id)
+    assert engine.core.run_frame(None, max_steps=1).draft_ms == 0.0  # nothing left to draw
+
+
 def test_priority_runs_first_when_slots_are_scarce(backend):
     engine = make_engine(backend, max_batch_size=1)
     low = engine.submit(GREETING, "Low", seed=1, priority=0)

@@ -38,9 +38,10 @@ def _runner_class(backend: Any) -> type:
 
 @dataclass(frozen=True)
 class FrameReport:
-    device_ms: float
+    device_ms: float          # the budgeted work: steps and prefill chunks, synchronized
     num_steps: int
     is_over_budget: bool
+    draft_ms: float = 0.0     # host time rendering drafts after that work (outside the budget)
 
 
 class EngineCore:
@@ -60,6 +61,7 @@ class EngineCore:
         self._on_finish = on_finish
         self._inbox: deque[tuple[str, object]] = deque()
         self._requests: dict[str, Request] = {}
+        self._draft_due: dict[str, Request] = {}  # stepped this frame, with a draft listener
         self.num_active = 0
 
     # -- inbox (any thread) -------------------------------------------------------------------
@@ -97,10 +99,11 @@ class EngineCore:
                 spent_ms += step_ms
                 num_steps += 1
                 is_over |= output.is_over_budget
+            draft_ms = self._emit_drafts()
             self._drain_inbox()  # cancels posted during the frame free their memory now
         if num_steps:
             self.stats.record_frame(spent_ms, budget_ms)
-        return FrameReport(spent_ms, num_steps, is_over)
+        return FrameReport(spent_ms, num_steps, is_over, draft_ms)
 
     def try_drain_inbox(self) -> None:
         """Apply pending submits/cancels now if no frame is running (never waits for one)."""
@@ -151,10 +154,10 @@ class EngineCore:
                 self.stats.record_step()
             device_ms += ms
             for request, done in zip(batch, is_done):
-                if request.on_draft is not None and not done:
-                    device_ms += self._timed(lambda r=request: self._emit_draft(r))[1]
                 if done:
                     self._finish(request, RequestStatus.FINISHED_COMPLETE)
+                elif request.on_draft is not None:
+                    self._draft_due[request.request_id] = request
         for chunk in output.prefill:
             request = self._requests[chunk.request_id]
             if request.status == RequestStatus.WAITING:
@@ -181,12 +184,22 @@ class EngineCore:
 
     # -- finishing ------------------------------------------------------------------------------
 
-    def _emit_draft(self, request: Request) -> None:
-        try:
-            fields = self.runner.render(request)
-            request.on_draft(Draft(request.request_id, fields, request.num_steps, request.character_id))
-        except Exception:  # a listener's bug must not stop generation
-            log.exception("draft listener failed for request %s", request.request_id)
+    def _emit_drafts(self) -> float:
+        """One draft per streaming request stepped this frame, of its latest step, rendered after
+        the frame's budgeted device work: rendering (and the listener, e.g. the server encoding
+        the event) is host work the step cost model does not predict, so it stays out of the
+        budget, and a request stepped several times in a frame is rendered once."""
+        due, self._draft_due = self._draft_due, {}
+        started = time.perf_counter()
+        for request in due.values():
+            if request.status != RequestStatus.RUNNING:
+                continue  # finished (its result carries the fields) or cancelled meanwhile
+            try:
+                fields = self.runner.render(request)
+                request.on_draft(Draft(request.request_id, fields, request.num_steps, request.character_id))
+            except Exception:  # a listener's bug must not stop generation
+                log.exception("draft listener failed for request %s", request.request_id)
+        return (time.perf_counter() - started) * 1000.0 if due else 0.0
 
     def _fail(self, request: Request, exc: BaseException) -> None:
         request.error = f"{type(exc).__name__}: {exc}"
