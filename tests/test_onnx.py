@@ -90,10 +90,15 @@ def _running(engine: Engine, seeds: list[int]) -> list[Request]:
     return requests
 
 
-@pytest.mark.parametrize("model", ["random", "sharp"])
-def test_same_seeds_give_the_same_accepted_canvases_and_close_logits(model, tiny_model_dir, exported, sharp_pair):
+# The export traces transformers' layers, so the general runner computes the same sums in the
+# same order; the fast runner (our own forward) agrees within float32 rounding, which a sharpened
+# model's near-ties can turn into a different sample, so it is held to equal canvases on the
+# random model only.
+@pytest.mark.parametrize("model, runner", [("random", "general"), ("sharp", "general"), ("random", "fast")])
+def test_same_seeds_give_the_same_accepted_canvases_and_close_logits(model, runner, tiny_model_dir, exported,
+                                                                     sharp_pair):
     checkpoint, folder = (tiny_model_dir, exported[0]) if model == "random" else sharp_pair
-    engines = [Engine.from_pretrained(checkpoint, device="cpu", max_denoising_steps=12),
+    engines = [Engine.from_pretrained(checkpoint, device="cpu", max_denoising_steps=12, runner=runner),
                Engine.from_pretrained(folder, backend="onnx", device="cpu", max_denoising_steps=12)]
     batches = [_running(engine, [5, 6, 7]) for engine in engines]
     num_done = 0

@@ -152,7 +152,11 @@ def sample_with_draws(
     # One exp pass serves both the sample and the entropy; nothing here needs normalized
     # probabilities: the inverse CDF scales its target by the total instead.
     peak = logits.amax(dim=-1, keepdim=True)
-    weights = torch.exp(logits - peak)
+    shifted = logits - peak
+    # exp() of an input below about -87 (every masked token, at -1e30) underflows, and CPU exp
+    # kernels take a slow path there: measured 5-8x the cost of the whole pass. Those weights are
+    # below 1e-38 of the peak's, so they are exactly 0 here (a masked token stays undrawable).
+    weights = torch.where(shifted > _EXP_FLOOR, torch.exp(shifted.clamp(min=_EXP_FLOOR)), 0.0)
     total = weights.sum(dim=-1)
     entropy = peak.squeeze(-1) + torch.log(total) - (weights * logits).sum(dim=-1) / total
     sampled = inverse_cdf_sample(weights, uniform)
@@ -161,6 +165,8 @@ def sample_with_draws(
     return torch.where(is_accepted, sampled, renoise), argmax_canvas, entropy.mean(dim=-1), logits
 
 
+# Below this, exp() underflows float32's normal range (exp(-87) is about 1.6e-38).
+_EXP_FLOOR = -87.0
 # Scales a target strictly below the total it was drawn against (one float32 ulp or more).
 _BELOW_ONE = 1.0 - 2.0 ** -23
 

@@ -3,11 +3,14 @@ a `transformers` checkpoint holds, as vLLM and nano-vllm own their model code.
 
 Why: `transformers`' forward builds masks, cache objects and an expert loop in Python on every
 call (the expert loop also syncs the device once per layer to find the experts that were hit),
-so a step's host time dwarfs its compute on a GPU. Here a decoder step is a fixed sequence of
-tensor ops with no host sync and no data-dependent shapes: the masks come in as tensors, the
-cache as plain key/value tensors, and the mixture of experts runs every expert densely and
-weights each token's chosen ones (exactly the same sums; an expert a token did not choose gets
-weight 0), which is what CUDA graph replay needs.
+so a step's host time dwarfs its compute on a GPU. Here a decoder step is a short sequence of
+tensor ops: the masks come in as tensors (their additive form and the RoPE tables are built
+once per batch and reused while the batch's tensors are), the cache as plain key/value tensors.
+The mixture of experts has two forms: on a GPU every expert runs densely and each token's chosen
+ones are weighted in (the same sums: an expert a token did not choose gets weight 0; no host
+sync and no data-dependent shape, which CUDA graph replay needs); on the CPU only the tokens
+routed to an expert go through it, as transformers does, since there a sync costs nothing and
+the dense form would double the experts' work.
 
 Covered: sliding and full attention layers (GQA, per-layer head sizes, full layers whose values
 are their keys), RoPE from the checkpoint's own frequency tables, Gemma RMSNorms, the dense
@@ -53,12 +56,18 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Gemma's RMSNorm, in transformers' arithmetic (float32, x * (mean(x^2) + eps)^-0.5)."""
-    hidden = x.float()
+    """Gemma's RMSNorm, in transformers' arithmetic (float32, x * (mean(x^2) + eps)^-0.5);
+    `weight` is already float32 (see `_Layer.of`)."""
+    hidden = x if x.dtype == torch.float32 else x.float()
     normed = hidden * torch.pow(hidden.pow(2).mean(-1, keepdim=True) + eps, -0.5)
     if weight is not None:
-        normed = normed * weight.float()
-    return normed.type_as(x)
+        normed = normed * weight
+    return normed if normed.dtype == x.dtype else normed.type_as(x)
+
+
+def _float32(weight: torch.Tensor) -> torch.Tensor:
+    """A norm's weight as float32: the weight itself when it already is (shared, not copied)."""
+    return weight if weight.dtype == torch.float32 else weight.detach().float()
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -102,17 +111,18 @@ class _Layer:
     def of(cls, layer: Any, is_sliding: bool, num_heads: int) -> "_Layer":
         attention = layer.self_attn
         head_dim = int(attention.q_norm.weight.shape[0])
+        f32 = _float32
         return cls(
             is_sliding=is_sliding, num_heads=num_heads, num_kv_heads=int(attention.k_proj.weight.shape[0]) // head_dim,
             head_dim=head_dim, q=attention.q_proj.weight, k=attention.k_proj.weight,
             v=attention.v_proj.weight if attention.v_proj is not None else None, o=attention.o_proj.weight,
-            q_norm=attention.q_norm.weight, k_norm=attention.k_norm.weight,
-            input_norm=layer.input_layernorm.weight, post_attention_norm=layer.post_attention_layernorm.weight,
-            pre_feedforward_norm=layer.pre_feedforward_layernorm.weight,
-            post_feedforward_norm=layer.post_feedforward_layernorm.weight,
-            post_feedforward_norm_1=layer.post_feedforward_layernorm_1.weight,
-            post_feedforward_norm_2=layer.post_feedforward_layernorm_2.weight,
-            pre_feedforward_norm_2=layer.pre_feedforward_layernorm_2.weight,
+            q_norm=f32(attention.q_norm.weight), k_norm=f32(attention.k_norm.weight),
+            input_norm=f32(layer.input_layernorm.weight), post_attention_norm=f32(layer.post_attention_layernorm.weight),
+            pre_feedforward_norm=f32(layer.pre_feedforward_layernorm.weight),
+            post_feedforward_norm=f32(layer.post_feedforward_layernorm.weight),
+            post_feedforward_norm_1=f32(layer.post_feedforward_layernorm_1.weight),
+            post_feedforward_norm_2=f32(layer.post_feedforward_layernorm_2.weight),
+            pre_feedforward_norm_2=f32(layer.pre_feedforward_layernorm_2.weight),
             gate=layer.mlp.gate_proj.weight, up=layer.mlp.up_proj.weight, down=layer.mlp.down_proj.weight,
             router_scale=layer.router.scale, router_proj=layer.router.proj.weight,
             per_expert_scale=layer.router.per_expert_scale, experts_gate_up=layer.experts.gate_up_proj,
@@ -143,11 +153,15 @@ class FastForward:
         self.decoder_embed_scale = decoder.embed_tokens.embed_scale
         self.encoder_embed = encoder.embed_tokens.weight
         self.encoder_embed_scale = encoder.embed_tokens.embed_scale
-        self.decoder_norm = decoder.norm.weight
-        self.encoder_norm = encoder.norm.weight
+        self.decoder_norm = _float32(decoder.norm.weight)
+        self.encoder_norm = _float32(encoder.norm.weight)
         sc = decoder.self_conditioning
         self.sc_pre_norm, self.sc_gate, self.sc_up, self.sc_down = (
-            sc.pre_norm.weight, sc.gate_proj.weight, sc.up_proj.weight, sc.down_proj.weight)
+            _float32(sc.pre_norm.weight), sc.gate_proj.weight, sc.up_proj.weight, sc.down_proj.weight)
+        # Dense experts where a host sync costs (a GPU, and what CUDA graphs capture), routed
+        # tokens only on the CPU; `is_dense_experts` may be set either way (the tests run both).
+        self.is_dense_experts = decoder.embed_tokens.weight.device.type != "cpu"
+        self._per_batch: dict[str, tuple[torch.Tensor, Any]] = {}
         self.lm_head = model.lm_head.weight
         self.softcap = model.final_logit_softcapping
         self._rope = {kind: (getattr(decoder.rotary_emb, f"{kind}_inv_freq"),
@@ -155,6 +169,17 @@ class FastForward:
                       for kind in set(self.layer_types)}
 
     # -- shared pieces --------------------------------------------------------------------------
+
+    def _reused(self, name: str, key: torch.Tensor, build: Any) -> Any:
+        """`build()`, or what it gave for this very `key` tensor last time: a resident batch
+        passes the same positions and key mask every step, so their RoPE tables and additive
+        masks are built once per batch. Holding `key` keeps its id from being reused."""
+        held = self._per_batch.get(name)
+        if held is not None and held[0] is key:
+            return held[1]
+        value = build()
+        self._per_batch[name] = (key, value)
+        return value
 
     def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         tables = {}
@@ -179,11 +204,8 @@ class FastForward:
     @staticmethod
     def _attend(layer: _Layer, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 additive_mask: torch.Tensor) -> torch.Tensor:
-        groups = layer.num_heads // layer.num_kv_heads
-        if groups > 1:
-            keys = keys.repeat_interleave(groups, dim=1)
-            values = values.repeat_interleave(groups, dim=1)
-        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask, scale=1.0)
+        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask, scale=1.0,
+                                             enable_gqa=layer.num_heads != layer.num_kv_heads)
         batch, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(batch, length, -1)
 
@@ -201,11 +223,11 @@ class FastForward:
         top_weights, top_index = torch.topk(probabilities, k=self.top_k, dim=-1)
         top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
         top_weights = top_weights * layer.per_expert_scale[top_index]
-        weights = torch.zeros_like(probabilities).scatter(-1, top_index, top_weights)  # (T, E)
         experts_in = _rms(flat, layer.pre_feedforward_norm_2, eps)
-        gate, up = torch.matmul(experts_in, layer.experts_gate_up.transpose(1, 2)).chunk(2, dim=-1)  # (E, T, I)
-        per_expert = torch.matmul(F.gelu(gate, approximate="tanh") * up, layer.experts_down.transpose(1, 2))
-        routed_out = (per_expert * weights.t().to(per_expert.dtype)[:, :, None]).sum(dim=0)
+        if self.is_dense_experts:
+            routed_out = _dense_experts(layer, experts_in, top_index, top_weights)
+        else:
+            routed_out = _routed_experts(layer, experts_in, top_index, top_weights)
         routed_out = _rms(routed_out.reshape(residual.shape).to(residual.dtype), layer.post_feedforward_norm_2, eps)
         return _rms(dense + routed_out, layer.post_feedforward_norm, eps)
 
@@ -250,20 +272,29 @@ class FastForward:
         signal = F.linear(F.gelu(F.linear(normed, self.sc_gate), approximate="tanh") * F.linear(normed, self.sc_up),
                           self.sc_down)
         hidden = _rms(hidden + signal, None, self.eps)
-        rotary = self._rotary(position_ids, hidden.dtype)
-        canvas_keys = torch.ones(canvas.shape, dtype=torch.bool, device=canvas.device)
-        masks: dict[int, torch.Tensor] = {}
+        rotary = self._reused("rotary", position_ids, lambda: self._rotary(position_ids, hidden.dtype))
+        masks = self._reused("masks", key_mask, lambda: self._decoder_masks(key_mask, keys, canvas, hidden.dtype))
         for index, layer in enumerate(self.decoder_layers):
             num_cached = keys[index].shape[2]
-            if num_cached not in masks:
-                allowed = torch.cat([key_mask[:, key_mask.shape[1] - num_cached:], canvas_keys], dim=1)
-                masks[num_cached] = _additive(allowed[:, None, None, :], hidden.dtype)
             hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], (keys[index], values[index]),
                                  masks[num_cached])
         logits = F.linear(_rms(hidden, self.decoder_norm, self.eps), self.lm_head).to(torch.float32)
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    @staticmethod
+    def _decoder_masks(key_mask: torch.Tensor, keys: list[torch.Tensor], canvas: torch.Tensor,
+                       dtype: torch.dtype) -> dict[int, torch.Tensor]:
+        """Additive masks by cached length: the real cached entries (right-aligned) and the canvas."""
+        canvas_keys = torch.ones(canvas.shape, dtype=torch.bool, device=canvas.device)
+        masks = {}
+        for layer_keys in keys:
+            num_cached = layer_keys.shape[2]
+            if num_cached not in masks:
+                allowed = torch.cat([key_mask[:, key_mask.shape[1] - num_cached:], canvas_keys], dim=1)
+                masks[num_cached] = _additive(allowed[:, None, None, :], dtype)
+        return masks
 
     # -- the encoder ---------------------------------------------------------------------------
 
@@ -286,6 +317,28 @@ class FastForward:
             hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], None,
                                  _additive(allowed[None, None], hidden.dtype), cache_layer=cache_layer)
         return _rms(hidden, self.encoder_norm, self.eps)
+
+
+def _dense_experts(layer: _Layer, hidden: torch.Tensor, top_index: torch.Tensor,
+                   top_weights: torch.Tensor) -> torch.Tensor:
+    """Every expert over every token, each weighted by the router (0 where not chosen)."""
+    weights = torch.zeros((hidden.shape[0], layer.experts_gate_up.shape[0]), dtype=top_weights.dtype,
+                          device=hidden.device).scatter(-1, top_index, top_weights)  # (T, E)
+    gate, up = torch.matmul(hidden, layer.experts_gate_up.transpose(1, 2)).chunk(2, dim=-1)  # (E, T, I)
+    per_expert = torch.matmul(F.gelu(gate, approximate="tanh") * up, layer.experts_down.transpose(1, 2))
+    return (per_expert * weights.t().to(per_expert.dtype)[:, :, None]).sum(dim=0)
+
+
+def _routed_experts(layer: _Layer, hidden: torch.Tensor, top_index: torch.Tensor,
+                    top_weights: torch.Tensor) -> torch.Tensor:
+    """Each expert over the tokens routed to it, summed back per token, as transformers does."""
+    out = torch.zeros_like(hidden)
+    for expert in torch.unique(top_index).tolist():
+        token, slot = torch.where(top_index == expert)
+        gate, up = F.linear(hidden[token], layer.experts_gate_up[expert]).chunk(2, dim=-1)
+        expert_out = F.linear(F.gelu(gate, approximate="tanh") * up, layer.experts_down[expert])
+        out.index_add_(0, token, (expert_out * top_weights[token, slot, None]).to(out.dtype))
+    return out
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
