@@ -94,8 +94,10 @@ class Engine:
         `backend="torch"`: a DiffusionGemma checkpoint (model + tokenizer, save_pretrained) on
         PyTorch. `backend="onnx"`: a folder written by `npc-engine export-onnx`, on ONNX Runtime
         with no PyTorch needed (`device` "cuda"/"cpu"; an unavailable CUDA falls back to CPU with
-        a warning, or raises with `strict`; `num_threads` caps onnxruntime's threads; `dtype`
-        does not apply: exports are float32). `runner` (PyTorch): "fast", our own forward where the
+        a warning, or raises with `strict`; `dtype` does not apply: exports are float32).
+        `num_threads`: CPU threads for the model (onnxruntime's; for PyTorch `torch.set_num_threads`,
+        which is process-wide); size it to the cores the game leaves (`npc-engine serve` defaults
+        to all but one). `runner` (PyTorch): "fast", our own forward where the
         model's configuration is covered (else transformers' with a log line, or ModelLoadError with
         `strict`), or "general", transformers' forward.
         """
@@ -113,7 +115,7 @@ class Engine:
         else:
             from ..models.backend import DiffusionGemmaBackend
             loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype, runner=runner,
-                                                           strict=strict)
+                                                           strict=strict, num_threads=num_threads)
         settings = DiffusionSettings.from_generation_config(loaded.generation_config)
         engine = cls(loaded, settings.with_overrides(**setting_overrides), config)
         template_folder = Path(path) / "templates"

@@ -129,9 +129,15 @@ class DiffusionGemmaBackend:
         dtype: str | torch.dtype | None = None,
         runner: str = "fast",
         strict: bool = False,
+        num_threads: int | None = None,
     ) -> "DiffusionGemmaBackend":
         """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem.
-        `runner`: "fast" (the default: our own forward where it applies) or "general"."""
+        `runner`: "fast" (the default: our own forward where it applies) or "general".
+        `num_threads`: `torch.set_num_threads` (process-wide; None leaves torch's choice)."""
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+                raise ConfigError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+            torch.set_num_threads(num_threads)
         path = Path(path).expanduser()
         _check_checkpoint_dir(path)
         target_device = pick_device(device)
