@@ -52,11 +52,14 @@ def add_model_arguments(parser) -> None:
                         help="size of the fresh random model when no --model is given")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
     parser.add_argument("--max-steps", type=int, default=16, help="denoising step cap")
+    parser.add_argument("--runner", choices=("fast", "general"), default="fast",
+                        help="the PyTorch forward: ours (fast, the default) or transformers' (general)")
 
 
 def load_backend(args) -> DiffusionGemmaBackend:
     model_dir = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")), MODEL_SIZES[args.size])
-    return DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+    return DiffusionGemmaBackend.from_pretrained(model_dir, device=args.device, dtype=args.dtype,
+                                                 runner=getattr(args, "runner", "fast"))
 
 
 def load_settings(backend: DiffusionGemmaBackend, args) -> DiffusionSettings:
@@ -68,6 +71,7 @@ def load_settings(backend: DiffusionGemmaBackend, args) -> DiffusionSettings:
 def describe(backend: DiffusionGemmaBackend) -> dict[str, Any]:
     info = backend.info()
     return {"hardware": hardware(backend.device), "device": info.device, "dtype": info.dtype,
+            "runner": getattr(backend, "runner", None),
             "num_parameters": info.num_parameters, "vocab_size": info.vocab_size,
             "canvas_length": info.canvas_length, "torch": torch.__version__}
 

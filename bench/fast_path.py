@@ -6,7 +6,10 @@ Rows: a featherweight model (1 layer, hidden 16: nearly all host time) at batch 
 built-in model at batch 1, 8 and 32. Rounds alternate between the paths so machine noise hits both
 alike; medians are reported with the speed-up (general ms / fast ms).
 
-    python bench/fast_path.py [--rounds 9] [--steps 8] [--device cpu|cuda] [--batch-sizes 1,8,32] [--out FILE]
+    python bench/fast_path.py [--rounds 9] [--steps 8] [--device cpu|cuda] [--batch-sizes 1,8,32]
+                              [--models featherweight,built-in[,small]] [--out FILE]
+
+`small` is the random 85M model of bench/common.py, at the same batch sizes as the built-in one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, running_batch, write_json  # noqa: E402
+from common import MODEL_SIZES, hardware, running_batch, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -71,11 +74,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--models", default="featherweight,built-in")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    featherweight = build_tiny_model(Path(tempfile.mkdtemp(prefix="npc-bench-")) / "featherweight", FEATHERWEIGHT)
-    rows = [{"model": "featherweight", **measure(Path(featherweight), 1, args)}]
-    rows += [{"model": "built-in", **measure(default_model_dir(), int(b), args)} for b in args.batch_sizes.split(",")]
+    scratch = Path(tempfile.mkdtemp(prefix="npc-bench-"))
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    rows = []
+    for name in args.models.split(","):
+        if name == "featherweight":
+            rows.append({"model": name, **measure(Path(build_tiny_model(scratch / name, FEATHERWEIGHT)), 1, args)})
+            continue
+        folder = default_model_dir() if name == "built-in" else Path(build_tiny_model(scratch / name, MODEL_SIZES[name]))
+        rows += [{"model": name, **measure(folder, batch, args)} for batch in batch_sizes]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     machine = hardware(device)
     print(f"engine step, fast vs general path, on {machine} (torch {torch.__version__}); "

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--characters", type=int, default=64)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--budget-steps", type=float, default=2.0, help="budget in units of one step")
+    parser.add_argument("--budget-ms", type=float, default=None, help="a fixed budget instead (e.g. 4 at 60 fps)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--busy-game", action="store_true", help="one core busy beside the engine (see above)")
     parser.add_argument("--drafts", action="store_true", help="every character streams drafts")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     busy.__enter__()  # the game runs from calibration on, as it would
     probe = Engine(backend, settings, EngineConfig(max_batch_size=args.characters))
     one_step_ms = probe.calibrate().step_ms[1]
-    budget_ms = args.budget_steps * one_step_ms
+    budget_ms = args.budget_ms if args.budget_ms else args.budget_steps * one_step_ms
     # A 60 fps frame is 16.7 ms; where one step alone is slower than that (a CPU), simulate the
     # highest frame rate whose frame still holds the budget, and say so.
     target_fps = min(60.0, 0.999 * 1000.0 / budget_ms)  # a hair under, so rounding never makes the frame shorter

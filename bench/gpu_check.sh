@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One short run of the benchmarks on a CUDA machine (the device tool's lent GPU).
 #   bench/gpu_check.sh          the engine benchmarks (invariance, batching, frame budget, prefix cache)
+#   bench/gpu_check.sh fast     issue 20: our own forward (runner fast) against transformers' (general)
+#                               on CUDA, side by side: engine step (featherweight, built-in, 85M at
+#                               batch 1/8/32), 64 NPCs in a 4 ms budget at 60 fps, batching
 #   bench/gpu_check.sh backends the ONNX backend: step times on the host CPU (and PyTorch on the GPU
 #                               beside it) and tests/test_onnx.py. That machine's onnxruntime is the
 #                               CPU build (onnxruntime-gpu is too big to carry), so ONNX runs on CPU.
@@ -25,6 +28,14 @@ engine() {
   run bench/frame_budget.py --device cuda --frames 600 --size small --out "$OUT/frame_budget_small.json"
   run bench/prefix_cache.py --device cuda --out "$OUT/prefix_cache.json"
 }
+fast() {
+  run bench/fast_path.py --device cuda --models featherweight,built-in,small --rounds 7 --out "$OUT/fast_path.json"
+  for runner in fast general; do
+    run bench/frame_budget.py --device cuda --runner $runner --model npc_engine/default_model --characters 64 \
+      --budget-ms 4 --frames 600 --drafts --out "$OUT/frame_budget_4ms_$runner.json"
+    run bench/batching.py --device cuda --runner $runner --rounds 3 --out "$OUT/batching_tiny_$runner.json"
+  done
+}
 backends() {
   python3 -c "import onnxruntime, torch; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers(), 'torch', torch.__version__)"
   run bench/backends.py --model default --rounds 5 --out "$OUT/backends_default_cpu.json"
@@ -35,5 +46,5 @@ backends() {
 }
 {
   nvidia-smi -L
-  if [ "${1:-}" = backends ]; then backends; else engine; fi
+  case "${1:-}" in backends) backends ;; fast) fast ;; *) engine ;; esac
 } 2>&1 | tee "$OUT/bench${1:+_$1}.log"
