@@ -1,7 +1,8 @@
 """`npc-engine` command line.
 
     npc-engine fill --template FILE --prompt TEXT [--model DIR] [--seed N]
-    npc-engine serve [--bind tcp://127.0.0.1:5555] [--model DIR] [--db FILE] [--templates DIR]
+    npc-engine serve [--bind tcp://127.0.0.1:5555 | --port N] [--model DIR] [--db FILE] [--templates DIR]
+                     [--parent-pid PID] [--exit-on-stdin-eof] [--status-file FILE]
     npc-engine schemas [--write] [--dir schemas]
     npc-engine curve-keys DIR
     npc-engine make-tiny-model DIR
@@ -19,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import BindError, NpcEngineError
+from .errors import NpcEngineError
 
 __all__ = ["main"]
 
@@ -74,54 +75,6 @@ def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
     from .models import build_tiny_model
 
     print(build_tiny_model(args.directory))
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from .characters import Store
-    from .engine import Engine, EngineConfig
-    from .protocol import PROTOCOL_VERSION, Limits
-    from .server import Server, check_bind
-
-    check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before loading a model
-    model_dir = _model_path(args.model, args.backend)
-    config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
-    engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config,
-                                    backend=args.backend, strict=args.strict, num_threads=args.threads,
-                                    runner=args.runner)
-    for folder in args.templates:
-        files = sorted(Path(folder).glob("*.json"))
-        if not files:
-            print(f"npc-engine: warning: no *.json templates in {folder}", file=sys.stderr)
-        for path in files:
-            engine.register_template(path)
-    store = Store(args.db) if args.db else Store()
-    limits = Limits(max_message_bytes=args.max_message_bytes, hard_message_bytes=4 * args.max_message_bytes,
-                    max_outstanding_per_client=args.max_outstanding)
-    server = Server(engine, store, bind=args.bind, limits=limits, curve_keys=args.curve_keys,
-                    is_insecure=args.insecure)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        server.start()
-    except BindError as exc:  # the port is taken, or the address is not ours
-        engine.close()
-        store.close()
-        print(f"npc-engine: error: {exc}; choose another --bind address or port", file=sys.stderr)
-        return 2
-    print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
-          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}{_runner_note(engine)}; state {store.path}; templates {sorted(engine.templates) or 'none'})",
-          flush=True)
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        engine.close()
-        store.close()
     return 0
 
 
@@ -312,21 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(fill)
     fill.set_defaults(handler=_cmd_fill)
 
-    serve = commands.add_parser("serve", help="serve the engine over ZeroMQ (see schemas/PROTOCOL.md)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
-    serve.add_argument("--model", help="DiffusionGemma checkpoint folder (default: the built-in model)")
-    serve.add_argument("--db", help="state database file (default: under your user data folder)")
-    serve.add_argument("--templates", action="append", default=[], help="folder of template JSON files (repeatable)")
-    serve.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
-    serve.add_argument("--dtype", default=None, help="float32, bfloat16, float16")
-    serve.add_argument("--frame-budget-ms", type=float, default=None, help="device ms per frame (default: none)")
-    serve.add_argument("--target-fps", type=float, default=60.0)
-    serve.add_argument("--max-message-bytes", type=int, default=1 << 20)
-    serve.add_argument("--max-outstanding", type=int, default=64, help="outstanding requests per client")
-    serve.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
-    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
-    _add_backend(serve)
-    serve.set_defaults(handler=_cmd_serve)
+    from .cli_serve import add_serve_command
+    add_serve_command(commands)
 
     schemas = commands.add_parser("schemas", help="check (or --write) the protocol's JSON Schemas and vectors")
     schemas.add_argument("--write", action="store_true", help="regenerate the files instead of checking them")

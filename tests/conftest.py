@@ -15,7 +15,17 @@ from npc_engine.diffusion import DiffusionSettings
 from npc_engine.engine import Engine
 from npc_engine.models import DiffusionGemmaBackend, TinyModelSpec, build_tiny_model
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+TORCH_THREADS = max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(TORCH_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_stay_put():
+    """A test that runs a command in-process (`--threads` sets torch's, process-wide) leaves the
+    next test the session's thread count: float32 sums, and so near-ties, depend on it."""
+    yield
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,11 @@ class ServerProcess:
         if port and is_port_taken(port):
             raise ServerStartError(f"port {port} is already taken on 127.0.0.1; pick another with --port "
                                    "(or --port 0 for any free one)")
-        self.port = port or free_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "npc_engine.cli", "serve", "--bind", self.endpoint]
+        self.port = port  # 0: the server picks a free one and names it on its first line
+        self.endpoint = f"tcp://127.0.0.1:{port}" if port else ""
+        # --parent-pid: the server ends with this process, however this process ends.
+        self.args = [sys.executable, "-m", "npc_engine.cli", "serve", "--port", str(port),
+                     "--parent-pid", str(os.getpid())]
         if model is not None:
             self.args += ["--model", str(model)]
         if db is not None:
@@ -84,9 +86,11 @@ class ServerProcess:
                 self.stop()
                 tail = "\n".join(self._stderr_tail) or "(no output)"
                 raise ServerStartError(f"npc-engine serve did not start:\n{tail}")
-        if "serving on" not in first_line[0]:
+        if not first_line[0].startswith("npc-engine serving on "):
             self.stop()
             raise ServerStartError(f"unexpected first line from the server: {first_line[0].strip()}")
+        self.endpoint = first_line[0].split()[3]
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
         return self
 
     def stop(self) -> None:
