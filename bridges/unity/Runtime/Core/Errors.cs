@@ -43,6 +43,8 @@ namespace NpcEngine
         public const string Closed = "closed";
         /// <summary>A say's draft callback threw; that say failed (and was cancelled on the server).</summary>
         public const string CallbackFailed = "callback_failed";
+        /// <summary><see cref="NpcServerProcess"/> could not start the server, or it exited before listening.</summary>
+        public const string ServerStartFailed = "server_start_failed";
     }
 
     /// <summary>The server answered with <c>ok: false</c>.</summary>

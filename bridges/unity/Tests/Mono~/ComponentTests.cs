@@ -119,5 +119,54 @@ namespace NpcEngine.Tests
             StubPlayerLoop.Send(sample, "OnGUI");
             StubPlayerLoop.Send(sample.GetComponent<NpcEngineClient>(), "OnDestroy");
         }
+
+        [Test]
+        public void NpcServerStartsTheServerConnectsTheClientAndStopsOnQuit()
+        {
+            string python = Environment.GetEnvironmentVariable("NPC_ENGINE_PYTHON");
+            string serveArguments = Environment.GetEnvironmentVariable("NPC_ENGINE_SERVE_ARGS") ?? "";
+            if (string.IsNullOrEmpty(python) || !serveArguments.Contains(" serve "))
+            {
+                Assert.Ignore("needs NPC_ENGINE_PYTHON and NPC_ENGINE_SERVE_ARGS naming `npc-engine serve`");
+            }
+            GameObject npc = new GameObject("Brom");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            NpcServer server = npc.AddComponent<NpcServer>();
+            server.developmentCommand = python;
+            server.developmentArguments = serveArguments;
+            server.serverArguments = "--db " + System.IO.Path.GetTempFileName() + ".db";
+            HelloResult hello = null;
+            component.Connected += delegate(HelloResult h) { hello = h; };
+            bool started = false;
+            server.onStarted.AddListener(delegate { started = true; });
+            StubPlayerLoop.Send(server, "Awake");
+            Assert.IsFalse(component.connectOnStart, "the client waits for the server's endpoint");
+            StubPlayerLoop.Send(component, "Start");
+            StubPlayerLoop.Send(server, "Start");
+            Stopwatch waited = Stopwatch.StartNew();
+            while (hello == null)
+            {
+                Assert.Less(waited.Elapsed.TotalSeconds, 240, "connected within 240 s of frames");
+                StubPlayerLoop.Send(server, "Update");
+                StubPlayerLoop.Send(component, "Update");
+                Thread.Sleep(16);
+            }
+            Assert.IsTrue(started && server.IsRunning);
+            Assert.AreEqual(server.Endpoint, component.endpoint);
+            int pid = server.Process.ProcessId;
+            StubPlayerLoop.Send(component, "OnApplicationQuit");
+            StubPlayerLoop.Send(server, "OnApplicationQuit");
+            Assert.IsFalse(server.IsRunning);
+            bool isGone;
+            try
+            {
+                isGone = Process.GetProcessById(pid).HasExited;
+            }
+            catch (ArgumentException)
+            {
+                isGone = true;  // no such process any more
+            }
+            Assert.IsTrue(isGone, "quitting stopped the server process");
+        }
     }
 }

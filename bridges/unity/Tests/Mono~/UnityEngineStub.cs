@@ -149,6 +149,12 @@ namespace UnityEngine
         }
     }
 
+    public static class Application
+    {
+        public static string streamingAssetsPath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "StreamingAssets");
+        public static bool isEditor = true;
+    }
+
     public static class Screen
     {
         public static int height = 720;

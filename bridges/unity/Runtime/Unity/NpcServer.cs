@@ -1,0 +1,156 @@
+using System;
+using System.IO;
+using System.Threading.Tasks;
+using UnityEngine;
+using UnityEngine.Events;
+
+namespace NpcEngine.Unity
+{
+    /// <summary>
+    /// Starts the npc-engine server with the game and stops it with the game. By default it runs
+    /// the bundle shipped under StreamingAssets (<see cref="bundlePath"/>); in the editor set
+    /// <see cref="developmentCommand"/> (e.g. the path of a venv's python) and
+    /// <see cref="developmentArguments"/> ("-m npc_engine.cli serve"). The server listens on a free
+    /// port, and the <see cref="NpcEngineClient"/> (the one on this GameObject unless
+    /// <see cref="client"/> is set) connects to the endpoint it prints. The server also ends by
+    /// itself when the game process ends, however it ends (--parent-pid, --exit-on-stdin-eof).
+    /// </summary>
+    public sealed class NpcServer : MonoBehaviour
+    {
+        [Tooltip("The server executable, relative to StreamingAssets (the bundle from `npc-engine bundle`)")]
+        public string bundlePath = "npc-engine/npc-engine-server";
+        [Tooltip("Editor/development: run this instead of the bundle (e.g. .venv/bin/python); empty: the bundle")]
+        public string developmentCommand = "";
+        public string developmentArguments = "-m npc_engine.cli serve";
+        [Tooltip("More serve flags, e.g. --db <save folder>/npc.db --templates <folder> --frame-budget-ms 4")]
+        public string serverArguments = "";
+        [Tooltip("The client to connect (default: the NpcEngineClient on this GameObject)")]
+        public NpcEngineClient client;
+        public bool startOnStart = true;
+        public float startTimeoutSeconds = 120f;
+        public float stopTimeoutSeconds = 5f;
+
+        public UnityEvent onStarted = new UnityEvent();
+        public NpcErrorEvent onError = new NpcErrorEvent();
+
+        private Task<NpcServerProcess> _starting;
+        private NpcServerProcess _server;
+
+        /// <summary>The endpoint the running server listens on, or null.</summary>
+        public string Endpoint { get { return _server != null ? _server.Endpoint : null; } }
+        public bool IsRunning { get { return _server != null && !_server.HasExited; } }
+        /// <summary>The server process, once started (its id, its stderr tail).</summary>
+        public NpcServerProcess Process { get { return _server; } }
+
+        private void Awake()
+        {
+            if (client == null)
+            {
+                client = GetComponent<NpcEngineClient>();
+            }
+            if (client != null)
+            {
+                client.connectOnStart = false;  // it connects once the server says where it listens
+            }
+        }
+
+        private void Start()
+        {
+            if (startOnStart)
+            {
+                StartServer();
+            }
+        }
+
+        /// <summary>Starts the server (non-blocking; <see cref="onStarted"/> or <see cref="onError"/> follows in a later Update).</summary>
+        public void StartServer()
+        {
+            if (_starting != null || _server != null)
+            {
+                return;
+            }
+            bool isDevelopment = !string.IsNullOrEmpty(developmentCommand);
+            NpcServerOptions options = new NpcServerOptions
+            {
+                FileName = isDevelopment ? developmentCommand : BundleExecutable(),
+                Arguments = ((isDevelopment ? developmentArguments : "") + " " + serverArguments).Trim(),
+                StartTimeout = TimeSpan.FromSeconds(startTimeoutSeconds),
+                StopTimeout = TimeSpan.FromSeconds(stopTimeoutSeconds),
+            };
+            _starting = NpcServerProcess.StartAsync(options);
+        }
+
+        private string BundleExecutable()
+        {
+            string path = Path.IsPathRooted(bundlePath) ? bundlePath : Path.Combine(Application.streamingAssetsPath, bundlePath);
+            if (Environment.OSVersion.Platform == PlatformID.Win32NT && !path.EndsWith(".exe", StringComparison.OrdinalIgnoreCase))
+            {
+                path += ".exe";
+            }
+            return path;
+        }
+
+        private void Update()
+        {
+            Task<NpcServerProcess> starting = _starting;
+            if (starting == null || !starting.IsCompleted)
+            {
+                return;
+            }
+            _starting = null;
+            if (starting.IsFaulted)
+            {
+                Exception error = starting.Exception.GetBaseException();
+                NpcEngineException typed = error as NpcEngineException;
+                string code = typed != null ? typed.Code : LocalCodes.ServerStartFailed;
+                Debug.LogError("npc-engine server: " + error.Message);
+                onError.Invoke(code, error.Message);
+                return;
+            }
+            _server = starting.Result;
+            if (client != null)
+            {
+                client.endpoint = _server.Endpoint;
+                client.Connect();
+            }
+            onStarted.Invoke();
+        }
+
+        /// <summary>Disconnects the client and ends the server (bounded wait, then a kill).</summary>
+        public void StopServer()
+        {
+            if (client != null)
+            {
+                client.Close();
+            }
+            NpcServerProcess server = _server;
+            _server = null;
+            if (server != null)
+            {
+                server.Dispose();
+            }
+            Task<NpcServerProcess> starting = _starting;
+            _starting = null;
+            if (starting != null)  // quit while it was starting (leaving play mode): end it once it is up
+            {
+                starting.ContinueWith(delegate(Task<NpcServerProcess> done)
+                {
+                    if (!done.IsFaulted && !done.IsCanceled)
+                    {
+                        done.Result.Dispose();
+                    }
+                }, TaskScheduler.Default);
+            }
+        }
+
+        private void OnApplicationQuit()
+        {
+            StopServer();
+        }
+
+        private void OnDestroy()
+        {
+            StopServer();
+        }
+    }
+}
