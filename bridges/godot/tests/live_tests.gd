@@ -241,3 +241,55 @@ func test_demo_scene_shows_drafts_settling_into_the_line() -> void:
 	h.check(bubbles.size() >= 2, "the bubble changed while denoising: %s" % [bubbles])
 	scene.queue_free()
 	NpcEngine.close()
+
+
+func test_npc_server_starts_the_server_connects_and_stops() -> void:
+	var parsed: Variant = JSON.parse_string(OS.get_environment("NPC_ENGINE_SERVE_ARGS_JSON"))
+	if not parsed is Array or not "serve" in parsed:
+		return  # a cluster gateway suite: NpcServer launches `serve` only
+	var client := NpcClient.new()
+	client.request_timeout_s = 240.0
+	h.root.add_child(client)
+	var server := NpcServer.new()
+	server.start_on_ready = false
+	server.client = client
+	server.development_command = OS.get_environment("NPC_ENGINE_PYTHON")
+	server.development_args = PackedStringArray(parsed)
+	var db := ProjectSettings.globalize_path("user://npc-server-test-%d.db" % Time.get_ticks_usec())
+	server.server_args = PackedStringArray(["--db", db])
+	h.root.add_child(server)
+	var seen := []
+	server.started.connect(func(at: String) -> void: seen.append(at))
+	server.start_server()
+	var is_up: bool = await h.wait_until(
+		func() -> bool: return not client.hello_result.is_empty(), 240.0
+	)
+	h.check(is_up and seen == [server.endpoint], "started on %s, connected: %s" % [seen, is_up])
+	h.check(
+		server.endpoint.begins_with("tcp://127.0.0.1:"), "a loopback endpoint: " + server.endpoint
+	)
+	var reply: NpcReply = await client.ping()
+	h.check(reply.ok, "the launched server answers: %s" % reply)
+	var server_pid := server.pid
+	server.stop_server()
+	var is_gone: bool = await h.wait_until(
+		func() -> bool: return not OS.is_process_running(server_pid), 10.0
+	)
+	h.check(is_gone and not server.is_running(), "stopping ended the process")
+	h.free_client(client)
+	server.queue_free()
+
+
+func test_npc_server_reports_a_server_that_cannot_start() -> void:
+	var server := NpcServer.new()
+	server.start_on_ready = false
+	server.development_command = "/nonexistent/npc-engine-server"
+	h.root.add_child(server)
+	var errors := []
+	server.failed.connect(
+		func(code: String, message: String) -> void: errors.append([code, message])
+	)
+	server.start_server()
+	await h.wait_until(func() -> bool: return not errors.is_empty(), 20.0)
+	h.check(errors.size() == 1 and errors[0][0] == "server_start_failed", "failed: %s" % [errors])
+	server.queue_free()
