@@ -265,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(fill)
     fill.set_defaults(handler=_cmd_fill)
 
+    from .cli_bundle import add_bundle_command
     from .cli_serve import add_serve_command
     add_serve_command(commands)
+    add_bundle_command(commands)
 
     schemas = commands.add_parser("schemas", help="check (or --write) the protocol's JSON Schemas and vectors")
     schemas.add_argument("--write", action="store_true", help="regenerate the files instead of checking them")

@@ -106,7 +106,8 @@ class Engine:
         is_default = path is None
         if is_default:
             path = default_model_dir() if backend == "torch" else default_onnx_dir()
-            if not has_default_model() or not Path(path).is_dir():
+            is_present = has_default_model() if backend == "torch" else (Path(path) / "manifest.json").is_file()
+            if not is_present:  # a bundle ships only the export, so each backend checks its own files
                 raise ModelLoadError(f"the shipped default model is missing from {path}; reinstall npc-engine "
                                      "or pass a model folder", path=str(path))
         if backend == "onnx":
