@@ -21,16 +21,14 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL_SIZES, hardware, running_batch, write_json  # noqa: E402
+from common import MODEL_SIZES, hardware, running_batch, time_step_ms, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
 from npc_engine import Engine  # noqa: E402
-from npc_engine.engine.request import Request  # noqa: E402
 from npc_engine.export import export_onnx  # noqa: E402
 from npc_engine.models import build_tiny_model, default_model_dir, default_onnx_dir  # noqa: E402
 from npc_engine.models.onnx_backend import OnnxBackend  # noqa: E402
@@ -41,18 +39,6 @@ def model_folders(name: str, scratch: Path) -> tuple[Path, Path]:
     checkpoint = build_tiny_model(scratch / name, MODEL_SIZES[name])
     export_onnx(checkpoint, scratch / f"{name}-onnx")
     return Path(checkpoint), scratch / f"{name}-onnx"
-
-
-def time_step_ms(engine: Engine, requests: list[Request], num_steps: int) -> float:
-    runner = engine.core.runner
-    runner.forget_batch()
-    runner.step(requests)  # stacks the batch; later steps reuse it, as in the engine
-    engine.backend.synchronize()
-    started = time.perf_counter()
-    for _ in range(num_steps):
-        runner.step(requests)
-    engine.backend.synchronize()
-    return (time.perf_counter() - started) * 1000.0 / num_steps
 
 
 def main() -> None:

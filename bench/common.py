@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,16 @@ def running_batch(engine: Engine, batch_size: int) -> list[Request]:
             engine.core.runner.prefill(request)
         requests.append(request)
     return requests
+
+
+def time_step_ms(engine: Engine, requests: list[Request], num_steps: int) -> float:
+    """Mean ms of `num_steps` runner steps of `requests` (after one that stacks the batch)."""
+    runner = engine.core.runner
+    runner.forget_batch()
+    runner.step(requests)  # stacks the batch; later steps reuse it, as in the engine
+    engine.backend.synchronize()
+    started = time.perf_counter()
+    for _ in range(num_steps):
+        runner.step(requests)
+    engine.backend.synchronize()
+    return (time.perf_counter() - started) * 1000.0 / num_steps

@@ -18,11 +18,10 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL_SIZES, hardware, running_batch, write_json  # noqa: E402
+from common import MODEL_SIZES, hardware, running_batch, time_step_ms, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -43,21 +42,10 @@ def engine_for(folder: Path, runner: str, device: str | None) -> Engine:
     return Engine(backend, DiffusionSettings(max_denoising_steps=100_000))  # no canvas ends while timed
 
 
-def time_step_ms(engine: Engine, requests: list, num_steps: int) -> float:
-    runner = engine.core.runner
-    engine.backend.synchronize()
-    started = time.perf_counter()
-    for _ in range(num_steps):
-        runner.step(requests)
-    engine.backend.synchronize()
-    return (time.perf_counter() - started) * 1000.0 / num_steps
-
-
 def measure(folder: Path, batch_size: int, args) -> dict:
     engines = {runner: engine_for(folder, runner, args.device) for runner in ("general", "fast")}
     batches = {runner: running_batch(engine, batch_size) for runner, engine in engines.items()}
-    for runner, engine in engines.items():  # stack the batch and warm up
-        engine.core.runner.forget_batch()
+    for runner, engine in engines.items():  # warm up
         time_step_ms(engine, batches[runner], 2)
     samples = {runner: [] for runner in engines}
     for _ in range(args.rounds):
