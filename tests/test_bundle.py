@@ -3,13 +3,16 @@ PATH, no PYTHONPATH): it answers hello and a say on ONNX Runtime with the built-
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from npc_engine.cli_bundle import EXECUTABLE, build_bundle
+from npc_engine import __version__
+from npc_engine.cli_bundle import EXECUTABLE, MANIFEST, build_bundle
 from npc_engine.client import Client
 
 
@@ -45,6 +48,30 @@ def test_the_bundle_runs_relocated_with_a_clean_environment(relocated, tmp_path)
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_the_bundle_says_what_it_is_for(relocated):
+    manifest = json.loads((relocated / MANIFEST).read_text())
+    expected_os = {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux")
+    assert manifest["os"] == expected_os and manifest["executable"] == EXECUTABLE
+    assert manifest["npc_engine_version"] == __version__ and manifest["backend"] == "onnx"
+    assert manifest["protocol_version"].count(".") == 1 and manifest["format"] == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("readelf") is None,
+                    reason="symbols are stripped on Linux only")
+def test_the_bundle_libraries_are_stripped_but_vendored_ones_are_not(relocated):
+    def has_symbols(library):
+        return ".symtab" in subprocess.run(["readelf", "-S", str(library)], capture_output=True, text=True).stdout
+
+    import numpy
+
+    own = next(relocated.rglob("libpython3*.so*"))
+    assert not has_symbols(own)
+    installed = Path(numpy.__file__).parent.parent / "numpy.libs"
+    vendored = sorted((relocated / "_internal" / "numpy.libs").iterdir())
+    assert vendored  # numpy's OpenBLAS, byte for byte as auditwheel wrote it: strip breaks it
+    assert all(p.read_bytes() == (installed / p.name).read_bytes() for p in vendored)
 
 
 def test_bundle_refuses_a_non_empty_folder(tmp_path):

@@ -268,8 +268,13 @@ func test_npc_server_starts_the_server_connects_and_stops() -> void:
 	h.check(
 		server.endpoint.begins_with("tcp://127.0.0.1:"), "a loopback endpoint: " + server.endpoint
 	)
-	var reply: NpcReply = await client.ping()
-	h.check(reply.ok, "the launched server answers: %s" % reply)
+	await client.upsert_speaker("player", "Aria")
+	await client.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith."})
+	var reply: NpcReply = await client.say_and_wait("brom", "player", "Any work?", TEMPLATE)
+	h.check(
+		reply.ok and reply.result.get("fields", {}).has("say"),
+		"the launched server answers a say: %s" % reply
+	)
 	var server_pid := server.pid
 	server.stop_server()
 	var is_gone: bool = await h.wait_until(
