@@ -3,7 +3,7 @@ with the built-in model and its templates inside the bundle. It takes the same f
 
 import sys
 
-from npc_engine.cli import main
+from npc_engine.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", "--backend", "onnx", *sys.argv[1:]]))
+    entry(["serve", "--backend", "onnx", *sys.argv[1:]])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -378,6 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry(argv: list[str] | None = None) -> None:
+    """The process entry point (the console script, `python -m npc_engine.cli`, the bundle)."""
+    argv = sys.argv[1:] if argv is None else argv
+    code = main(argv)
+    if argv[:1] == ["serve"]:
+        # serve has closed its socket (queued replies sent), its engine and its store (every
+        # write committed) by now. What is left is the interpreter tearing down torch and its
+        # thread pools: about 0.9 s that a launcher waiting for the port or a watchdog exit
+        # pays for nothing. Flush what is buffered and leave.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -402,4 +419,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -63,10 +63,9 @@ def test_the_server_ends_with_its_parent_and_keeps_what_it_acknowledged(tiny_mod
         assert reply.fields
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
-        # The watchdog polls every 0.2 s; a quiet machine measures well under the 2 s goal
-        # (docs/deployment.md). The bound here is generous: a test asserts that it ends, not how
-        # fast a shared machine manages it.
-        took_s = wait_gone(server_pid, within_s=15.0)
+        # The watchdog polls every 0.2 s and a stopped serve skips the interpreter's teardown:
+        # measured 0.05 s on a quiet machine, so the 2 s of the launcher contract has room.
+        took_s = wait_gone(server_pid, within_s=2.0)
     finally:
         if parent.poll() is None:
             parent.kill()
