@@ -39,6 +39,7 @@ def test_unity_bridge_suite_against_a_live_server(tiny_model_dir, tmp_path):
 
 
 LAUNCHER_TESTS = {"ServerProcessTests.StartsOnAFreePortServesAndStops",
+                  "ComponentTests.NpcServerRunsTheBundleInStreamingAssets",
                   "ServerProcessTests.AServerThatExitsAtOnceIsAClearErrorWithItsOutput",
                   "ComponentTests.NpcServerStartsTheServerConnectsTheClientAndStopsOnQuit"}
 

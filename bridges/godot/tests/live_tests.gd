@@ -298,3 +298,21 @@ func test_npc_server_reports_a_server_that_cannot_start() -> void:
 	await h.wait_until(func() -> bool: return not errors.is_empty(), 20.0)
 	h.check(errors.size() == 1 and errors[0][0] == "server_start_failed", "failed: %s" % [errors])
 	server.queue_free()
+
+
+func test_npc_server_reports_a_missing_bundle() -> void:
+	var server := NpcServer.new()
+	server.start_on_ready = false
+	server.bundle_path = "no-such-folder/npc-engine-server"
+	h.root.add_child(server)
+	var errors := []
+	server.failed.connect(
+		func(code: String, message: String) -> void: errors.append([code, message])
+	)
+	server.start_server()
+	h.check(
+		errors.size() == 1 and errors[0][0] == "bad_bundle" and "npc-engine bundle" in errors[0][1],
+		"a missing bundle: %s" % [errors]
+	)
+	h.check(server.pid == -1 and not server.is_running(), "nothing started")
+	server.queue_free()

@@ -47,6 +47,14 @@ func start_server() -> void:
 		command = OS.get_executable_path().get_base_dir().path_join(bundle_path)
 		if OS.get_name() == "Windows" and not command.ends_with(".exe"):
 			command += ".exe"
+		if not FileAccess.file_exists(command):
+			var why := (
+				"no server bundle at %s: build one with `npc-engine bundle --out DIR`" % command
+			)
+			failed.emit(
+				"bad_bundle", why + " and put it beside the game's executable as npc-engine/"
+			)
+			return
 	_status_path = ProjectSettings.globalize_path("user://npc-engine-%d.json" % OS.get_process_id())
 	DirAccess.remove_absolute(_status_path)
 	args.append_array(server_args)

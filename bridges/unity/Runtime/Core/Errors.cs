@@ -45,6 +45,8 @@ namespace NpcEngine
         public const string CallbackFailed = "callback_failed";
         /// <summary><see cref="NpcServerProcess"/> could not start the server, or it exited before listening.</summary>
         public const string ServerStartFailed = "server_start_failed";
+        /// <summary>A server bundle is missing, incomplete, or for another OS (<see cref="NpcServerBundle"/>).</summary>
+        public const string BadBundle = "bad_bundle";
     }
 
     /// <summary>The server answered with <c>ok: false</c>.</summary>

@@ -8,7 +8,7 @@ namespace NpcEngine.Unity
 {
     /// <summary>
     /// Starts the npc-engine server with the game and stops it with the game. By default it runs
-    /// the bundle shipped under StreamingAssets (<see cref="bundlePath"/>); in the editor set
+    /// the bundle shipped under StreamingAssets (<see cref="bundleFolder"/>, its executable named by its bundle.json); in the editor set
     /// <see cref="developmentCommand"/> (e.g. the path of a venv's python) and
     /// <see cref="developmentArguments"/> ("-m npc_engine.cli serve"). The server listens on a free
     /// port, and the <see cref="NpcEngineClient"/> (the one on this GameObject unless
@@ -17,8 +17,8 @@ namespace NpcEngine.Unity
     /// </summary>
     public sealed class NpcServer : MonoBehaviour
     {
-        [Tooltip("The server executable, relative to StreamingAssets (the bundle from `npc-engine bundle`)")]
-        public string bundlePath = "npc-engine/npc-engine-server";
+        [Tooltip("The server bundle's folder (from `npc-engine bundle`), relative to StreamingAssets or absolute")]
+        public string bundleFolder = NpcServerBundle.DefaultFolder;
         [Tooltip("Editor/development: run this instead of the bundle (e.g. .venv/bin/python); empty: the bundle")]
         public string developmentCommand = "";
         public string developmentArguments = "-m npc_engine.cli serve";
@@ -70,9 +70,22 @@ namespace NpcEngine.Unity
                 return;
             }
             bool isDevelopment = !string.IsNullOrEmpty(developmentCommand);
+            string executable = developmentCommand;
+            if (!isDevelopment)
+            {
+                try
+                {
+                    executable = BundleExecutable();
+                }
+                catch (NpcEngineException error)  // no bundle, an incomplete one, another OS's
+                {
+                    _starting = Task.FromException<NpcServerProcess>(error);
+                    return;
+                }
+            }
             NpcServerOptions options = new NpcServerOptions
             {
-                FileName = isDevelopment ? developmentCommand : BundleExecutable(),
+                FileName = executable,
                 Arguments = ((isDevelopment ? developmentArguments : "") + " " + serverArguments).Trim(),
                 StartTimeout = TimeSpan.FromSeconds(startTimeoutSeconds),
                 StopTimeout = TimeSpan.FromSeconds(stopTimeoutSeconds),
@@ -80,14 +93,27 @@ namespace NpcEngine.Unity
             _starting = NpcServerProcess.StartAsync(options);
         }
 
+        /// <summary>The bundle's executable, checked: the folder is a whole bundle built for this OS.</summary>
         private string BundleExecutable()
         {
-            string path = Path.IsPathRooted(bundlePath) ? bundlePath : Path.Combine(Application.streamingAssetsPath, bundlePath);
-            if (Environment.OSVersion.Platform == PlatformID.Win32NT && !path.EndsWith(".exe", StringComparison.OrdinalIgnoreCase))
+            string folder = Path.IsPathRooted(bundleFolder) ? bundleFolder : Path.Combine(Application.streamingAssetsPath, bundleFolder);
+            NpcServerBundle bundle;
+            try
             {
-                path += ".exe";
+                bundle = NpcServerBundle.Read(folder);
             }
-            return path;
+            catch (NpcEngineException error)
+            {
+                string how = Application.isEditor ? " (Tools > NPC Engine > Import Server Bundle..., or set developmentCommand)" : "";
+                throw new NpcEngineException(error.Code, error.Message + how, null, error);
+            }
+            string problem = bundle.ProblemFor(NpcServerBundle.CurrentOs());
+            if (problem != null)
+            {
+                throw new NpcEngineException(LocalCodes.BadBundle, problem);
+            }
+            NpcServerBundle.MakeExecutable(bundle.ExecutablePath);  // some copies drop the bit
+            return bundle.ExecutablePath;
         }
 
         private void Update()

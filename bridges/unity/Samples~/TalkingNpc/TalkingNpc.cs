@@ -5,12 +5,14 @@ using UnityEngine;
 namespace NpcEngine.Samples
 {
     /// <summary>
-    /// A talking NPC: put it on the NPC's GameObject (it adds an NpcEngineClient), press Play
-    /// with `npc-engine serve` running, type into the field and press Enter or "Say". The speech
-    /// bubble over the NPC shows drafts settling into the final line; mood and trust show below.
-    /// Drawn with IMGUI so the sample needs no UI package.
+    /// A talking NPC: put it on the NPC's GameObject (it adds an NpcEngineClient and the NpcServer
+    /// that starts the server bundle from StreamingAssets/npc-engine, or a development command),
+    /// press Play, type into the field and press Enter or "Say". The speech bubble over the NPC
+    /// shows drafts settling into the final line; mood and trust show below. Drawn with IMGUI so
+    /// the sample needs no UI package.
     /// </summary>
     [RequireComponent(typeof(NpcEngineClient))]
+    [RequireComponent(typeof(NpcServer))]
     public sealed class TalkingNpc : MonoBehaviour
     {
         public string characterId = "brom";
@@ -24,7 +26,7 @@ namespace NpcEngine.Samples
         private NpcEngineClient _engine;
         private SayRequest _current;
         private string _bubble = "...";
-        private string _status = "connecting...";
+        private string _status = "";
         private string _input = "";
         private bool _isReady;
 
@@ -36,6 +38,8 @@ namespace NpcEngine.Samples
             _engine.DraftReceived += delegate(string id, Draft draft) { _bubble = draft.Fields.GetString("say", "") + " ..."; };
             _engine.LineReady += OnLine;
             _engine.ErrorRaised += delegate(NpcEngineException error) { _status = error.Code + ": " + error.Message; };
+            _status = "starting the server...";
+            GetComponent<NpcServer>().onError.AddListener(delegate(string code, string message) { _status = code + ": " + message; });
             _engine.Disconnected += delegate { _status = "server gone; reconnecting..."; _isReady = false; };
         }
 

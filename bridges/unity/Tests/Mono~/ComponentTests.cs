@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.IO;
 using System.Threading;
 using NpcEngine.Unity;
 using NUnit.Framework;
@@ -116,6 +117,8 @@ namespace NpcEngine.Tests
             GameObject npc = new GameObject("Sample");
             Samples.TalkingNpc sample = npc.AddComponent<Samples.TalkingNpc>();
             Assert.IsNotNull(sample.GetComponent<NpcEngineClient>(), "RequireComponent adds the client");
+            Assert.IsNotNull(sample.GetComponent<NpcServer>(), "and the server it starts");
+            Assert.IsFalse(sample.GetComponent<NpcEngineClient>().connectOnStart, "the client waits for the server's endpoint");
             StubPlayerLoop.Send(sample, "OnGUI");
             StubPlayerLoop.Send(sample.GetComponent<NpcEngineClient>(), "OnDestroy");
         }
@@ -167,6 +170,70 @@ namespace NpcEngine.Tests
                 isGone = true;  // no such process any more
             }
             Assert.IsTrue(isGone, "quitting stopped the server process");
+        }
+
+        private static List<string> StartAndCollectErrors(NpcServer server, Func<bool> until)
+        {
+            List<string> errors = new List<string>();
+            server.onError.AddListener(delegate(string code, string message) { errors.Add(code + ": " + message); });
+            StubPlayerLoop.Send(server, "Start");
+            Stopwatch waited = Stopwatch.StartNew();
+            while (errors.Count == 0 && !until())
+            {
+                Assert.Less(waited.Elapsed.TotalSeconds, 240, "started or failed within 240 s of frames");
+                StubPlayerLoop.Send(server, "Update");
+                Thread.Sleep(16);
+            }
+            return errors;
+        }
+
+        [Test]
+        public void NpcServerSaysWhatIsWrongWithTheBundle()
+        {
+            Application.streamingAssetsPath = ServerBundleTests.NewFolder();
+            NpcServer missing = new GameObject("Brom").AddComponent<NpcServer>();
+            List<string> errors = StartAndCollectErrors(missing, delegate { return false; });
+            StringAssert.StartsWith("bad_bundle: no server bundle in ", errors[0]);
+            StringAssert.Contains("Tools > NPC Engine > Import Server Bundle", errors[0], "the editor says how to get one");
+            string foreignOs = NpcServerBundle.CurrentOs() == "windows" ? "linux" : "windows";
+            ServerBundleTests.MakeFakeBundle(Path.Combine(Application.streamingAssetsPath, "npc-engine"), foreignOs);
+            NpcServer foreign = new GameObject("Brom").AddComponent<NpcServer>();
+            errors = StartAndCollectErrors(foreign, delegate { return false; });
+            StringAssert.Contains("was built on " + foreignOs + " and runs there only", errors[0]);
+            Assert.IsFalse(foreign.IsRunning);
+        }
+
+        [Test]
+        public void NpcServerRunsTheBundleInStreamingAssets()
+        {
+            string python = Environment.GetEnvironmentVariable("NPC_ENGINE_PYTHON");
+            string serveArguments = Environment.GetEnvironmentVariable("NPC_ENGINE_SERVE_ARGS") ?? "";
+            if (string.IsNullOrEmpty(python) || !serveArguments.Contains(" serve ") || Environment.OSVersion.Platform == PlatformID.Win32NT)
+            {
+                Assert.Ignore("needs NPC_ENGINE_PYTHON and NPC_ENGINE_SERVE_ARGS naming `npc-engine serve`, and a POSIX shell");
+            }
+            Application.streamingAssetsPath = ServerBundleTests.NewFolder();
+            // A bundle-shaped folder whose executable hands its flags to the development server, as
+            // the frozen npc-engine-server hands them to serve (copied without its x bit).
+            ServerBundleTests.MakeFakeBundle(Path.Combine(Application.streamingAssetsPath, "npc-engine"), NpcServerBundle.CurrentOs(),
+                "exec \"" + python + "\" " + serveArguments + " \"$@\"");
+            GameObject npc = new GameObject("Brom");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            NpcServer server = npc.AddComponent<NpcServer>();
+            server.serverArguments = "--db " + Path.GetTempFileName() + ".db";
+            HelloResult hello = null;
+            component.Connected += delegate(HelloResult h) { hello = h; };
+            StubPlayerLoop.Send(component, "Start");
+            List<string> errors = StartAndCollectErrors(server, delegate
+            {
+                StubPlayerLoop.Send(component, "Update");
+                return hello != null;
+            });
+            Assert.IsEmpty(errors);
+            Assert.AreEqual(server.Endpoint, component.endpoint);
+            StubPlayerLoop.Send(component, "OnApplicationQuit");
+            StubPlayerLoop.Send(server, "OnApplicationQuit");
+            Assert.IsFalse(server.IsRunning);
         }
     }
 }

@@ -24,12 +24,14 @@ namespace UnityEngine
             transform = new Transform();
         }
 
-        /// <summary>Adds a component and runs its Awake, as Unity does.</summary>
+        /// <summary>Adds a component and the ones it requires, then runs their Awake, as Unity
+        /// does: every component is there before any Awake runs.</summary>
         public T AddComponent<T>() where T : Component, new()
         {
             T component = new T();
             component.gameObject = this;
             _components.Add(component);
+            List<Component> added = new List<Component>();
             foreach (object attribute in typeof(T).GetCustomAttributes(typeof(RequireComponent), true))
             {
                 Type required = ((RequireComponent)attribute).m_Type0;
@@ -38,10 +40,14 @@ namespace UnityEngine
                     Component extra = (Component)Activator.CreateInstance(required);
                     extra.gameObject = this;
                     _components.Add(extra);
-                    StubPlayerLoop.Send(extra, "Awake");
+                    added.Add(extra);
                 }
             }
-            StubPlayerLoop.Send(component, "Awake");
+            added.Add(component);
+            foreach (Component each in added)
+            {
+                StubPlayerLoop.Send(each, "Awake");
+            }
             return component;
         }
 
