@@ -21,41 +21,17 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_common import add_backend_flags, model_path
 from .errors import NpcEngineError
 
 __all__ = ["main"]
-
-
-def tiny_fallback_dir() -> Path:
-    """Where a tiny random model is built when the shipped default model is missing."""
-    cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache_root / "npc-engine" / "tiny-random-v1"
-
-
-def _model_path(requested: str | None, backend: str = "torch") -> Path | None:
-    """The model folder to load: the one asked for, else None (the shipped default model), else,
-    if the installation lacks it, a tiny random-weight model (with a warning; PyTorch only)."""
-    from .models import has_default_model
-
-    if requested:
-        return Path(requested)
-    if has_default_model() or backend == "onnx":
-        return None
-    from .models import build_tiny_model
-
-    directory = tiny_fallback_dir()
-    print(f"npc-engine: the shipped default model is missing; using a tiny random-weight model at {directory} "
-          "(its lines are noise, but every field is valid for the template)", file=sys.stderr)
-    if not (directory / "config.json").is_file():
-        build_tiny_model(directory)
-    return directory
 
 
 def _cmd_fill(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     overrides = {"max_denoising_steps": args.max_steps} if args.max_steps else {}
-    engine = Engine.from_pretrained(_model_path(args.model, args.backend), device=args.device,
+    engine = Engine.from_pretrained(model_path(args.model, args.backend), device=args.device,
                                     backend=args.backend, strict=args.strict, num_threads=args.threads,
                                     runner=args.runner, **overrides)
     result = engine.fill(args.template, args.prompt, seed=args.seed)
@@ -152,31 +128,6 @@ def _default_checkpoint() -> Path:
     return default_model_dir()
 
 
-def default_num_threads() -> int:
-    """The cores a game leaves the engine: all but one (its main thread), at least one."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
-def _runner_note(engine) -> str:
-    runner = getattr(engine.backend, "runner", None)  # the PyTorch backend says which forward runs
-    return f" ({runner} runner)" if runner else ""
-
-
-def _add_backend(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="torch: a DiffusionGemma checkpoint on PyTorch; onnx: a folder from "
-                             "`npc-engine export-onnx` on ONNX Runtime (no PyTorch needed)")
-    parser.add_argument("--strict", action="store_true",
-                        help="fail instead of falling back: onnx, to the CPU when --device cuda is unavailable; "
-                             "torch, to the general runner when the fast one does not cover the model")
-    parser.add_argument("--runner", choices=("fast", "general"), default="fast",
-                        help="torch: fast (our own DiffusionGemma forward where the model's configuration is "
-                             "covered; the default) or general (transformers' forward)")
-    parser.add_argument("--threads", type=int, default=default_num_threads(),
-                        help="CPU threads for the model (torch or onnxruntime; default: the cores the game "
-                             f"leaves, one less than this machine's: {default_num_threads()})")
-
-
 def _cmd_schemas(args: argparse.Namespace) -> int:
     from .protocol.export import check_schemas, write_schemas
 
@@ -263,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     fill.add_argument("--max-steps", type=int, default=None, help="denoising step cap")
     fill.add_argument("--pretty", action="store_true", help="indent the JSON")
-    _add_backend(fill)
+    add_backend_flags(fill)
     fill.set_defaults(handler=_cmd_fill)
 
     from .cli_bundle import add_bundle_command

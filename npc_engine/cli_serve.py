@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import _add_backend, _model_path, _runner_note
+from .cli_common import add_backend_flags, model_path, runner_note
 from .errors import BindError, ConfigError
 
 __all__ = ["DEFAULT_SERVE_BIND", "add_serve_command", "run_serve"]
@@ -42,7 +42,7 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--max-outstanding", type=int, default=64, help="outstanding requests per client")
     serve.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
-    _add_backend(serve)
+    add_backend_flags(serve)
     serve.set_defaults(handler=run_serve)
 
 
@@ -65,7 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.parent_pid is not None and args.parent_pid < 1:
         raise ConfigError(f"--parent-pid must be a process id (>= 1), got {args.parent_pid}")
     check_bind(args.bind, curve_keys=args.curve_keys, is_insecure=args.insecure)  # before loading a model
-    model_dir = _model_path(args.model, args.backend)
+    model_dir = model_path(args.model, args.backend)
     config = EngineConfig(frame_budget_ms=args.frame_budget_ms, target_fps=args.target_fps)
     engine = Engine.from_pretrained(model_dir, device=args.device, dtype=args.dtype, config=config,
                                     backend=args.backend, strict=args.strict, num_threads=args.threads,
@@ -101,7 +101,7 @@ def run_serve(args: argparse.Namespace) -> int:
             store.close()
             raise ConfigError(f"cannot write --status-file {args.status_file}: {exc}") from exc
     print(f"npc-engine serving on {server.endpoint} (protocol {PROTOCOL_VERSION}; "
-          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}{_runner_note(engine)}; "
+          f"model {engine.backend.path} on {args.backend}/{engine.backend.device}{runner_note(engine)}; "
           f"state {store.path}; templates {sorted(engine.templates) or 'none'})", flush=True)
     Lifetime(stop, parent_pid=args.parent_pid, exit_on_stdin_eof=args.exit_on_stdin_eof).start()
     try:
