@@ -6,6 +6,7 @@ import pytest
 
 from npc_engine import Character, PromptError
 from npc_engine.characters import PromptBuilder, WorldFact, normalize_utterance
+from npc_engine.characters.relevance import fact_score
 
 PERSONA = "A gruff smith of Thornvale who distrusts strangers and loves her forge."
 
@@ -59,15 +60,17 @@ def test_oldest_turns_go_first(engine):
     assert built.num_tokens <= full - 20
 
 
-def test_then_the_least_salient_facts_go(engine):
+def test_then_the_lowest_scored_facts_go(engine):
+    """With no word of the turn in any fact, salience and recency decide (relevance.py)."""
     no_turns = build(engine, character=character(num_turns=0)).num_tokens
     built = build(engine, budget=no_turns - 25)
     assert built.num_turns_dropped == 8 and 0 < built.num_facts_dropped < 7
-    saliences = {f"memory number {i}": s for i, s in enumerate((0.9, 0.1, 0.5, 0.3, 0.7))}
-    saliences |= {"deep winter": 0.6, "at war": 0.2}
-    kept = {name for name in saliences if name in built.prompt}
-    dropped = set(saliences) - kept
-    assert max(saliences[d] for d in dropped) <= min(saliences[k] for k in kept)
+    saliences = (0.9, 0.1, 0.5, 0.3, 0.7)
+    scores = {f"memory number {i}": fact_score(0.0, s, (i + 1) / 5) for i, s in enumerate(saliences)}
+    scores |= {"deep winter": fact_score(0.0, 0.6, 1.0), "at war": fact_score(0.0, 0.2, 1.0)}
+    kept = {name for name in scores if name in built.prompt}
+    dropped = set(scores) - kept
+    assert max(scores[d] for d in dropped) <= min(scores[k] for k in kept)
     assert built.num_tokens <= no_turns - 25
 
 

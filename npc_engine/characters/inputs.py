@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import rows
 from .model import Character, WorldFact
+from .relevance import FactRelevance, read_relevance
 from .store import Store
 
 __all__ = ["PromptInputs", "read_prompt_inputs"]
@@ -13,17 +14,20 @@ __all__ = ["PromptInputs", "read_prompt_inputs"]
 
 @dataclass(frozen=True)
 class PromptInputs:
-    """The character, the speaker's display name, names of everyone in the recent turns, and the
-    world facts (a cluster's replicas receive this from the state service)."""
+    """The character, the speaker's display name, names of everyone in the recent turns, the
+    world facts, and how relevant each fact is to the turn (a cluster's replicas receive this
+    from the state service)."""
 
     character: Character
     speaker_name: str
     names: dict[str, str]
     world_facts: list[WorldFact]
+    relevance: FactRelevance = field(default_factory=FactRelevance)
 
 
-def read_prompt_inputs(store: Store, character_id: str, speaker_id: str) -> PromptInputs:
-    """Raises UnknownCharacterError / UnknownSpeakerError."""
+def read_prompt_inputs(store: Store, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
+    """What a prompt for `utterance` needs, with facts ranked against it (characters/relevance.py).
+    Raises UnknownCharacterError / UnknownSpeakerError."""
     with store.reading() as conn:
         character = rows.load_character(conn, character_id)
         speaker_name = rows.speaker_name(conn, speaker_id, character_id=character_id)
@@ -32,4 +36,5 @@ def read_prompt_inputs(store: Store, character_id: str, speaker_id: str) -> Prom
             if turn.speaker_id not in names:
                 names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id
         world_facts = rows.load_world_facts(conn)
-    return PromptInputs(character, speaker_name, names, world_facts)
+        relevance = read_relevance(conn, character_id, utterance)
+    return PromptInputs(character, speaker_name, names, world_facts, relevance)

@@ -12,8 +12,9 @@ Layout (inside one user turn of the model's chat template):
 
 Drop policy when it does not fit `max_prompt_tokens`:
 1. past turns, oldest first;
-2. then facts (memories and world facts together), least salient first; on equal salience
-   memories go before world facts, and older memories before newer ones;
+2. then facts (memories and world facts together), lowest score first: relevance to the turn
+   (FTS5 bm25 over the player's words), salience and recency, weighed as relevance.py says; on
+   equal scores memories go before world facts, and older memories before newer ones;
 3. never the persona prefix, the mood and relationship lines, or the new utterance: when those
    alone do not fit, `PromptError` says how many tokens they take.
 Kept items stay in their natural order (turns and memories by time, world facts by key).
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 from ..engine.prompt import EncodedPrompt, PromptEncoder
 from ..errors import PromptError
 from .model import MAX_UTTERANCE_CHARS, Character, WorldFact
+from .relevance import FactRelevance, fact_score
 
 if TYPE_CHECKING:
     from .inputs import PromptInputs
@@ -113,13 +115,13 @@ class PromptBuilder:
         """(prefix, prompt) with nothing dropped: what `build` gives when everything fits. Training
         data is laid out with this, so a model learns exactly the engine's prompts."""
         required, ending, turns, facts = cls._items(character, speaker_id, speaker_name, utterance, world_facts,
-                                                    name_of)
+                                                    name_of, FactRelevance())
         return cls.persona_prefix(character), cls._render(set(turns + facts), required, ending)
 
     @staticmethod
     def _items(character: Character, speaker_id: str, speaker_name: str, utterance: str,
-               world_facts: Sequence[WorldFact], name_of: Callable[[str], str | None] | None
-               ) -> tuple[list[str], str, list[_Item], list[_Item]]:
+               world_facts: Sequence[WorldFact], name_of: Callable[[str], str | None] | None,
+               relevance: FactRelevance) -> tuple[list[str], str, list[_Item], list[_Item]]:
         def display(other: str) -> str:
             name = name_of(other) if name_of is not None else None
             return name or (character.name if other == character.id else other)
@@ -131,18 +133,23 @@ class PromptBuilder:
         ending = f"{speaker_name} says: {utterance}"
         turns = [_Item("turns", i, f"{display(t.speaker_id)}: {' '.join(t.text.split())}")
                  for i, t in enumerate(character.recent_turns)]
-        memories = [(m.salience, 0, i, _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
-        world = [(f.salience, 1, i, _Item("world", i, f"- {f.text}"))
+        num_memories = len(character.memories)
+        memory_relevance = relevance.memories if len(relevance.memories) == num_memories else (0.0,) * num_memories
+        memories = [(fact_score(memory_relevance[i], m.salience, (i + 1) / num_memories), 0, i,
+                     _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
+        world = [(fact_score(relevance.world.get(f.key, 0.0), f.salience, 1.0), 1, i, _Item("world", i, f"- {f.text}"))
                  for i, f in enumerate(sorted(world_facts, key=lambda f: f.key))]
         facts = [item for *_, item in sorted(memories + world, key=lambda entry: entry[:3])]
         return required, ending, turns, facts
 
     def build(self, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
               world_facts: Sequence[WorldFact] = (),
-              name_of: Callable[[str], str | None] | None = None) -> BuiltPrompt:
-        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`."""
+              name_of: Callable[[str], str | None] | None = None,
+              relevance: FactRelevance | None = None) -> BuiltPrompt:
+        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`;
+        `relevance` (from `read_prompt_inputs`) ranks the facts against the turn."""
         required, ending, turns, facts = self._items(character, speaker_id, speaker_name, utterance, world_facts,
-                                                     name_of)
+                                                     name_of, relevance or FactRelevance())
         drop_order = turns + facts
 
         prefix = self.persona_prefix(character)
@@ -183,7 +190,8 @@ class PromptBuilder:
     def build_from(self, inputs: "PromptInputs", speaker_id: str, utterance: str) -> BuiltPrompt:
         """`build` over what `read_prompt_inputs` read."""
         return self.build(inputs.character, speaker_id=speaker_id, speaker_name=inputs.speaker_name,
-                          utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get)
+                          utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get,
+                          relevance=inputs.relevance)
 
     @classmethod
     def _render(cls, kept: set[_Item], required: list[str], ending: str) -> str:

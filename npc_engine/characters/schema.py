@@ -77,6 +77,36 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms INTEGER NOT NULL
     );
     """,
+    # 3: full-text indexes of memories and world facts, for relevance to a turn (relevance.py).
+    # External content: the text lives once, in its table; the triggers keep the index in step.
+    """
+    CREATE VIRTUAL TABLE memories_fts USING fts5(text, content='memories', content_rowid='id',
+                                                 tokenize='porter unicode61');
+    CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+    CREATE VIRTUAL TABLE world_facts_fts USING fts5(text, content='world_facts', content_rowid='rowid',
+                                                    tokenize='porter unicode61');
+    CREATE TRIGGER world_facts_fts_insert AFTER INSERT ON world_facts BEGIN
+        INSERT INTO world_facts_fts (rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER world_facts_fts_delete AFTER DELETE ON world_facts BEGIN
+        INSERT INTO world_facts_fts (world_facts_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    CREATE TRIGGER world_facts_fts_update AFTER UPDATE OF text ON world_facts BEGIN
+        INSERT INTO world_facts_fts (world_facts_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+        INSERT INTO world_facts_fts (rowid, text) VALUES (new.rowid, new.text);
+    END;
+    INSERT INTO world_facts_fts (world_facts_fts) VALUES ('rebuild');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

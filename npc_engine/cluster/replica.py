@@ -49,8 +49,8 @@ class RemoteState:
     def __init__(self, state: Any) -> None:
         self._state = state
 
-    def prompt_inputs(self, character_id: str, speaker_id: str) -> PromptInputs:
-        return result_of(self._state.prompt_inputs.remote(character_id, speaker_id))
+    def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
+        return result_of(self._state.prompt_inputs.remote(character_id, speaker_id, utterance))
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
                     fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:

@@ -94,7 +94,7 @@ class Dialogue:
         """(prompt, normalized utterance) from the current state. Raises UnknownCharacterError,
         UnknownSpeakerError, PromptError."""
         utterance = normalize_utterance(text, character_id=character_id)
-        inputs = self.state.prompt_inputs(character_id, speaker_id)
+        inputs = self.state.prompt_inputs(character_id, speaker_id, utterance)
         return self.builder.build_from(inputs, speaker_id, utterance), utterance
 
     def submit(self, character_id: str, speaker_id: str, text: str, *,
