@@ -26,7 +26,7 @@ from common import TEMPLATE, MODEL_SIZES, hardware, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
-from npc_engine.characters import PromptBuilder, Store, apply_reply  # noqa: E402
+from npc_engine.characters import PromptBuilder, Store, apply_reply, read_prompt_inputs  # noqa: E402
 from npc_engine.engine.prompt import PromptEncoder  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
 from npc_engine.templates import load_template  # noqa: E402
@@ -101,7 +101,17 @@ def prompt_table(args, folder: Path) -> dict:
         return builder.build(character, speaker_id="player", speaker_name="Aria", utterance="Tell me more.",
                              name_of={"player": "Aria", "sage": "The Sage"}.__getitem__)
 
-    cold, warm, prepared = [], [], []
+    cold, warm, prepared, plain_inputs, ranked_inputs = [], [], [], [], []
+    line = "Tell me about the comet near the river."
+    shared = PromptBuilder(encoder)  # as a Dialogue holds one: its line counts are warm
+    for utterance in ("", line):
+        shared.build_from(read_prompt_inputs(store, "sage", "player", utterance), "player", line)
+    for _ in range(args.rounds * 4):
+        builder = shared
+        for utterance, samples in (("", plain_inputs), (line, ranked_inputs)):  # "" searches nothing
+            start = time.perf_counter()
+            builder.build_from(read_prompt_inputs(store, "sage", "player", utterance), "player", utterance or line)
+            samples.append((time.perf_counter() - start) * 1000)
     for _ in range(args.rounds * 4):
         builder = PromptBuilder(encoder)
         start = time.perf_counter()
@@ -117,7 +127,9 @@ def prompt_table(args, folder: Path) -> dict:
     return {"num_memories": 500, "num_turns": 64, "budget_tokens": encoder.max_prompt_tokens,
             "num_tokens": built.num_tokens, "num_facts_kept": built.num_facts, "num_turns_kept": built.num_turns,
             "cold_ms": statistics.median(cold), "warm_ms": statistics.median(warm),
-            "load_and_build_ms": statistics.median(prepared)}
+            "load_and_build_ms": statistics.median(prepared),
+            "inputs_and_build_ms": statistics.median(plain_inputs),
+            "inputs_ranked_and_build_ms": statistics.median(ranked_inputs)}
 
 
 def main() -> None:
@@ -141,7 +153,9 @@ def main() -> None:
           f"turns; {prompts['num_tokens']} tokens)")
     print("| builder | ms |\n|---|---:|")
     for label, key in [("cold (token counts not cached)", "cold_ms"), ("warm", "warm_ms"),
-                       ("get_character from SQLite + build", "load_and_build_ms")]:
+                       ("get_character from SQLite + build", "load_and_build_ms"),
+                       ("read_prompt_inputs (no search: empty line) + build", "inputs_and_build_ms"),
+                       ("read_prompt_inputs ranked by FTS5 against the line + build", "inputs_ranked_and_build_ms")]:
         print(f"| {label} | {prompts[key]:.2f} |")
     write_json("state", {"hardware": machine, "stores": stores, "prompt": prompts, "args": vars(args)}, args.out)
 

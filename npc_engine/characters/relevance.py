@@ -67,20 +67,29 @@ def read_relevance(conn: sqlite3.Connection, character_id: str, text: str) -> Fa
         return FactRelevance()
     memory_ids = [row[0] for row in conn.execute(
         "SELECT id FROM memories WHERE character_id = ? ORDER BY id", (character_id,))]
-    # Each term quoted (a phrase of one word: no FTS5 operator can be injected), any may match.
-    query = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    # Each term and the owner quoted (phrases: no FTS5 operator can be injected); any term may match.
+    words = " OR ".join(_quoted(term) for term in terms)
+    # The owner phrase narrows the match to this character's memories (ids that tokenize alike,
+    # "brom-1" and "brom_1", are told apart by the join). CROSS JOIN keeps the match as the outer
+    # loop: left to itself the planner walks the memories and runs the match once per memory
+    # (52 ms instead of 1.4 ms for 500). Weight 0 for the owner column: it is not relevance.
     memory_bm25 = dict(conn.execute(
-        "SELECT m.id, bm25(memories_fts) FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid "
-        "WHERE memories_fts MATCH ? AND m.character_id = ?", (query, character_id)).fetchall())
+        "SELECT m.id, bm25(memories_fts, 1.0, 0.0) FROM memories_fts CROSS JOIN memories m "
+        "ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND m.character_id = ?",
+        (f"character_id : {_quoted(character_id)} AND text : ({words})", character_id)).fetchall())
     world_bm25 = dict(conn.execute(
-        "SELECT w.key, bm25(world_facts_fts) FROM world_facts_fts JOIN world_facts w "
-        "ON w.rowid = world_facts_fts.rowid WHERE world_facts_fts MATCH ?", (query,)).fetchall())
+        "SELECT w.key, bm25(world_facts_fts) FROM world_facts_fts CROSS JOIN world_facts w "
+        "ON w.rowid = world_facts_fts.rowid WHERE world_facts_fts MATCH ?", (words,)).fetchall())
     # bm25() is lower for better matches (negative); the best of this turn's matches scales to 1.
     best = max((-score for score in [*memory_bm25.values(), *world_bm25.values()]), default=0.0)
     if best <= 0.0:
         return FactRelevance()
     return FactRelevance(memories=tuple(max(0.0, -memory_bm25.get(i, 0.0)) / best for i in memory_ids),
                          world={key: max(0.0, -score) / best for key, score in world_bm25.items()})
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
 
 
 def fact_score(relevance: float, salience: float, recency: float) -> float:

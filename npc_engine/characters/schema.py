@@ -80,17 +80,20 @@ MIGRATIONS: tuple[str, ...] = (
     # 3: full-text indexes of memories and world facts, for relevance to a turn (relevance.py).
     # External content: the text lives once, in its table; the triggers keep the index in step.
     """
-    CREATE VIRTUAL TABLE memories_fts USING fts5(text, content='memories', content_rowid='id',
+    -- The owner is indexed too, so a search reads one character's memories, not everyone's.
+    CREATE VIRTUAL TABLE memories_fts USING fts5(text, character_id, content='memories', content_rowid='id',
                                                  tokenize='porter unicode61');
     CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
-        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+        INSERT INTO memories_fts (rowid, text, character_id) VALUES (new.id, new.text, new.character_id);
     END;
     CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
-        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts (memories_fts, rowid, text, character_id)
+            VALUES ('delete', old.id, old.text, old.character_id);
     END;
-    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
-        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
-        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text, character_id ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text, character_id)
+            VALUES ('delete', old.id, old.text, old.character_id);
+        INSERT INTO memories_fts (rowid, text, character_id) VALUES (new.id, new.text, new.character_id);
     END;
     INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
     CREATE VIRTUAL TABLE world_facts_fts USING fts5(text, content='world_facts', content_rowid='rowid',
