@@ -25,7 +25,7 @@ _EXPORTS = {
     "DuplicateRequestError": ".errors", "EngineClosedError": ".errors", "EngineStateError": ".errors",
     "ExportError": ".errors", "GenerationError": ".errors", "ModelLoadError": ".errors",
     "NpcEngineError": ".errors", "PromptError": ".errors", "ProtocolError": ".errors",
-    "QueueFullError": ".errors", "RequestError": ".errors", "ServerError": ".errors",
+    "QueueFullError": ".errors", "RateLimitedError": ".errors", "RequestError": ".errors", "ServerError": ".errors",
     "SnapshotError": ".errors", "SnapshotVersionError": ".errors", "StateError": ".errors",
     "StoreError": ".errors", "TemplateError": ".errors", "TemplateTooLargeError": ".errors",
     "UnknownCharacterError": ".errors", "UnknownRequestError": ".errors", "UnknownSnapshotError": ".errors",

@@ -40,6 +40,9 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--target-fps", type=float, default=60.0)
     serve.add_argument("--max-message-bytes", type=int, default=1 << 20)
     serve.add_argument("--max-outstanding", type=int, default=64, help="outstanding requests per client")
+    serve.add_argument("--min-event-interval-ms", type=int, default=1000,
+                       help="least time between two event replies of one character; events sooner are "
+                            "refused (rate_limited), events while one is answered share its reply")
     serve.add_argument("--curve-keys", type=Path, default=None, help="folder from `npc-engine curve-keys`")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
     add_backend_flags(serve)
@@ -77,8 +80,10 @@ def run_serve(args: argparse.Namespace) -> int:
         for path in files:
             engine.register_template(path)
     store = Store(args.db) if args.db else Store()
+    if args.min_event_interval_ms < 0:
+        raise ConfigError(f"--min-event-interval-ms must be >= 0, got {args.min_event_interval_ms}")
     limits = Limits(max_message_bytes=args.max_message_bytes, hard_message_bytes=4 * args.max_message_bytes,
-                    max_outstanding_per_client=args.max_outstanding)
+                    max_outstanding_per_client=args.max_outstanding, min_event_interval_ms=args.min_event_interval_ms)
     server = Server(engine, store, bind=args.bind, limits=limits, curve_keys=args.curve_keys,
                     is_insecure=args.insecure)
     stop = threading.Event()

@@ -20,6 +20,7 @@ NpcEngineError                 base class; carries optional request_id and chara
  |    +-- UnknownRequestError   cancel named a request id the engine does not hold
  |    +-- DuplicateRequestError a request id is already in use
  |    +-- EngineClosedError     the engine was closed
+ |    +-- RateLimitedError      a game event came within the character's minimum event interval
  +-- EngineStateError          a call that does not fit the engine's mode (tick() while its
  |                             own thread runs)
  +-- BudgetError               a frame budget or engine setting is invalid (zero or negative
@@ -71,6 +72,7 @@ __all__ = [
     "UnknownRequestError",
     "DuplicateRequestError",
     "EngineClosedError",
+    "RateLimitedError",
     "EngineStateError",
     "BudgetError",
     "StateError",
@@ -189,6 +191,16 @@ class DuplicateRequestError(RequestError):
 
 class EngineClosedError(RequestError):
     """The engine has been closed and takes no more requests."""
+
+
+class RateLimitedError(RequestError):
+    """A game event came too soon after the character's last one (see npc_engine/dialogue/events.py);
+    `retry_after_ms` says when one will be taken."""
+
+    def __init__(self, message: str, *, retry_after_ms: float, request_id: str | None = None,
+                 character_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id, character_id=character_id)
+        self.retry_after_ms = retry_after_ms
 
 
 class EngineStateError(NpcEngineError, RuntimeError):

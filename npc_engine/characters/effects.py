@@ -19,10 +19,15 @@ __all__ = ["StateChange", "apply_reply"]
 MAX_APPLIED_KEYS = 10_000
 
 
-def apply_reply(store: Store, *, character_id: str, speaker_id: str, template: Template,
-                fields: Mapping[str, Any], utterance: str,
-                idempotency_key: str | None = None) -> tuple[list[StateChange], list[Turn]]:
+def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, template: Template,
+                fields: Mapping[str, Any], utterance: str, idempotency_key: str | None = None,
+                is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
     """Record the exchange and apply `template.effects` for `fields`; all or nothing.
+
+    With `is_event`, `utterance` is a game event: it is recorded as an event turn (caused by
+    `speaker_id`, or by no one: None, then relationship effects have no one to apply to and are
+    skipped). When the speaker of a line is another character, that character records the
+    exchange in its own recent turns too (its relationships change when it is the one replying).
 
     With `idempotency_key`, a second call with the same key changes nothing and returns what the
     first call changed (the key is stored in the same transaction as the changes, so a retried
@@ -36,7 +41,7 @@ def apply_reply(store: Store, *, character_id: str, speaker_id: str, template: T
                 recorded = json.loads(row[0])
                 return ([StateChange.model_validate(c) for c in recorded["changes"]],
                         [Turn.model_validate(t) for t in recorded["turns"]])
-        changes, turns = _apply(store, character_id, speaker_id, template, fields, utterance)
+        changes, turns = _apply(store, character_id, speaker_id, template, fields, utterance, is_event)
         if idempotency_key is not None:
             result = {"changes": [c.model_dump(mode="json") for c in changes],
                       "turns": [t.model_dump(mode="json") for t in turns]}
@@ -47,20 +52,29 @@ def apply_reply(store: Store, *, character_id: str, speaker_id: str, template: T
     return changes, turns
 
 
-def _apply(store: Store, character_id: str, speaker_id: str, template: Template, fields: Mapping[str, Any],
-           utterance: str) -> tuple[list[StateChange], list[Turn]]:
+def _apply(store: Store, character_id: str, speaker_id: str | None, template: Template, fields: Mapping[str, Any],
+           utterance: str, is_event: bool) -> tuple[list[StateChange], list[Turn]]:
     """The changes themselves; the caller holds the transaction."""
     changes: list[StateChange] = []
-    turns = [store.add_turn(character_id, speaker_id, utterance)]
+    if is_event:
+        turns = [store.add_turn(character_id, speaker_id or character_id, utterance, kind="event")]
+    else:
+        turns = [store.add_turn(character_id, speaker_id, utterance)]
     line_slot = template.line_slot_name
     line = str(fields.get(line_slot, "")).strip()[:MAX_UTTERANCE_CHARS] if line_slot else ""
     if line:
         turns.append(store.add_turn(character_id, character_id, line))
+    if not is_event and speaker_id != character_id and store.has_character(speaker_id):
+        store.add_turn(speaker_id, speaker_id, utterance)  # the other character's own view
+        if line:
+            store.add_turn(speaker_id, character_id, line)
     for effect in template.effects:
         value = fields[effect.slot]
         if effect.kind == "set_mood":
             old = store.set_mood(character_id, value)
             changes.append(StateChange(kind="mood", slot=effect.slot, path="mood", old=old, new=value))
+        elif effect.kind == "add_to_relationship" and speaker_id is None:
+            continue  # an event nobody caused: no one to trust more or less
         elif effect.kind == "add_to_relationship":
             before, after = store.adjust_relationship(character_id, speaker_id, **{effect.dimension: value})
             changes.append(StateChange(

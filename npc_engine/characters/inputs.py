@@ -19,19 +19,22 @@ class PromptInputs:
     from the state service)."""
 
     character: Character
-    speaker_name: str
+    speaker_name: str | None  # None: an event nobody caused
     names: dict[str, str]
     world_facts: list[WorldFact]
     relevance: FactRelevance = field(default_factory=FactRelevance)
 
 
-def read_prompt_inputs(store: Store, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
-    """What a prompt for `utterance` needs, with facts ranked against it (characters/relevance.py).
-    Raises UnknownCharacterError / UnknownSpeakerError."""
+def read_prompt_inputs(store: Store, character_id: str, speaker_id: str | None,
+                       utterance: str = "") -> PromptInputs:
+    """What a prompt for `utterance` needs, with facts ranked against it (characters/relevance.py);
+    `speaker_id` None for an event nobody caused. Raises UnknownCharacterError / UnknownSpeakerError."""
     with store.reading() as conn:
         character = rows.load_character(conn, character_id)
-        speaker_name = rows.speaker_name(conn, speaker_id, character_id=character_id)
-        names = {character.id: character.name, speaker_id: speaker_name}
+        names = {character.id: character.name}
+        speaker_name = None
+        if speaker_id is not None:
+            speaker_name = names[speaker_id] = rows.speaker_name(conn, speaker_id, character_id=character_id)
         for turn in character.recent_turns:
             if turn.speaker_id not in names:
                 names[turn.speaker_id] = rows.display_name(conn, turn.speaker_id) or turn.speaker_id

@@ -41,6 +41,7 @@ __all__ = [
     "RELATIONSHIP_RANGES",
     "MAX_PERSONA_CHARS",
     "MAX_UTTERANCE_CHARS",
+    "MAX_EVENT_CHARS",
     "parse",
     "now_ms",
 ]
@@ -50,6 +51,7 @@ MAX_PERSONA_CHARS = 4000
 MAX_STYLE_CHARS = 500
 MAX_FACT_CHARS = 500
 MAX_UTTERANCE_CHARS = 2000
+MAX_EVENT_CHARS = 500
 MAX_FLAG_STRING_CHARS = 256
 MAX_KNOWLEDGE_FACTS = 64
 MAX_FLAGS = 256
@@ -110,12 +112,14 @@ class Memory(_Model):
 
 
 class Turn(_Model):
-    """One line of past conversation: who said it, and what."""
+    """One entry of past conversation: who said it, and what (`kind` "line"), or a game event the
+    character witnessed (`kind` "event": `speaker_id` is who caused it, or the character itself)."""
 
     speaker_id: Id
     text: Annotated[StrictStr, Field(min_length=1, max_length=MAX_UTTERANCE_CHARS),
                     _clean_text(is_multiline=True)]
     created_ms: int = Field(default_factory=now_ms, ge=0)
+    kind: Literal["line", "event"] = "line"
 
 
 class Speaker(_Model):

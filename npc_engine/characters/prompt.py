@@ -9,6 +9,10 @@ Layout (inside one user turn of the model's chat template):
                                                Your mood: ... / How you feel about {speaker}: ...
                                                Conversation so far: {name}: {line} ...
                                                {speaker} says: {utterance}
+    (a game event instead of a line):          Event: {what happened}
+
+An event has no speaker line; its causer (when it has one) is the speaker whose relationship line
+is shown, and past events show in the conversation as `Event: {text}` lines.
 
 Drop policy when it does not fit `max_prompt_tokens`:
 1. past turns, oldest first;
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.prompt import EncodedPrompt, PromptEncoder
 from ..errors import PromptError
-from .model import MAX_UTTERANCE_CHARS, Character, WorldFact
+from .model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Character, WorldFact
 from .relevance import FactRelevance, fact_score
 
 if TYPE_CHECKING:
@@ -43,17 +47,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_CACHED_COUNTS = 100_000
 
 
-def normalize_utterance(text: object, *, character_id: str | None = None) -> str:
-    """Player text as stored and shown to the model: control characters removed, every run of
-    whitespace (newlines too, so no one can forge a line of the layout) one space."""
+def normalize_utterance(text: object, *, character_id: str | None = None, is_event: bool = False) -> str:
+    """Player text (or a game event's text) as stored and shown to the model: control characters
+    removed, every run of whitespace (newlines too, so no one can forge a line of the layout) one
+    space. At most MAX_UTTERANCE_CHARS (an event: MAX_EVENT_CHARS)."""
+    what, limit = ("the event", MAX_EVENT_CHARS) if is_event else ("the utterance", MAX_UTTERANCE_CHARS)
     if not isinstance(text, str):
-        raise PromptError(f"the utterance must be a string, got {type(text).__name__}", character_id=character_id)
+        raise PromptError(f"{what} must be a string, got {type(text).__name__}", character_id=character_id)
     cleaned = " ".join(_CONTROL.sub("", text).split())
     if not cleaned:
-        raise PromptError("the utterance is empty", character_id=character_id)
-    if len(cleaned) > MAX_UTTERANCE_CHARS:
-        raise PromptError(f"the utterance is {len(cleaned)} characters; at most {MAX_UTTERANCE_CHARS}",
-                          character_id=character_id)
+        raise PromptError(f"{what} is empty", character_id=character_id)
+    if len(cleaned) > limit:
+        raise PromptError(f"{what} is {len(cleaned)} characters; at most {limit}", character_id=character_id)
     return cleaned
 
 
@@ -109,29 +114,31 @@ class PromptBuilder:
         return "\n".join(lines)
 
     @classmethod
-    def layout(cls, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
+    def layout(cls, character: Character, *, speaker_id: str | None, speaker_name: str | None, utterance: str,
                world_facts: Sequence[WorldFact] = (),
-               name_of: Callable[[str], str | None] | None = None) -> tuple[str, str]:
+               name_of: Callable[[str], str | None] | None = None, is_event: bool = False) -> tuple[str, str]:
         """(prefix, prompt) with nothing dropped: what `build` gives when everything fits. Training
         data is laid out with this, so a model learns exactly the engine's prompts."""
         required, ending, turns, facts = cls._items(character, speaker_id, speaker_name, utterance, world_facts,
-                                                    name_of, FactRelevance())
+                                                    name_of, FactRelevance(), is_event)
         return cls.persona_prefix(character), cls._render(set(turns + facts), required, ending)
 
     @staticmethod
-    def _items(character: Character, speaker_id: str, speaker_name: str, utterance: str,
+    def _items(character: Character, speaker_id: str | None, speaker_name: str | None, utterance: str,
                world_facts: Sequence[WorldFact], name_of: Callable[[str], str | None] | None,
-               relevance: FactRelevance) -> tuple[list[str], str, list[_Item], list[_Item]]:
+               relevance: FactRelevance, is_event: bool) -> tuple[list[str], str, list[_Item], list[_Item]]:
         def display(other: str) -> str:
             name = name_of(other) if name_of is not None else None
             return name or (character.name if other == character.id else other)
 
-        relationship = character.relationship(speaker_id)
-        required = [f"Your mood: {character.mood}.",
-                    f"How you feel about {speaker_name}: trust {relationship.trust}, affinity "
-                    f"{relationship.affinity}, familiarity {relationship.familiarity}."]
-        ending = f"{speaker_name} says: {utterance}"
-        turns = [_Item("turns", i, f"{display(t.speaker_id)}: {' '.join(t.text.split())}")
+        required = [f"Your mood: {character.mood}."]
+        if speaker_id is not None:  # an event nobody caused has no one to feel about
+            relationship = character.relationship(speaker_id)
+            required.append(f"How you feel about {speaker_name or speaker_id}: trust {relationship.trust}, affinity "
+                            f"{relationship.affinity}, familiarity {relationship.familiarity}.")
+        ending = f"Event: {utterance}" if is_event else f"{speaker_name} says: {utterance}"
+        turns = [_Item("turns", i, f"Event: {' '.join(t.text.split())}" if t.kind == "event"
+                       else f"{display(t.speaker_id)}: {' '.join(t.text.split())}")
                  for i, t in enumerate(character.recent_turns)]
         num_memories = len(character.memories)
         memory_relevance = relevance.memories if len(relevance.memories) == num_memories else (0.0,) * num_memories
@@ -142,14 +149,15 @@ class PromptBuilder:
         facts = [item for *_, item in sorted(memories + world, key=lambda entry: entry[:3])]
         return required, ending, turns, facts
 
-    def build(self, character: Character, *, speaker_id: str, speaker_name: str, utterance: str,
+    def build(self, character: Character, *, speaker_id: str | None, speaker_name: str | None, utterance: str,
               world_facts: Sequence[WorldFact] = (),
               name_of: Callable[[str], str | None] | None = None,
-              relevance: FactRelevance | None = None) -> BuiltPrompt:
-        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`;
+              relevance: FactRelevance | None = None, is_event: bool = False) -> BuiltPrompt:
+        """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`, or
+        with `is_event` for the event `utterance` (caused by `speaker_id`, or by no one: None);
         `relevance` (from `read_prompt_inputs`) ranks the facts against the turn."""
         required, ending, turns, facts = self._items(character, speaker_id, speaker_name, utterance, world_facts,
-                                                     name_of, relevance or FactRelevance())
+                                                     name_of, relevance or FactRelevance(), is_event)
         drop_order = turns + facts
 
         prefix = self.persona_prefix(character)
@@ -187,11 +195,12 @@ class PromptBuilder:
                            num_turns_dropped=len(turns) - num_turns, num_facts=len(kept) - num_turns,
                            num_facts_dropped=len(facts) - (len(kept) - num_turns), encoded=encoded)
 
-    def build_from(self, inputs: "PromptInputs", speaker_id: str, utterance: str) -> BuiltPrompt:
+    def build_from(self, inputs: "PromptInputs", speaker_id: str | None, utterance: str, *,
+                   is_event: bool = False) -> BuiltPrompt:
         """`build` over what `read_prompt_inputs` read."""
         return self.build(inputs.character, speaker_id=speaker_id, speaker_name=inputs.speaker_name,
                           utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get,
-                          relevance=inputs.relevance)
+                          relevance=inputs.relevance, is_event=is_event)
 
     @classmethod
     def _render(cls, kept: set[_Item], required: list[str], ending: str) -> str:

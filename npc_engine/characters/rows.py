@@ -73,8 +73,9 @@ def load_character(conn: sqlite3.Connection, character_id: str) -> Character:
             "SELECT text, salience, created_ms FROM memories WHERE character_id = ? ORDER BY id",
             (character_id,))]
     data["recent_turns"] = [
-        {"speaker_id": speaker, "text": text, "created_ms": created} for speaker, text, created in conn.execute(
-            "SELECT speaker_id, text, created_ms FROM turns WHERE character_id = ? ORDER BY id",
+        {"speaker_id": speaker, "text": text, "created_ms": created, "kind": kind}
+        for speaker, text, created, kind in conn.execute(
+            "SELECT speaker_id, text, created_ms, kind FROM turns WHERE character_id = ? ORDER BY id",
             (character_id,))]
     return parse(Character, data, character_id=character_id)
 
@@ -157,8 +158,8 @@ def insert_memory(conn: sqlite3.Connection, character_id: str, memory: Memory, *
 
 def insert_turn(conn: sqlite3.Connection, character_id: str, turn: Turn, *, max_turns: int | None) -> None:
     """Append a turn; only the newest `max_turns` are kept."""
-    conn.execute("INSERT INTO turns (character_id, speaker_id, text, created_ms) VALUES (?, ?, ?, ?)",
-                 (character_id, turn.speaker_id, turn.text, turn.created_ms))
+    conn.execute("INSERT INTO turns (character_id, speaker_id, text, created_ms, kind) VALUES (?, ?, ?, ?, ?)",
+                 (character_id, turn.speaker_id, turn.text, turn.created_ms, turn.kind))
     if max_turns is not None:
         conn.execute("DELETE FROM turns WHERE character_id = ? AND id <= (SELECT id FROM turns WHERE "
                      "character_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", (character_id, character_id, max_turns))

@@ -77,9 +77,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms INTEGER NOT NULL
     );
     """,
-    # 3: full-text indexes of memories and world facts, for relevance to a turn (relevance.py).
-    # External content: the text lives once, in its table; the triggers keep the index in step.
+    # 3: full-text indexes of memories and world facts, for relevance to a turn (relevance.py);
+    # turns that record a game event rather than a line. External content: the text lives once,
+    # in its table; the triggers keep the index in step.
     """
+    ALTER TABLE turns ADD COLUMN kind TEXT NOT NULL DEFAULT 'line';  -- 'line' or 'event'
     -- The owner is indexed too, so a search reads one character's memories, not everyone's.
     CREATE VIRTUAL TABLE memories_fts USING fts5(text, character_id, content='memories', content_rowid='id',
                                                  tokenize='porter unicode61');

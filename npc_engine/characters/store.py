@@ -292,8 +292,9 @@ class Store:
             rows.touch(conn, character_id)
         return memory
 
-    def add_turn(self, character_id: str, speaker_id: str, text: str) -> Turn:
-        turn = parse(Turn, {"speaker_id": speaker_id, "text": text}, character_id=character_id)
+    def add_turn(self, character_id: str, speaker_id: str, text: str, *, kind: str = "line") -> Turn:
+        """Record a line (or, with kind "event", an event caused by `speaker_id`) in the recent turns."""
+        turn = parse(Turn, {"speaker_id": speaker_id, "text": text, "kind": kind}, character_id=character_id)
         with self.transaction() as conn:
             rows.require_character(conn, character_id)
             self._require_speaker(conn, speaker_id, character_id)

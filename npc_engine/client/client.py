@@ -61,10 +61,12 @@ def _template_map(template: Template | Mapping[str, Any] | str | Path) -> dict[s
     return load_template(template).model_dump(mode="json")
 
 
-def _say_fields(character_id: str, speaker_id: str, text: str, template: str, seed: int | None,
-                priority: float, deadline_ms: float | None, stream: bool) -> dict[str, Any]:
-    fields: dict[str, Any] = {"character_id": character_id, "speaker_id": speaker_id, "text": text,
+def _say_fields(character_id: str, speaker_id: str | None, text: str, template: str, seed: int | None,
+                priority: float, deadline_ms: float | None, stream: bool, *, is_event: bool = False) -> dict[str, Any]:
+    fields: dict[str, Any] = {"character_id": character_id, "event" if is_event else "text": text,
                               "template": template, "priority": float(priority), "stream": stream}
+    if speaker_id is not None:
+        fields["speaker_id"] = speaker_id
     if seed is not None:
         fields["seed"] = seed
     if deadline_ms is not None:
@@ -131,6 +133,17 @@ class Ops:
         """The reply: fields, finish_reason and the state changes applied (a timed-out say is
         cancelled on the server)."""
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False)
+        return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
+
+    def react(self, character_id: str, event: str, *, template: str, causer_id: str | None = None,
+              seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
+              timeout: float | None = None) -> m.SayResult:
+        """The character's reply to a game event ("Aria walks into the forge"), caused by
+        `causer_id` or by no one (protocol 1.1: a `say` with `event`). An event while the
+        character answers another is answered with that reply (`coalesced`); one sooner than the
+        server's `min_event_interval_ms` raises ServerError code `rate_limited`."""
+        fields = _say_fields(character_id, causer_id, event, template, seed, priority, deadline_ms, False,
+                             is_event=True)
         return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def cancel(self, request_id: str) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 from ..dialogue import SayResult
-from ..engine import Draft, EngineConfig, FillResult, FinishReason
+from ..engine import Draft, EngineConfig
 from ..errors import GenerationError, QueueFullError
 from ..models import ModelInfo
 from ..templates import Template
@@ -138,14 +138,17 @@ class ClusterEngine:
             return self.replicas.options(session_id=character_id)
         return self.replicas.options(multiplexed_model_id=character_id)
 
-    def submit(self, character_id: str, speaker_id: str, text: str, *, template: Template, seed: int | None = None,
-               priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
-               on_draft: Callable[[Draft], None] | None = None) -> _ClusterSay:
-        """Send the say to its character's replica on a worker thread; returns at once."""
+    def submit(self, character_id: str, speaker_id: str | None, text: str, *, template: Template,
+               seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
+               request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
+               is_event: bool = False) -> _ClusterSay:
+        """Send the say to its character's replica on a worker thread; returns at once. Events are
+        admitted (coalesced, rate limited) by the replica's Dialogue: a character's requests go to
+        one replica."""
         say = _ClusterSay(request_id or "")
         payload = {"character_id": character_id, "speaker_id": speaker_id, "text": text, "template": template.name,
                    "seed": seed, "priority": priority, "deadline_ms": deadline_ms, "stream": on_draft is not None,
-                   "key": f"{self._key_prefix}{next(self._keys)}"}
+                   "key": f"{self._key_prefix}{next(self._keys)}", "is_event": is_event}
         self._workers.submit(self._run_say, say, payload, on_draft)
         return say
 
@@ -206,12 +209,8 @@ def _as_template(template: Any) -> Template:
 
 def _cancelled(say: _ClusterSay, payload: dict[str, Any]) -> SayResult:
     """The result of a say cancelled before its replica answered: nothing generated or changed."""
-    fill = FillResult(request_id=say.request_id, template=payload["template"], fields=None,
-                      finish_reason=FinishReason.CANCELLED, seed=payload.get("seed") or 0, num_steps=0,
-                      tokens_per_forward=0.0, elapsed_ms=0.0, num_prompt_tokens=0, num_cached_prompt_tokens=0,
-                      character_id=payload["character_id"])
-    return SayResult(character_id=payload["character_id"], speaker_id=payload["speaker_id"],
-                     request_id=say.request_id, finish_reason=FinishReason.CANCELLED, fields=None, fill=fill)
+    return SayResult.cancelled(say.request_id, payload["character_id"], payload["speaker_id"], payload["template"],
+                               seed=payload.get("seed") or 0)
 
 
 def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:

@@ -52,10 +52,11 @@ class RemoteState:
     def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
         return result_of(self._state.prompt_inputs.remote(character_id, speaker_id, utterance))
 
-    def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
-                    fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
+    def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
+                    fields: Mapping[str, Any], utterance: str, *,
+                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
         return result_of(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
-                                                             utterance))
+                                                             utterance, is_event=is_event))
 
 
 class EngineReplica:
@@ -110,7 +111,7 @@ class EngineReplica:
             self.dialogue.submit, request["character_id"], request["speaker_id"], request["text"],
             template=template, seed=request.get("seed"), priority=request.get("priority", 0.0),
             deadline_ms=request.get("deadline_ms"), on_draft=on_draft if request.get("stream") else None,
-            key=request["key"])
+            key=request["key"], is_event=request.get("is_event", False))
         handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         try:
             while (draft := await events.get()) is not None:

@@ -56,11 +56,13 @@ class SayTicket(Protocol):
 class SayService(Protocol):
     """Queue says; never blocks on generation (it may read state)."""
 
-    def submit(self, character_id: str, speaker_id: str, text: str, *, template: Template,
+    def submit(self, character_id: str, speaker_id: str | None, text: str, *, template: Template,
                seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-               request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None) -> SayTicket:
+               request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
+               is_event: bool = False) -> SayTicket:
         """Raises, before queueing anything, what preparing the say raised (unknown character or
-        speaker, a prompt that does not fit, a full queue)."""
+        speaker, a prompt that does not fit, a full queue, an event too soon: RateLimitedError).
+        With `is_event`, `text` is a game event caused by `speaker_id` (or by no one)."""
         ...
 
     def close(self) -> None: ...

@@ -21,8 +21,9 @@ from ..characters.model import StateChange, Turn
 from ..characters.prompt import BuiltPrompt, PromptBuilder, normalize_utterance
 from ..characters.store import Store
 from ..engine import Draft, Engine, FillResult, FinishReason, RequestHandle
-from ..errors import GenerationError
+from ..errors import GenerationError, RequestError
 from ..templates import Template
+from .events import DEFAULT_MIN_EVENT_INTERVAL_MS, CoalescedEvent, EventGate
 from .state import LocalState, StateAccess
 
 __all__ = ["Dialogue", "SayHandle", "SayResult"]
@@ -34,7 +35,7 @@ class SayResult:
     the generation's own result (`fill`: seed, steps, timings)."""
 
     character_id: str
-    speaker_id: str
+    speaker_id: str | None  # None: an event nobody caused
     request_id: str
     finish_reason: FinishReason
     fields: dict[str, Any] | None
@@ -42,18 +43,31 @@ class SayResult:
     changes: list[StateChange] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
     prompt: BuiltPrompt | None = None
+    coalesced: bool = False  # an event answered by the reply to an earlier one (events.py)
+
+    @classmethod
+    def cancelled(cls, request_id: str, character_id: str, speaker_id: str | None, template_name: str,
+                  seed: int = 0) -> "SayResult":
+        """A say cancelled before anything was generated: nothing changed."""
+        fill = FillResult(request_id=request_id, template=template_name, fields=None,
+                          finish_reason=FinishReason.CANCELLED, seed=seed, num_steps=0, tokens_per_forward=0.0,
+                          elapsed_ms=0.0, num_prompt_tokens=0, num_cached_prompt_tokens=0, character_id=character_id)
+        return cls(character_id=character_id, speaker_id=speaker_id, request_id=request_id,
+                   finish_reason=FinishReason.CANCELLED, fields=None, fill=fill)
 
 
 class SayHandle:
     """Follow one `say` from any thread. `result()` raises what applying the reply raised
     (for example UnknownCharacterError when the character was deleted meanwhile)."""
 
-    def __init__(self, request: RequestHandle, character_id: str, speaker_id: str, prompt: BuiltPrompt) -> None:
+    def __init__(self, request: RequestHandle, character_id: str, speaker_id: str | None, prompt: BuiltPrompt, *,
+                 is_event: bool = False) -> None:
         self.request = request
         self.request_id = request.request_id
         self.character_id = character_id
         self.speaker_id = speaker_id
         self.prompt = prompt
+        self.is_event = is_event
         self.future: Future[SayResult] = Future()
 
     def done(self) -> bool:
@@ -81,36 +95,63 @@ class Dialogue:
     >>> reply = dialogue.say("brom", "player", "Any work?", template="shopkeeper_reply")
     """
 
-    def __init__(self, engine: Engine, state: Store | StateAccess, *, max_prompt_tokens: int | None = None) -> None:
+    def __init__(self, engine: Engine, state: Store | StateAccess, *, max_prompt_tokens: int | None = None,
+                 min_event_interval_ms: float = DEFAULT_MIN_EVENT_INTERVAL_MS) -> None:
         self.engine = engine
         self.store: Store | None = state if isinstance(state, Store) else None
         self.state: StateAccess = LocalState(state) if isinstance(state, Store) else state
         self.builder = PromptBuilder(engine.prompts, max_prompt_tokens=max_prompt_tokens)
+        self.events = EventGate(min_event_interval_ms)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npc-state")
         self._writer_lock = threading.Lock()
         self._is_closed = False
 
-    def prepare(self, character_id: str, speaker_id: str, text: str) -> tuple[BuiltPrompt, str]:
-        """(prompt, normalized utterance) from the current state. Raises UnknownCharacterError,
-        UnknownSpeakerError, PromptError."""
-        utterance = normalize_utterance(text, character_id=character_id)
+    def prepare(self, character_id: str, speaker_id: str | None, text: str, *,
+                is_event: bool = False) -> tuple[BuiltPrompt, str]:
+        """(prompt, normalized text) from the current state: `speaker_id` says `text` to the
+        character, or with `is_event` the event `text` happened (caused by `speaker_id`, or None).
+        Raises UnknownCharacterError, UnknownSpeakerError, PromptError, RequestError (a character
+        speaking to itself)."""
+        if speaker_id == character_id:
+            raise RequestError(f"{character_id!r} cannot speak to itself: the speaker must be someone else "
+                               "(another character, or a registered speaker)", character_id=character_id)
+        if speaker_id is None and not is_event:
+            raise RequestError("a say needs a speaker; only an event may have none", character_id=character_id)
+        utterance = normalize_utterance(text, character_id=character_id, is_event=is_event)
         inputs = self.state.prompt_inputs(character_id, speaker_id, utterance)
-        return self.builder.build_from(inputs, speaker_id, utterance), utterance
+        return self.builder.build_from(inputs, speaker_id, utterance, is_event=is_event), utterance
 
-    def submit(self, character_id: str, speaker_id: str, text: str, *,
+    def submit(self, character_id: str, speaker_id: str | None, text: str, *,
                template: Template | Mapping[str, Any] | str | Path, seed: int | None = None,
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
                on_draft: Callable[[Draft], None] | None = None, stream: bool = False,
-               key: str | None = None) -> SayHandle:
+               key: str | None = None, is_event: bool = False) -> SayHandle | CoalescedEvent:
         """Queue a reply and return at once. `key` makes applying it idempotent (a retried say
-        changes state once). Raises (before queueing anything) TemplateError,
-        UnknownCharacterError, UnknownSpeakerError, PromptError, and the engine's RequestErrors."""
+        changes state once). With `is_event`, `text` is a game event caused by `speaker_id` (or by
+        no one: None), admitted per character as events.py says: it may be coalesced into the
+        reply already running (a `CoalescedEvent`) or refused (RateLimitedError). Raises (before
+        queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
+        and the engine's RequestErrors."""
         resolved = self.engine.resolve_template(template)
-        prompt, utterance = self.prepare(character_id, speaker_id, text)
+
+        def start() -> SayHandle:
+            return self._start(character_id, speaker_id, text, resolved, seed=seed, priority=priority,
+                               deadline_ms=deadline_ms, request_id=request_id, on_draft=on_draft, stream=stream,
+                               key=key, is_event=is_event)
+
+        if not is_event:
+            return start()
+        return self.events.admit(character_id, resolved.name, request_id or "", start)
+
+    def _start(self, character_id: str, speaker_id: str | None, text: str, resolved: Template, *,
+               seed: int | None, priority: float, deadline_ms: float | None, request_id: str | None,
+               on_draft: Callable[[Draft], None] | None, stream: bool, key: str | None,
+               is_event: bool) -> SayHandle:
+        prompt, utterance = self.prepare(character_id, speaker_id, text, is_event=is_event)
         request = self.engine.submit(resolved, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
                                      priority=priority, deadline_ms=deadline_ms, request_id=request_id,
                                      character_id=character_id, on_draft=on_draft, stream=stream)
-        handle = SayHandle(request, character_id, speaker_id, prompt)
+        handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
 
         def on_generated(future: Future[FillResult]) -> None:
             job = (handle, resolved, utterance, future.result(), key)
@@ -128,12 +169,24 @@ class Dialogue:
             **options: Any) -> SayResult:
         """Submit and wait (running the engine in this thread when it has no thread of its own).
         Raises GenerationError when the generation failed inside the engine."""
-        handle = self.submit(character_id, speaker_id, text, template=template, **options)
-        self.engine.wait(handle.request, timeout)
+        return self._wait(self.submit(character_id, speaker_id, text, template=template, **options), timeout)
+
+    def react(self, character_id: str, event: str, *, causer_id: str | None = None,
+              template: Template | Mapping[str, Any] | str | Path, timeout: float | None = None,
+              **options: Any) -> SayResult:
+        """The character's reply to a game event ("Aria walks into the forge"), caused by
+        `causer_id` (a speaker or another character) or by no one; recorded as an event turn.
+        Raises RateLimitedError as events.py says, and what `say` raises."""
+        handle = self.submit(character_id, causer_id, event, template=template, is_event=True, **options)
+        return self._wait(handle, timeout)
+
+    def _wait(self, handle: SayHandle | CoalescedEvent, timeout: float | None) -> SayResult:
+        shared = handle.shared if isinstance(handle, CoalescedEvent) else handle
+        self.engine.wait(shared.request, timeout)
         result = handle.result(timeout)
         if result.finish_reason == FinishReason.ERROR:
             raise GenerationError(f"generation failed: {result.fill.error}", request_id=result.request_id,
-                                  character_id=character_id)
+                                  character_id=result.character_id)
         return result
 
     def _finish(self, handle: SayHandle, template: Template, utterance: str, fill: FillResult,
@@ -145,7 +198,7 @@ class Dialogue:
             has_reply = reason.applies_state and fill.fields is not None
             if has_reply:
                 changes, turns = self.state.apply_reply(key, handle.character_id, handle.speaker_id, template,
-                                                        fill.fields, utterance)
+                                                        fill.fields, utterance, is_event=handle.is_event)
             handle.future.set_result(SayResult(
                 character_id=handle.character_id, speaker_id=handle.speaker_id, request_id=handle.request_id,
                 finish_reason=reason, fields=fill.fields if has_reply else None, fill=fill,

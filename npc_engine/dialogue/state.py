@@ -27,10 +27,12 @@ class StateAccess(Protocol):
         UnknownCharacterError / UnknownSpeakerError."""
         ...
 
-    def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
-                    fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
+    def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
+                    fields: Mapping[str, Any], utterance: str, *,
+                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
         """Apply the reply's effects and record the turns, all or nothing; a second call with the
-        same `key` changes nothing and returns what the first changed."""
+        same `key` changes nothing and returns what the first changed. `is_event`: `utterance` is
+        a game event caused by `speaker_id` (or by no one)."""
         ...
 
 
@@ -43,7 +45,8 @@ class LocalState:
     def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
         return read_prompt_inputs(self.store, character_id, speaker_id, utterance)
 
-    def apply_reply(self, key: str | None, character_id: str, speaker_id: str, template: Template,
-                    fields: Mapping[str, Any], utterance: str) -> tuple[list[StateChange], list[Turn]]:
+    def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
+                    fields: Mapping[str, Any], utterance: str, *,
+                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
         return apply_reply(self.store, character_id=character_id, speaker_id=speaker_id, template=template,
-                           fields=fields, utterance=utterance, idempotency_key=key)
+                           fields=fields, utterance=utterance, idempotency_key=key, is_event=is_event)

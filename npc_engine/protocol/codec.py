@@ -29,12 +29,15 @@ class Limits:
     max_array_length: int = 10_000
     max_map_length: int = 1_000
     max_outstanding_per_client: int = 64
+    # Since 1.1: the least time between the starts of two event replies of one character.
+    min_event_interval_ms: int = 1000
 
     def as_dict(self) -> dict[str, int]:
         return {"max_message_bytes": self.max_message_bytes, "max_depth": self.max_depth,
                 "max_string_bytes": self.max_string_bytes, "max_array_length": self.max_array_length,
                 "max_map_length": self.max_map_length,
-                "max_outstanding_per_client": self.max_outstanding_per_client}
+                "max_outstanding_per_client": self.max_outstanding_per_client,
+                "min_event_interval_ms": self.min_event_interval_ms}
 
 
 def encode(message: dict[str, Any]) -> bytes:

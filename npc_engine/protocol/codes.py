@@ -21,6 +21,8 @@ ERROR_CODES: dict[str, str] = {
     "unsupported_version": "the protocol major version differs from the server's",
     "duplicate_request": "this client already has an outstanding request with this request_id",
     "busy": "a limit on outstanding or queued work is reached; retry later (details.limit names it)",
+    "rate_limited": "a say with an event came within the character's minimum event interval, or while it "
+                    "answers an event with another template (details.retry_after_ms); nothing changed",
     "unknown_character": "no character has this id",
     "unknown_speaker": "the speaker is neither a character nor a registered speaker",
     "unknown_template": "no template is registered under this name",
@@ -47,6 +49,7 @@ _BY_EXCEPTION: list[tuple[type[BaseException], str]] = [
     (errors.DuplicateRequestError, "duplicate_request"),
     (errors.QueueFullError, "busy"),
     (errors.EngineClosedError, "shutting_down"),
+    (errors.RateLimitedError, "rate_limited"),
     (errors.DeadlineError, "invalid_request"),
     (errors.RequestError, "invalid_request"),
     (errors.StateError, "invalid_state"),
@@ -69,7 +72,7 @@ def error_reply_fields(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, errors.ProtocolError):
         details = dict(exc.details)
     for attribute in ("field", "template", "slot", "speaker_id", "character_id", "max_queued_requests",
-                      "snapshot_version", "supported_version"):
+                      "snapshot_version", "supported_version", "retry_after_ms"):
         value = getattr(exc, attribute, None)
         if value is not None and attribute not in details:
             details[attribute] = value

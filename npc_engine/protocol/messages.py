@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..characters.model import (
     ID_PATTERN,
+    MAX_EVENT_CHARS,
     MAX_UTTERANCE_CHARS,
     Character,
     SnapshotInfo,
@@ -120,11 +121,14 @@ class TemplateListRequest(Request):
 
 
 class SayRequest(Request):
-    """`speaker_id` says `text` to `character_id`: draft events (when `stream`), then the reply."""
+    """`speaker_id` says `text` to `character_id`, or (since 1.1) the game event `event` happens to
+    it, caused by `speaker_id` if given: draft events (when `stream`), then the reply."""
     op: Literal["say"]
     character_id: Id
-    speaker_id: Id
-    text: str = Field(max_length=MAX_UTTERANCE_CHARS * 4)
+    speaker_id: Id | None = Field(default=None, description="who speaks; for an event, who caused it (optional)")
+    text: str | None = Field(default=None, max_length=MAX_UTTERANCE_CHARS * 4, description="the line said")
+    event: str | None = Field(default=None, max_length=MAX_EVENT_CHARS * 4,
+                              description="since 1.1, instead of text: what happened, e.g. \"Aria walks into the forge\"")
     template: str = Field(min_length=1, max_length=64, description="a registered template's name")
     seed: int | None = Field(default=None, ge=0, le=_MAX_SEED)
     priority: float = 0.0
@@ -137,6 +141,14 @@ class SayRequest(Request):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @model_validator(mode="after")
+    def _text_or_event(self) -> "SayRequest":
+        if (self.text is None) == (self.event is None):
+            raise ValueError("give exactly one of text (a line) and event (something that happened)")
+        if self.text is not None and self.speaker_id is None:
+            raise ValueError("speaker_id is required with text (only an event may have no speaker)")
+        return self
 
 
 class CancelRequest(Request):
@@ -240,7 +252,7 @@ class TemplateListResult(_Wire):
 
 class SayResult(_Wire):
     character_id: str
-    speaker_id: str
+    speaker_id: str | None = Field(description="null only for an event nobody caused")
     finish_reason: Literal["complete", "deadline", "cancelled", "error"]
     fields: dict[str, Any] | None = Field(description="the template's fields; null when cancelled")
     changes: list[StateChange]
@@ -249,6 +261,8 @@ class SayResult(_Wire):
     elapsed_ms: float
     num_prompt_tokens: int
     num_cached_prompt_tokens: int
+    coalesced: bool = Field(default=False, description="since 1.1: an event answered by the reply to an "
+                                                       "earlier event of the same character")
 
 
 class CancelResult(_Wire):

@@ -19,7 +19,7 @@ from ..protocol import messages as m
 
 __all__ = ["Handlers", "CAPABILITIES"]
 
-CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget"]
+CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events"]
 
 
 class Handlers:

@@ -79,7 +79,8 @@ class Server:
         self._owns_says = says is None
         if says is None:
             from ..dialogue import Dialogue  # one process: an Engine and a Store
-            says = Dialogue(engine, store)  # type: ignore[arg-type]
+            says = Dialogue(engine, store,  # type: ignore[arg-type]
+                            min_event_interval_ms=self.limits.min_event_interval_ms)
         self.says: SayService = says
         self.handlers = Handlers(engine, store, self.limits, curve_enabled=self.curve_keys is not None)
         self.clients = ClientTable(max_outstanding_per_client=self.limits.max_outstanding_per_client)
@@ -266,11 +267,12 @@ class Server:
         def on_draft(draft: Draft) -> None:
             self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)), draft_of=request_id)
 
+        is_event = request.event is not None
         handle = self.says.submit(
-            request.character_id, request.speaker_id, request.text, template=template, seed=request.seed,
-            priority=request.priority, deadline_ms=request.deadline_ms,
+            request.character_id, request.speaker_id, request.event if is_event else request.text,
+            template=template, seed=request.seed, priority=request.priority, deadline_ms=request.deadline_ms,
             request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
-            on_draft=on_draft if request.stream else None)
+            on_draft=on_draft if request.stream else None, is_event=is_event)
         with self.clients.lock:
             entry = client.outstanding.get(request_id)
             if entry is not None:
@@ -291,7 +293,8 @@ class Server:
                 character_id=said.character_id, speaker_id=said.speaker_id,
                 finish_reason=FinishReason(said.finish_reason).value, fields=said.fields, changes=said.changes,
                 seed=fill.seed, num_steps=fill.num_steps, elapsed_ms=round(fill.elapsed_ms, 3),
-                num_prompt_tokens=fill.num_prompt_tokens, num_cached_prompt_tokens=fill.num_cached_prompt_tokens)
+                num_prompt_tokens=fill.num_prompt_tokens, num_cached_prompt_tokens=fill.num_cached_prompt_tokens,
+                coalesced=said.coalesced)
         except Exception as exc:  # becomes the say's error reply (an internal one is logged)
             self._reply_error(identity, request.request_id, "say", exc)
             return
