@@ -15,6 +15,7 @@ Every command that loads a model takes `--backend torch|onnx` (onnx: a folder fr
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -338,7 +339,9 @@ def entry(argv: list[str] | None = None) -> None:
         # serve has closed its socket (queued replies sent), its engine and its store (every
         # write committed) by now. What is left is the interpreter tearing down torch and its
         # thread pools: about 0.9 s that a launcher waiting for the port or a watchdog exit
-        # pays for nothing. Flush what is buffered and leave.
+        # pays for nothing. Run the atexit handlers (a host's own hooks rely on them), flush
+        # what is buffered and leave.
+        atexit._run_exitfuncs()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -19,6 +19,7 @@ from ray import serve
 
 from npc_engine import BusyError, ClientTimeoutError
 from npc_engine.characters import Store
+from npc_engine.characters.schema import SCHEMA_VERSION
 from npc_engine.client import AsyncClient, Client
 from npc_engine.cluster import APP_NAME, ClusterOptions, ReplicaOptions, deploy, start_cluster
 from npc_engine.cluster.state import StateService
@@ -106,7 +107,7 @@ def test_a_reply_changes_state_exactly_once(cluster, tmp_path):
     state.apply_reply("key-2", "mara", "player", template, fields, "Hi")
     assert len(state.call("get_character", ("mara",)).recent_turns) == 4
     state.close()
-    assert Store(str(tmp_path / "s.db")).schema_version == 2
+    assert Store(str(tmp_path / "s.db")).schema_version == SCHEMA_VERSION
 
 
 def test_a_flood_gets_busy_not_a_hang(cluster):

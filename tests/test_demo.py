@@ -34,7 +34,16 @@ def test_demo_plays_its_script_and_exits_zero():
     assert "Saved the tavern to slot 'evening'" in out
     assert "There is no save slot 'no_such_slot'. Slots: evening." in out  # and it kept going
     assert "Loaded slot 'evening'" in out
-    assert "Mira remembers 2 recent lines" in out            # what was just said is in her state
+    # Walking in, Brom greets the player (a game event), before the player says anything.
+    greeting = out.index("[A traveller walks into the Crooked Flagon and comes to you.]")
+    assert greeting < out.index("> Good evening!") and out.index('Brom: "', greeting) < out.index("> Good evening!")
+    # /wait: the player stays silent and Mira and Brom exchange lines.
+    exchange = out[out.index("> /wait"):out.index("> /talk mira")]
+    assert "[The traveller stays silent; Mira turns to Brom.]" in exchange
+    assert exchange.count('Mira: "') == 2 and exchange.count('Brom: "') == 1, exchange
+    # Mira's state holds the exchange from her own view and what was just said to her.
+    memory = out[out.index("> /memory"):out.index("> /who")]
+    assert "Mira remembers 6 recent lines" in memory and "  Brom: " in memory and "  you: What grows" in memory
     assert "mood:" in out                                    # a state change was shown
 
 

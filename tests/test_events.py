@@ -77,8 +77,13 @@ def test_two_npcs_talk_and_each_keeps_its_own_view(world):
     assert [(t.speaker_id, t.text) for t in mira.recent_turns] == [("mira", "Your bread was late today."),
                                                                   ("brom", line)]
     assert "mira" in brom.relationships and mira.relationships == {}  # only the one who replied changed
-    answer = dialogue.say("mira", "brom", "Flour costs more since the mill burned.", template="reply", seed=4)
-    assert "brom" in store.get_character("mira").relationships and answer.fields is not None
+    # Mira answers Brom's line: it is already in her turns (she heard it), so it is not recorded twice.
+    answer = dialogue.say("mira", "brom", line, template="reply", seed=4)
+    mira = store.get_character("mira")
+    assert "brom" in mira.relationships and answer.fields is not None
+    assert [(t.speaker_id, t.text) for t in mira.recent_turns] == [
+        ("mira", "Your bread was late today."), ("brom", line), ("mira", answer.fields["line"])]
+    assert [t.text for t in store.get_character("brom").recent_turns][-2:] == [line, answer.fields["line"]]
     prompt, _ = dialogue.prepare("mira", "brom", "And?")
     assert f"Brom: {line}" in prompt.prompt  # Mira remembers what Brom said to her
 

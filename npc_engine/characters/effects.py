@@ -9,6 +9,7 @@ from typing import Any
 
 from ..templates import Template
 from ..templates.effects import MAX_MEMORY_CHARS
+from . import rows
 from .model import MAX_UTTERANCE_CHARS, StateChange, Turn
 from .store import Store
 
@@ -59,13 +60,13 @@ def _apply(store: Store, character_id: str, speaker_id: str | None, template: Te
     if is_event:
         turns = [store.add_turn(character_id, speaker_id or character_id, utterance, kind="event")]
     else:
-        turns = [store.add_turn(character_id, speaker_id, utterance)]
+        turns = _add_line_once(store, character_id, speaker_id, utterance)
     line_slot = template.line_slot_name
     line = str(fields.get(line_slot, "")).strip()[:MAX_UTTERANCE_CHARS] if line_slot else ""
     if line:
         turns.append(store.add_turn(character_id, character_id, line))
     if not is_event and speaker_id != character_id and store.has_character(speaker_id):
-        store.add_turn(speaker_id, speaker_id, utterance)  # the other character's own view
+        _add_line_once(store, speaker_id, speaker_id, utterance)  # the other character's own view
         if line:
             store.add_turn(speaker_id, character_id, line)
     for effect in template.effects:
@@ -90,3 +91,15 @@ def _apply(store: Store, character_id: str, speaker_id: str | None, template: Te
             changes.append(StateChange(kind="flag", slot=effect.slot, path=f"flags.{effect.flag}",
                                        old=old, new=value))
     return changes, turns
+
+
+def _add_line_once(store: Store, character_id: str, speaker_id: str, text: str) -> list[Turn]:
+    """Record `speaker_id`'s line unless it is already the character's newest turn: when two
+    characters talk, a reply is recorded on both sides and then comes back as the next say's
+    utterance."""
+    with store.reading() as conn:
+        newest = rows.last_turn(conn, character_id)
+    if newest is not None and newest[0] == speaker_id and newest[2] == "line" \
+            and " ".join(newest[1].split()) == " ".join(text.split()):
+        return []
+    return [store.add_turn(character_id, speaker_id, text)]

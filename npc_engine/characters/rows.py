@@ -156,6 +156,12 @@ def insert_memory(conn: sqlite3.Connection, character_id: str, memory: Memory, *
                          "ORDER BY salience ASC, id ASC LIMIT ?)", (character_id, count - max_memories))
 
 
+def last_turn(conn: sqlite3.Connection, character_id: str) -> tuple[str, str, str] | None:
+    """(speaker_id, text, kind) of the character's newest turn, or None."""
+    return conn.execute("SELECT speaker_id, text, kind FROM turns WHERE character_id = ? ORDER BY id DESC LIMIT 1",
+                        (character_id,)).fetchone()
+
+
 def insert_turn(conn: sqlite3.Connection, character_id: str, turn: Turn, *, max_turns: int | None) -> None:
     """Append a turn; only the newest `max_turns` are kept."""
     conn.execute("INSERT INTO turns (character_id, speaker_id, text, created_ms, kind) VALUES (?, ?, ?, ?, ?)",

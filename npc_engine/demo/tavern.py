@@ -4,9 +4,10 @@ real `npc-engine serve` subprocess over the wire protocol, as a game would.
 
 Commands (also usable in a `--script` file, one per line; `#` starts a comment):
     /talk NAME    speak to another character          /who       list the characters
-    /memory       what the current character remembers /save SLOT /load SLOT /slots
-    /help         this list                             /quit
-Anything else is said to the current character.
+    /wait         stay silent: two of them talk        /memory    what the current one remembers
+    /save SLOT /load SLOT /slots                        /help      this list      /quit
+Anything else is said to the current character. Walking in, the one you face greets you (a game
+event, not a line of yours).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Tavern:
         self.print("You step into the Crooked Flagon. " + ", ".join(
             f"{c['name']} ({c['id']})" for c in CHARACTERS.values()) + " are here. Type /help for commands.")
         self.print(f"You are talking to {self._name(self.current)}.")
+        self.react(self.current, "A traveller walks into the Crooked Flagon and comes to you.", PLAYER_ID)
 
     def play(self, lines: list[str]) -> bool:
         """Plays a script, echoing each line; True when every say got its reply."""
@@ -110,7 +112,7 @@ class Tavern:
         command, _, argument = line[1:].partition(" ")
         argument = argument.strip()
         handlers: dict[str, Callable[[str], bool | None]] = {
-            "talk": self._talk, "who": self._who, "memory": self._memory, "save": self._save,
+            "talk": self._talk, "who": self._who, "wait": self._wait, "memory": self._memory, "save": self._save,
             "load": self._load, "slots": self._slots, "help": self._help, "quit": lambda _: False,
         }
         handler = handlers.get(command.lower())
@@ -123,10 +125,24 @@ class Tavern:
             self._report(exc)
             return True
 
-    def say(self, text: str) -> None:
-        name = self._name(self.current)
+    def react(self, character_id: str, event: str, causer_id: str | None = None) -> str | None:
+        """The character's reply to a game event, shown like a line; returns what it said."""
+        self.print(f"  [{event}]")
         try:
-            stream = self.client.say_stream(self.current, PLAYER_ID, text, template=TEMPLATE,
+            result = self.client.react(character_id, event, causer_id=causer_id, template=TEMPLATE,
+                                       seed=self.options.seed)
+        except (ServerError, ClientTimeoutError) as exc:
+            self._report(exc)
+            return None
+        return self._show(self._name(character_id), result, 0)
+
+    def say(self, text: str, *, to: str | None = None, speaker_id: str = PLAYER_ID) -> str | None:
+        """`speaker_id` (the player, or another character) says `text` to `to` (default: the one
+        the player faces); returns the reply's line."""
+        character_id = to or self.current
+        name = self._name(character_id)
+        try:
+            stream = self.client.say_stream(character_id, speaker_id, text, template=TEMPLATE,
                                             seed=self.options.seed)
             num_drafts = 0
             for draft in stream:
@@ -137,9 +153,12 @@ class Tavern:
             result = stream.result()
         except (ServerError, ClientTimeoutError) as exc:
             self._report(exc)
-            return
+            return None
         if self.options.is_tty:
             self.out.write("\r\x1b[2K")
+        return self._show(name, result, num_drafts)
+
+    def _show(self, name: str, result, num_drafts: int) -> str:
         fields = result.fields or {}
         self.print(f'{name}: "{fields.get("say", "")}"')
         self.print(f"  emotion: {fields.get('emotion')}   action: {fields.get('action')}   "
@@ -149,6 +168,19 @@ class Tavern:
                 continue
             delta = f" ({change.delta:+d})" if change.delta is not None else ""
             self.print(f"  {change.path}: {change.old} -> {change.new}{delta}")
+        return str(fields.get("say", ""))
+
+    def _wait(self, _: str) -> None:
+        """The player stays silent: the one they face and the next one talk to each other."""
+        keys = list(CHARACTERS)
+        other = keys[(keys.index(self.current) + 1) % len(keys)]
+        opener = self.react(other, f"The traveller stays silent; {self._name(other)} turns to "
+                                   f"{self._name(self.current)}.")
+        if not opener:
+            return
+        reply = self.say(opener, to=self.current, speaker_id=other)
+        if reply:
+            self.say(reply, to=other, speaker_id=self.current)
 
     def _talk(self, argument: str) -> None:
         key = argument.lower()
@@ -170,7 +202,11 @@ class Tavern:
         self.print(f"{character.name} remembers {len(character.recent_turns)} recent lines"
                    f" and {len(character.memories)} memories:")
         for turn in character.recent_turns[-6:]:
-            speaker = "you" if turn.speaker_id == PLAYER_ID else character.name
+            if turn.kind == "event":
+                self.print(f"  [{turn.text}]")
+                continue
+            speaker = "you" if turn.speaker_id == PLAYER_ID else CHARACTERS.get(turn.speaker_id, {}).get(
+                "name", turn.speaker_id)
             self.print(f"  {speaker}: {turn.text}")
         for memory in character.memories[-5:]:
             self.print(f"  * {memory.text} (salience {memory.salience:.1f})")

@@ -39,7 +39,7 @@ func test_long_frames_round_trip() -> void:
 	var big := "w".repeat(5000)
 	var request := client.send_request("world.set", {"key": "k", "text": big})
 	var got: Dictionary = await fake.read_request(h)
-	h.check(got.get("text") == big and got.get("protocol_version") == "1.0", "long frame out")
+	h.check(got.get("text") == big and got.get("protocol_version") == NpcConnection.PROTOCOL_VERSION, "long frame out")
 	fake.reply(request.request_id, {"echo": big})
 	var reply: NpcReply = await request.wait()
 	h.check(reply.ok and reply.result.echo == big, "long frame in")

@@ -136,6 +136,33 @@ func test_say_streams_drafts_then_the_line() -> void:
 	h.free_client(client)
 
 
+func test_react_answers_an_event_and_two_at_once_share_one_reply() -> void:
+	var client := await _setup()
+	if client == null:
+		return
+	var id := "smith%d" % Time.get_ticks_usec()
+	await client.upsert_character({"id": id, "name": "Hale", "persona": "A quiet smith."})
+	var options := {"stream": false, "seed": 2}
+	var first := client.react(id, "Aria walks into the forge.", TEMPLATE, "player", options)
+	var second := client.react(id, "Aria walks into the forge.", TEMPLATE, "player", options)
+	var one: NpcReply = await first.wait()
+	var two: NpcReply = await second.wait()
+	h.check(one.ok and two.ok, "both answered: %s / %s" % [one, two])
+	if not (one.ok and two.ok):
+		h.free_client(client)
+		return
+	h.check(
+		one.result.coalesced != two.result.coalesced, "one answered, the other shared its reply"
+	)
+	h.check(one.result.fields == two.result.fields, "the same reply")
+	var turns: Array = (await client.get_character(id)).result.character.recent_turns
+	var events := turns.filter(func(t: Dictionary) -> bool: return t.get("kind") == "event")
+	h.check(events.size() == 1 and events[0].speaker_id == "player", "one event turn: %s" % [turns])
+	var itself: NpcReply = await client.say_and_wait(id, id, "Hello, me.", TEMPLATE)
+	h.check(not itself.ok and itself.code == "invalid_request", "never to itself: %s" % itself)
+	h.free_client(client)
+
+
 func test_cancel_stops_a_say() -> void:
 	var client := await _setup()
 	if client == null:

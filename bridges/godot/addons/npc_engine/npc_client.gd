@@ -82,14 +82,36 @@ func list_templates() -> NpcReply:
 func say(
 	character_id: String, speaker_id: String, text: String, template: String, options := {}
 ) -> NpcRequest:
+	return _start_say(character_id, speaker_id, "text", text, template, options)
+
+
+## Protocol 1.1: the character reacts to a game event ("Aria walks into the forge"), caused by
+## [param causer_id] (a speaker or another character; "" for no one). An event while the
+## character answers another gets that reply (result.coalesced); one within the server's
+## limits.min_event_interval_ms fails with code "rate_limited". Options as for [method say].
+func react(
+	character_id: String, event_text: String, template: String, causer_id := "", options := {}
+) -> NpcRequest:
+	return _start_say(character_id, causer_id, "event", event_text, template, options)
+
+
+func _start_say(
+	character_id: String,
+	speaker_id: String,
+	text_field: String,
+	text: String,
+	template: String,
+	options: Dictionary
+) -> NpcRequest:
 	var fields := {
 		"character_id": character_id,
-		"speaker_id": speaker_id,
-		"text": text,
+		text_field: text,
 		"template": template,
 		"priority": float(options.get("priority", 0.0)),
 		"stream": bool(options.get("stream", true)),
 	}
+	if speaker_id != "":
+		fields["speaker_id"] = speaker_id
 	if options.has("seed"):
 		fields["seed"] = int(options.seed)
 	if options.has("deadline_ms"):

@@ -93,6 +93,10 @@ namespace NpcEngine
         public string SpeakerId;
         public string Text;
         public long CreatedMs;
+        /// <summary>"line", or "event" (protocol 1.1): a game event, <see cref="SpeakerId"/> caused it.</summary>
+        public string Kind = "line";
+
+        public bool IsEvent { get { return Kind == "event"; } }
     }
 
     /// <summary>
@@ -143,7 +147,11 @@ namespace NpcEngine
             }
             foreach (PackMap turn in Maps(map.GetList("recent_turns")))
             {
-                character.RecentTurns.Add(new Turn { SpeakerId = turn.GetString("speaker_id"), Text = turn.GetString("text"), CreatedMs = turn.GetLong("created_ms") });
+                character.RecentTurns.Add(new Turn
+                {
+                    SpeakerId = turn.GetString("speaker_id"), Text = turn.GetString("text"), CreatedMs = turn.GetLong("created_ms"),
+                    Kind = turn.GetString("kind", "line"),
+                });
             }
             return character;
         }
@@ -182,7 +190,7 @@ namespace NpcEngine
                 List<object> turns = new List<object>();
                 foreach (Turn turn in RecentTurns)
                 {
-                    turns.Add(new PackMap { { "speaker_id", turn.SpeakerId }, { "text", turn.Text }, { "created_ms", turn.CreatedMs } });
+                    turns.Add(new PackMap { { "speaker_id", turn.SpeakerId }, { "text", turn.Text }, { "created_ms", turn.CreatedMs }, { "kind", turn.Kind ?? "line" } });
                 }
                 map["recent_turns"] = turns;
             }
@@ -327,6 +335,8 @@ namespace NpcEngine
         public double ElapsedMs;
         public long NumPromptTokens;
         public long NumCachedPromptTokens;
+        /// <summary>Protocol 1.1: an event answered by the reply to an earlier event of the same character.</summary>
+        public bool Coalesced;
 
         public bool IsCancelled { get { return FinishReason == FinishReasons.Cancelled; } }
 
@@ -351,6 +361,7 @@ namespace NpcEngine
                 ElapsedMs = map.GetDouble("elapsed_ms"),
                 NumPromptTokens = map.GetLong("num_prompt_tokens"),
                 NumCachedPromptTokens = map.GetLong("num_cached_prompt_tokens"),
+                Coalesced = map.GetBool("coalesced"),
             };
             foreach (PackMap change in Character.Maps(map.GetList("changes")))
             {

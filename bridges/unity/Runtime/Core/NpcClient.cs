@@ -267,12 +267,37 @@ namespace NpcEngine
         /// <summary>Starts a say: drafts go to <see cref="SayOptions.OnDraft"/>, the reply to <see cref="SayRequest.Task"/>.</summary>
         public SayRequest Say(string characterId, string speakerId, string text, string template, SayOptions options = null)
         {
+            return StartSay(characterId, speakerId, "text", text, template, options);
+        }
+
+        /// <summary>
+        /// Protocol 1.1: the character reacts to a game event ("Aria walks into the forge"), caused
+        /// by <paramref name="causerId"/> (a speaker or another character) or by no one (null). An
+        /// event while the character answers another gets that reply (<see cref="SayResult.Coalesced"/>);
+        /// one within the server's <c>min_event_interval_ms</c> fails with code <c>rate_limited</c>.
+        /// </summary>
+        public SayRequest React(string characterId, string eventText, string template, string causerId = null, SayOptions options = null)
+        {
+            return StartSay(characterId, causerId, "event", eventText, template, options);
+        }
+
+        public Task<SayResult> ReactAsync(string characterId, string eventText, string template, string causerId = null, SayOptions options = null)
+        {
+            return React(characterId, eventText, template, causerId, options).Task;
+        }
+
+        private SayRequest StartSay(string characterId, string speakerId, string textField, string text, string template, SayOptions options)
+        {
             options = options ?? new SayOptions();
             PackMap fields = new PackMap
             {
-                { "character_id", characterId }, { "speaker_id", speakerId }, { "text", text },
+                { "character_id", characterId }, { textField, text },
                 { "template", template }, { "priority", options.Priority }, { "stream", options.Stream },
             };
+            if (speakerId != null)
+            {
+                fields["speaker_id"] = speakerId;
+            }
             if (options.Seed.HasValue)
             {
                 fields["seed"] = options.Seed.Value;

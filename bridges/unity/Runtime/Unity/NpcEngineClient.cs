@@ -127,6 +127,28 @@ namespace NpcEngine.Unity
         /// </summary>
         public SayRequest Say(string characterId, string speakerId, string text, string template = null, SayOptions options = null)
         {
+            return Track(characterId, options, delegate(SayOptions tracked)
+            {
+                return _client.Say(characterId, speakerId, text, template ?? defaultTemplate, tracked);
+            });
+        }
+
+        /// <summary>
+        /// Protocol 1.1: the character reacts to a game event ("Aria walks into the forge"), caused
+        /// by <paramref name="causerId"/> or by no one (null); the reply arrives like a line. Events
+        /// while the character answers one share that reply (<see cref="SayResult.Coalesced"/>);
+        /// events sooner than the server's minimum interval raise onError with code rate_limited.
+        /// </summary>
+        public SayRequest React(string characterId, string eventText, string causerId = null, string template = null, SayOptions options = null)
+        {
+            return Track(characterId, options, delegate(SayOptions tracked)
+            {
+                return _client.React(characterId, eventText, template ?? defaultTemplate, causerId, tracked);
+            });
+        }
+
+        private SayRequest Track(string characterId, SayOptions options, Func<SayOptions, SayRequest> start)
+        {
             if (_client == null)
             {
                 Connect();
@@ -153,7 +175,7 @@ namespace NpcEngine.Unity
                     onDraft.Invoke(characterId, draft.Fields.GetString(lineField, ""));
                 });
             };
-            SayRequest request = _client.Say(characterId, speakerId, text, template ?? defaultTemplate, options);
+            SayRequest request = start(options);
             request.Task.ContinueWith(delegate(Task<SayResult> done)
             {
                 _mainThread.Post(delegate

@@ -147,6 +147,38 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void ReactAnswersAnEventAndTwoAtOnceShareOneReply()
+        {
+            string id = "smith" + Guid.NewGuid().ToString("N").Substring(0, 8);
+            Result(_client.UpsertCharacterAsync(new Character { Id = id, Name = "Hale", Persona = "A quiet smith." }));
+            SayRequest first = _client.React(id, "Aria walks into the forge.", Template, "player", new SayOptions { Seed = 2, Stream = false });
+            SayRequest second = _client.React(id, "Aria walks into the forge.", Template, "player", new SayOptions { Stream = false });
+            SayResult one = Result(first.Task);
+            SayResult two = Result(second.Task);
+            Assert.AreEqual(FinishReasons.Complete, one.FinishReason);
+            Assert.AreEqual("player", one.SpeakerId);
+            Assert.IsTrue(one.Coalesced != two.Coalesced, "one event was answered, the other shared its reply");
+            Assert.AreEqual(one.GetText("say"), two.GetText("say"));
+            List<Turn> turns = Result(_client.GetCharacterAsync(id)).RecentTurns;
+            Assert.AreEqual(1, turns.FindAll(delegate(Turn t) { return t.IsEvent; }).Count, "one event recorded");
+            Assert.AreEqual("Aria walks into the forge.", turns[0].Text);
+            Assert.AreEqual("player", turns[0].SpeakerId);
+            // (rate_limited, which depends on how long a reply takes, is tested in tests/test_events.py.)
+        }
+
+        [Test]
+        public void AnNpcSpeaksToAnotherAndNeverToItself()
+        {
+            Result(_client.UpsertCharacterAsync(new Character { Id = "mira", Name = "Mira", Persona = "A sharp-eyed baker." }));
+            SayResult reply = Result(_client.SayAsync("brom", "mira", "Your bread was late.", Template, new SayOptions { Seed = 4, Stream = false }));
+            Assert.AreEqual("mira", reply.SpeakerId);
+            List<Turn> miraTurns = Result(_client.GetCharacterAsync("mira")).RecentTurns;
+            Assert.AreEqual("Your bread was late.", miraTurns[miraTurns.Count - 2].Text, "the speaker keeps its own view");
+            ServerException itself = (ServerException)Failure(_client.SayAsync("brom", "brom", "Hello, me.", Template));
+            Assert.AreEqual("invalid_request", itself.Code);
+        }
+
+        [Test]
         public void CancelStopsASay()
         {
             SayRequest request = _client.Say("brom", "player", "Tell me a long story.", Template, new SayOptions { Seed = 1 });
