@@ -43,7 +43,7 @@ def _check_name(name: Any) -> str:
 
 
 class Snapshots:
-    """`store.snapshots`: save / load / list / delete / export / import."""
+    """`store.snapshots`: save / load / list / delete / export / import (files or bytes)."""
 
     def __init__(self, store: "Store") -> None:
         self._store = store
@@ -101,11 +101,30 @@ class Snapshots:
             if conn.execute("DELETE FROM snapshots WHERE name = ?", (name,)).rowcount == 0:
                 raise UnknownSnapshotError(f"no snapshot is named {name!r}")
 
-    def export(self, name: str, path: str | Path) -> SnapshotInfo:
-        """Write a slot to one msgpack file (atomically: a crash leaves the old file or the new one)."""
+    def export_bytes(self, name: str) -> tuple[SnapshotInfo, bytes]:
+        """A slot's bytes, exactly as `export` writes them (for a game's own save file)."""
         with self._store.reading() as conn:
             blob = self._blob(conn, name)
-        info = decode(blob, origin=f"snapshot {name!r}")[0]
+        return decode(blob, origin=f"snapshot {name!r}")[0], blob
+
+    def import_bytes(self, blob: bytes, *, name: str | None = None, origin: str = "the snapshot") -> SnapshotInfo:
+        """Validate exported bytes (format, schema version, checksum, every value) and store them as
+        a slot (under `name`, default their own name); nothing is applied until `load`, and nothing
+        at all changes when they are refused. Raises SnapshotError / SnapshotVersionError."""
+        if len(blob) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(f"{origin} is larger than {MAX_SNAPSHOT_BYTES} bytes")
+        info, _ = decode(blob, origin=origin)
+        if name is not None and name != info.name:
+            info = info.model_copy(update={"name": _check_name(name)})
+        with self._store.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO snapshots (name, scope, character_id, created_ms, schema_version, "
+                         "data) VALUES (?, ?, ?, ?, ?, ?)", (info.name, info.scope, info.character_id,
+                                                            info.created_ms, info.schema_version, blob))
+        return info
+
+    def export(self, name: str, path: str | Path) -> SnapshotInfo:
+        """Write a slot to one msgpack file (atomically: a crash leaves the old file or the new one)."""
+        info, blob = self.export_bytes(name)
         target = Path(path)
         try:
             with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
@@ -127,14 +146,7 @@ class Snapshots:
             blob = source.read_bytes()
         except OSError as exc:
             raise SnapshotError(f"cannot read snapshot file {str(source)!r}: {exc}") from exc
-        info, _ = decode(blob, origin=f"snapshot file {str(source)!r}")
-        if name is not None and name != info.name:
-            info = info.model_copy(update={"name": _check_name(name)})
-        with self._store.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO snapshots (name, scope, character_id, created_ms, schema_version, "
-                         "data) VALUES (?, ?, ?, ?, ?, ?)", (info.name, info.scope, info.character_id,
-                                                            info.created_ms, info.schema_version, blob))
-        return info
+        return self.import_bytes(blob, name=name, origin=f"snapshot file {str(source)!r}")
 
     @staticmethod
     def _blob(conn: sqlite3.Connection, name: str) -> bytes:

@@ -28,6 +28,7 @@ from ..characters.model import Character, SnapshotInfo, Speaker, WorldFact
 from ..errors import BusyError, ClientClosedError, ClientTimeoutError, ServerError, VersionMismatchError
 from ..protocol import RESULTS, DraftBody
 from ..protocol import messages as m
+from ..protocol.chunks import from_chunks, to_chunks
 from ..templates.spec import Template, load_template
 from .connection import Connection
 
@@ -156,6 +157,17 @@ class Ops:
 
     def load_snapshot(self, name: str) -> SnapshotInfo:
         return self._call("snapshot.load", name=name, extract=lambda r: r.snapshot)
+
+    def export_snapshot(self, name: str) -> bytes:
+        """A save slot's bytes, for the game's own save file (protocol 1.1); `import_snapshot`
+        takes them back, checked (format, schema version, checksum) before anything changes."""
+        return self._call("snapshot.export", name=name, extract=lambda r: from_chunks(r.chunks))
+
+    def import_snapshot(self, data: bytes, name: str | None = None) -> SnapshotInfo:
+        """Store bytes from `export_snapshot` as a slot (under `name`, default its own); then
+        `load_snapshot` applies it. A damaged or foreign payload: ServerError code snapshot_error."""
+        extra = {"name": name} if name is not None else {}
+        return self._call("snapshot.import", chunks=to_chunks(bytes(data)), **extra, extract=lambda r: r.snapshot)
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         return self._call("snapshot.list", extract=lambda r: r.snapshots)

@@ -30,7 +30,8 @@ STORE_OPS = frozenset({
     "upsert_character", "get_character", "list_characters", "delete_character",
     "upsert_speaker", "list_speakers", "delete_speaker",
     "set_world_fact", "get_world_fact", "list_world_facts", "delete_world_fact",
-    "snapshots.save", "snapshots.load", "snapshots.list", "snapshots.delete",
+    "snapshots.save", "snapshots.load", "snapshots.list", "snapshots.delete", "snapshots.export_bytes",
+    "snapshots.import_bytes",
 })
 
 

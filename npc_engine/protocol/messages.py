@@ -177,6 +177,20 @@ class SnapshotDeleteRequest(Request):
     name: Id
 
 
+class SnapshotExportRequest(Request):
+    """Since 1.1: a slot's bytes, for the game's own save file."""
+    op: Literal["snapshot.export"]
+    name: Id
+
+
+class SnapshotImportRequest(Request):
+    """Since 1.1: store bytes from `snapshot.export` as a slot (then `snapshot.load` applies it)."""
+    op: Literal["snapshot.import"]
+    chunks: list[str] = Field(min_length=1, description="base64 of consecutive slices of the bytes "
+                                                        "(see snapshot.export)")
+    name: Id | None = Field(default=None, description="the slot to store it as; default the name it was saved under")
+
+
 class StatsRequest(Request):
     op: Literal["stats"]
 
@@ -277,6 +291,12 @@ class SnapshotListResult(_Wire):
     snapshots: list[SnapshotInfo]
 
 
+class SnapshotExportResult(_Wire):
+    snapshot: SnapshotInfo
+    chunks: list[str] = Field(description="base64 of consecutive slices of the snapshot's bytes (each "
+                                          "slice 36 KiB but the last); join the decoded slices")
+
+
 class StatsResult(_Wire):
     engine: dict[str, Any]
     server: dict[str, Any]
@@ -304,6 +324,8 @@ _OP_MODELS: dict[str, tuple[type[Request], type[_Wire]]] = {
     "snapshot.load": (SnapshotLoadRequest, SnapshotResult),
     "snapshot.list": (SnapshotListRequest, SnapshotListResult),
     "snapshot.delete": (SnapshotDeleteRequest, EmptyResult),
+    "snapshot.export": (SnapshotExportRequest, SnapshotExportResult),
+    "snapshot.import": (SnapshotImportRequest, SnapshotResult),
     "stats": (StatsRequest, StatsResult),
 }
 OPS: dict[str, type[Request]] = {op: models[0] for op, models in _OP_MODELS.items()}

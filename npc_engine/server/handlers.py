@@ -16,6 +16,7 @@ from .. import __version__
 from ..dialogue.seams import EngineSeam
 from ..protocol import OPS, PROTOCOL_VERSION, Limits
 from ..protocol import messages as m
+from ..protocol.chunks import from_chunks, to_chunks
 
 __all__ = ["Handlers", "CAPABILITIES"]
 
@@ -51,6 +52,9 @@ class Handlers:
             "snapshot.load": lambda r: m.SnapshotResult(snapshot=self.store.snapshots.load(r.name)),
             "snapshot.list": lambda r: m.SnapshotListResult(snapshots=self.store.snapshots.list()),
             "snapshot.delete": self._delete_snapshot,
+            "snapshot.export": self._export_snapshot,
+            "snapshot.import": lambda r: m.SnapshotResult(
+                snapshot=self.store.snapshots.import_bytes(from_chunks(r.chunks), name=r.name)),
         }
 
     def hello(self, request: m.HelloRequest, warning: str | None) -> m.HelloResult:
@@ -66,6 +70,10 @@ class Handlers:
     def _delete_character(self, request: m.CharacterDeleteRequest) -> m.EmptyResult:
         self.store.delete_character(request.character_id)
         return m.EmptyResult()
+
+    def _export_snapshot(self, request: m.SnapshotExportRequest) -> m.SnapshotExportResult:
+        info, blob = self.store.snapshots.export_bytes(request.name)
+        return m.SnapshotExportResult(snapshot=info, chunks=to_chunks(blob))
 
     def _delete_snapshot(self, request: m.SnapshotDeleteRequest) -> m.EmptyResult:
         self.store.snapshots.delete(request.name)

@@ -163,6 +163,37 @@ func test_react_answers_an_event_and_two_at_once_share_one_reply() -> void:
 	h.free_client(client)
 
 
+func test_a_snapshot_goes_into_the_games_save_file_and_comes_back() -> void:
+	var client := await _setup()
+	if client == null:
+		return
+	var id := "keeper%d" % Time.get_ticks_usec()
+	await client.upsert_character(
+		{"id": id, "name": "Ione", "persona": "A keeper.", "mood": "calm"}
+	)
+	await client.save_snapshot("save_" + id, id)
+	var exported: NpcReply = await client.export_snapshot("save_" + id)
+	h.check(exported.ok and exported.result.data.size() > 0, "exported: %s" % exported)
+	if not exported.ok:
+		h.free_client(client)
+		return
+	var save_file: PackedByteArray = exported.result.data
+	await client.upsert_character({"id": id, "mood": "angry"})
+	var imported: NpcReply = await client.import_snapshot(save_file, "file_" + id)
+	h.check(
+		imported.ok and imported.result.snapshot.name == "file_" + id, "imported: %s" % imported
+	)
+	await client.load_snapshot("file_" + id)
+	var back: Dictionary = (await client.get_character(id)).result.character
+	h.check(back.mood == "calm", "the save file's state is back: %s" % back.mood)
+	var damaged := save_file.duplicate()
+	var middle := damaged.size() >> 1
+	damaged[middle] = damaged[middle] ^ 0xFF
+	var refused: NpcReply = await client.import_snapshot(damaged, "broken_" + id)
+	h.check(not refused.ok and refused.code == "snapshot_error", "damaged: %s" % refused)
+	h.free_client(client)
+
+
 func test_cancel_stops_a_say() -> void:
 	var client := await _setup()
 	if client == null:

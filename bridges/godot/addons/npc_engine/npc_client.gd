@@ -8,6 +8,9 @@ extends NpcConnection
 ## [method NpcConnection.hello] (with its protocol check) is inherited: the connection sends it
 ## on every (re)connect.
 
+## Bytes per base64 chunk of a snapshot on the wire (schemas/PROTOCOL.md): 48 KiB of text each.
+const SNAPSHOT_CHUNK_BYTES := 36 * 1024
+
 
 func ping() -> NpcReply:
 	return await send_request("ping").wait()
@@ -151,6 +154,31 @@ func list_snapshots() -> NpcReply:
 
 func delete_snapshot(snapshot_name: String) -> NpcReply:
 	return await send_request("snapshot.delete", {"name": snapshot_name}).wait()
+
+
+## Protocol 1.1: a save slot's bytes for the game's own save file, as result.data
+## (a PackedByteArray; keep it as it is). The wire carries them as base64 chunks.
+func export_snapshot(snapshot_name: String) -> NpcReply:
+	var reply: NpcReply = await send_request("snapshot.export", {"name": snapshot_name}).wait()
+	if reply.ok:
+		var data := PackedByteArray()
+		for chunk in reply.result.get("chunks", []):
+			data.append_array(Marshalls.base64_to_raw(str(chunk)))
+		reply.result["data"] = data
+	return reply
+
+
+## Protocol 1.1: stores bytes from [method export_snapshot] as a slot (under [param snapshot_name],
+## default its own); [method load_snapshot] then applies it. A damaged or foreign payload fails
+## with code "snapshot_error" and changes nothing.
+func import_snapshot(data: PackedByteArray, snapshot_name := "") -> NpcReply:
+	var chunks := []
+	for offset in range(0, data.size(), SNAPSHOT_CHUNK_BYTES):
+		chunks.append(Marshalls.raw_to_base64(data.slice(offset, offset + SNAPSHOT_CHUNK_BYTES)))
+	var fields := {"chunks": chunks if not chunks.is_empty() else [""]}
+	if snapshot_name != "":
+		fields["name"] = snapshot_name
+	return await send_request("snapshot.import", fields).wait()
 
 
 func stats() -> NpcReply:

@@ -368,6 +368,26 @@ namespace NpcEngine
             return RequestAsync("snapshot.delete", new PackMap { { "name", name } });
         }
 
+        /// <summary>Protocol 1.1: a save slot's bytes, for the game's own save file (keep them as they are).</summary>
+        public async Task<byte[]> ExportSnapshotAsync(string name)
+        {
+            PackMap result = await RequestAsync("snapshot.export", new PackMap { { "name", name } }).ConfigureAwait(false);
+            return SnapshotChunks.FromChunks(result.GetStrings("chunks") ?? new List<string>());
+        }
+
+        /// <summary>Protocol 1.1: stores bytes from <see cref="ExportSnapshotAsync"/> as a slot (under
+        /// <paramref name="name"/>, default its own); <see cref="LoadSnapshotAsync"/> then applies it.
+        /// A damaged or foreign payload fails with code snapshot_error and changes nothing.</summary>
+        public async Task<SnapshotInfo> ImportSnapshotAsync(byte[] data, string name = null)
+        {
+            PackMap fields = new PackMap { { "chunks", SnapshotChunks.ToChunks(data) } };
+            if (name != null)
+            {
+                fields["name"] = name;
+            }
+            return SnapshotInfo.FromMap((await RequestAsync("snapshot.import", fields).ConfigureAwait(false)).GetMap("snapshot"));
+        }
+
         /// <summary>Engine and server counters: the result's "engine" and "server" maps.</summary>
         public Task<PackMap> StatsAsync()
         {

@@ -169,13 +169,38 @@ namespace NpcEngine.Tests
         [Test]
         public void AnNpcSpeaksToAnotherAndNeverToItself()
         {
-            Result(_client.UpsertCharacterAsync(new Character { Id = "mira", Name = "Mira", Persona = "A sharp-eyed baker." }));
-            SayResult reply = Result(_client.SayAsync("brom", "mira", "Your bread was late.", Template, new SayOptions { Seed = 4, Stream = false }));
-            Assert.AreEqual("mira", reply.SpeakerId);
-            List<Turn> miraTurns = Result(_client.GetCharacterAsync("mira")).RecentTurns;
-            Assert.AreEqual("Your bread was late.", miraTurns[miraTurns.Count - 2].Text, "the speaker keeps its own view");
-            ServerException itself = (ServerException)Failure(_client.SayAsync("brom", "brom", "Hello, me.", Template));
+            // Characters of their own: other tests look at Brom's mood.
+            string suffix = Guid.NewGuid().ToString("N").Substring(0, 8);
+            string smith = "smith" + suffix, baker = "baker" + suffix;
+            Result(_client.UpsertCharacterAsync(new Character { Id = smith, Name = "Hale", Persona = "A quiet smith." }));
+            Result(_client.UpsertCharacterAsync(new Character { Id = baker, Name = "Mira", Persona = "A sharp-eyed baker." }));
+            SayResult reply = Result(_client.SayAsync(smith, baker, "Your bread was late.", Template, new SayOptions { Seed = 4, Stream = false }));
+            Assert.AreEqual(baker, reply.SpeakerId);
+            List<Turn> bakerTurns = Result(_client.GetCharacterAsync(baker)).RecentTurns;
+            Assert.AreEqual("Your bread was late.", bakerTurns[0].Text, "the speaker keeps its own view");
+            Assert.AreEqual(smith, bakerTurns[bakerTurns.Count - 1].SpeakerId);
+            ServerException itself = (ServerException)Failure(_client.SayAsync(smith, smith, "Hello, me.", Template));
             Assert.AreEqual("invalid_request", itself.Code);
+        }
+
+        [Test]
+        public void ASnapshotGoesIntoTheGamesSaveFileAndComesBack()
+        {
+            string id = "keeper" + Guid.NewGuid().ToString("N").Substring(0, 8);
+            Result(_client.UpsertCharacterAsync(new Character { Id = id, Name = "Ione", Persona = "A lighthouse keeper.", Mood = "calm" }));
+            Result(_client.SaveSnapshotAsync("save_" + id, id));
+            byte[] saveFile = Result(_client.ExportSnapshotAsync("save_" + id));
+            Assert.Greater(saveFile.Length, 0);
+            Result(_client.UpsertCharacterAsync(new PackMap { { "id", id }, { "mood", "angry" } }));
+            SnapshotInfo imported = Result(_client.ImportSnapshotAsync(saveFile, "file_" + id));
+            Assert.AreEqual("file_" + id, imported.Name);
+            Result(_client.LoadSnapshotAsync("file_" + id));
+            Assert.AreEqual("calm", Result(_client.GetCharacterAsync(id)).Mood);
+            byte[] damaged = (byte[])saveFile.Clone();
+            damaged[damaged.Length / 2] ^= 0xFF;
+            ServerException refused = (ServerException)Failure(_client.ImportSnapshotAsync(damaged, "broken_" + id));
+            Assert.AreEqual("snapshot_error", refused.Code);
+            Assert.IsFalse(Result(_client.ListSnapshotsAsync()).Exists(delegate(SnapshotInfo s) { return s.Name == "broken_" + id; }));
         }
 
         [Test]
