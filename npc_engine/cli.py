@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .cli_common import add_backend_flags, model_path
-from .errors import NpcEngineError
+from .errors import ConfigError, NpcEngineError
 
 __all__ = ["main"]
 
@@ -159,8 +159,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    for flag, value in (("--event-fraction", args.event_fraction), ("--npc-fraction", args.npc_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{flag} must be in 0..1, got {value}")
     data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed,
-                      variant_fraction=args.variant_fraction, paraphrase_file=args.paraphrases)
+                      variant_fraction=args.variant_fraction, paraphrase_file=args.paraphrases,
+                      event_fraction=args.event_fraction, npc_fraction=args.npc_fraction)
     # A field left at None adds nothing to the data, so it stays out of the checkpoint fingerprint.
     description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__
                                  if getattr(data, k) is not None},
@@ -238,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--stream", action="store_true",
                           help="fresh generated samples every step (--num-train then only builds the tokenizer)")
     training.add_argument("--ar-weight", type=float, default=1.0, help="weight of the encoder's next-token loss")
+    training.add_argument("--event-fraction", type=float, default=0.0,
+                          help="share of training samples that answer a game event (corpus_events.py)")
+    training.add_argument("--npc-fraction", type=float, default=0.0,
+                          help="share of training samples whose speaker is another character")
     training.add_argument("--variant-fraction", type=float, default=0.5,
                           help="share of generated samples on a template-family variant")
     training.add_argument("--paraphrases", default=None,
@@ -271,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--no-floor", action="store_true", help="skip the random-weights floor")
     evaluation.add_argument("--slices", default="heldout,paraphrase,variant",
                             help="held-out slices, comma-separated: heldout (combinations), paraphrase "
-                                 "(+ unseen phrasings), variant (+ unseen template variants)")
+                                 "(+ unseen phrasings), variant (+ unseen template variants), events (game "
+                                 "events on held-out combinations)")
     evaluation.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                             help="onnx: score the model folder's onnx/ export on ONNX Runtime")
     evaluation.add_argument("--threads", type=int, default=None, help="onnx: onnxruntime CPU threads")

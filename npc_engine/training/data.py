@@ -23,6 +23,7 @@ from ..templates import Template, load_template
 from ..templates.compiler import _output_model
 from .family import TOPICS, TemplateVariant, random_variant, variant_of_base
 from .utterances import PATTERNS, load_paraphrases, pattern_split, player_line
+from .corpus_events import EVENT_EMOTION_RULES, EVENT_TOPICS, EVENTS
 from .corpus import (
     ARCHETYPES,
     EMOTION_RULES,
@@ -36,8 +37,13 @@ from .corpus import (
     WORLD_FACTS,
 )
 
-__all__ = ["Sample", "DataConfig", "SPLITS", "generate", "stream", "combinations", "expected_emotion", "load_jsonl", "DataError",
-           "default_template_path", "iter_texts"]
+__all__ = ["Sample", "DataConfig", "SPLITS", "TURN_KINDS", "generate", "stream", "combinations", "event_combinations",
+           "expected_emotion", "load_jsonl", "DataError", "default_template_path", "iter_texts"]
+
+# What a sample's reply answers: a player's intent, or a game event (corpus_events.py).
+TURN_KINDS: dict[str, dict] = {**INTENTS, **EVENTS}
+_EMOTION_RULES = {**EMOTION_RULES, **EVENT_EMOTION_RULES}
+_TOPICS = {**TOPICS, **EVENT_TOPICS}
 
 def default_template_path() -> Path:
     """The template the default model is trained on: from the repository, else the shipped model."""
@@ -74,6 +80,8 @@ class DataConfig:
     seed: int = 0
     variant_fraction: float = 0.5   # training samples on a family variant instead of the shipped template
     paraphrase_file: str | None = None  # extra player-line patterns for training (utterances.load_paraphrases)
+    event_fraction: float = 0.0     # training samples answering a game event (corpus_events.py)
+    npc_fraction: float = 0.0       # training samples whose speaker is another character, not the player
 
 
 # split -> (combinations, utterance patterns, templates) it draws from
@@ -82,11 +90,12 @@ SPLITS = {
     "heldout": ("heldout", "train", "base"),       # held-out combinations
     "paraphrase": ("heldout", "heldout", "base"),  # ... and phrasings never seen
     "variant": ("heldout", "train", "heldout"),    # ... and template variants never seen
+    "events": ("heldout", "train", "base"),        # game events, held-out (archetype, event, mood) combinations
 }
 
 
 def expected_emotion(intent: str, mood: str) -> str:
-    rules = EMOTION_RULES.get(intent)
+    rules = _EMOTION_RULES.get(intent)
     if rules is None:
         return mood
     return rules.get(mood, rules["*"])
@@ -96,6 +105,15 @@ def combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[t
     """(train, held-out) (archetype, intent, mood) triples; disjoint, fixed by the seed."""
     triples = [(a[0], i, m) for a in ARCHETYPES for i in INTENTS for m in MOODS]
     random.Random(config.seed).shuffle(triples)
+    num_heldout = max(1, int(len(triples) * config.heldout_fraction))
+    return triples[num_heldout:], triples[:num_heldout]
+
+
+@functools.lru_cache(maxsize=8)
+def event_combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """(train, held-out) (archetype, event, mood) triples, split as `combinations` splits intents."""
+    triples = [(a[0], e, m) for a in ARCHETYPES for e in EVENTS for m in MOODS]
+    random.Random(f"{config.seed}-events").shuffle(triples)
     num_heldout = max(1, int(len(triples) * config.heldout_fraction))
     return triples[num_heldout:], triples[:num_heldout]
 
@@ -117,7 +135,7 @@ def compose_line(opener: str, pattern: str, slots: dict[str, str]) -> str:
 
 
 def _truth(concept: str, intent_key: str, mood: str, line: str, rng: random.Random) -> Any:
-    intent = INTENTS[intent_key]
+    intent = TURN_KINDS[intent_key]
     if concept == "line":
         return line
     if concept == "emotion":
@@ -128,52 +146,67 @@ def _truth(concept: str, intent_key: str, mood: str, line: str, rng: random.Rand
         return intent["trust"] * rng.randint(1, 3) if intent["trust"] else 0
     if concept == "ends":
         return intent["ends"]
-    return TOPICS[intent_key]
+    return _TOPICS[intent_key]
 
 
 def _sample(rng: random.Random, combination: tuple[str, str, str], variant: TemplateVariant, max_history: int,
-            pattern_pool: str, seed: int, extra_patterns: dict[str, list[str]]) -> Sample:
+            pattern_pool: str, seed: int, extra_patterns: dict[str, list[str]], *,
+            is_npc_speaker: bool = False) -> Sample:
     archetype_key, intent_key, mood = combination
     archetype = next(a for a in ARCHETYPES if a[0] == archetype_key)
     _, names, persona, style, goods, signature = archetype
-    intent = INTENTS[intent_key]
-    town, name, player = rng.choice(TOWNS), rng.choice(names), rng.choice(PLAYER_NAMES)
+    intent = TURN_KINDS[intent_key]
+    is_event = intent_key in EVENTS
+    town, name = rng.choice(TOWNS), rng.choice(names)
+    # The one spoken to as {player}: the player, or (NPC-to-NPC) a character of another archetype.
+    speaker = "other" if is_npc_speaker else "player"
+    player = rng.choice([n for a in ARCHETYPES if a[0] != archetype_key for n in a[1]] if is_npc_speaker
+                        else PLAYER_NAMES)
     items = goods + ["rope", "bread"]
     slots = {"town": town, "name": name, "player": player, "place": rng.choice(PLACES),
              "item": rng.choice(items), "signature": signature, "role": archetype_key}
     character = Character(
         id="npc", name=name, persona=_fill(persona, slots) + ".", speaking_style=style.capitalize() + ".",
         knowledge=[f"You live in {town}.", f"You sell {', '.join(goods)}."], mood=mood,
-        relationships={"player": {"trust": rng.choice([-50, -10, 0, 15, 40]),
-                                  "affinity": rng.choice([-20, 0, 20]), "familiarity": rng.choice([0, 10, 60])}},
+        relationships={speaker: {"trust": rng.choice([-50, -10, 0, 15, 40]),
+                                 "affinity": rng.choice([-20, 0, 20]), "familiarity": rng.choice([0, 10, 60])}},
         memories=[{"text": m, "salience": 0.5, "created_ms": 0} for m in rng.sample(MEMORIES, rng.randint(0, 2))],
-        recent_turns=_history(rng, archetype, player, slots, max_history))
+        recent_turns=_history(rng, archetype, player, slots, max_history, speaker))
     facts = [WorldFact(key=f"fact{i}", text=t) for i, t in enumerate(rng.sample(WORLD_FACTS, rng.randint(0, 2)))]
-    train_patterns, heldout_patterns = pattern_split(intent_key, seed)
-    patterns = PATTERNS[intent_key] + extra_patterns.get(intent_key, [])  # extras only ever train
-    candidates = (train_patterns + list(range(len(PATTERNS[intent_key]), len(patterns)))
-                  if pattern_pool == "train" else heldout_patterns)
-    pattern_index = rng.choice(candidates)
-    pattern = patterns[pattern_index]
-    utterance = normalize_utterance(player_line(pattern, rng, slots))
-    prefix, prompt = PromptBuilder.layout(character, speaker_id="player", speaker_name=player, utterance=utterance,
-                                          world_facts=facts,
-                                          name_of={"player": player, "npc": name}.get)
+    if is_event:
+        event_text = rng.choice(intent["texts"])
+        pattern_index, used = intent["texts"].index(event_text), event_text
+        utterance = normalize_utterance(_fill(event_text, slots), is_event=True)
+        causer = speaker if intent["causer"] else None
+    else:
+        train_patterns, heldout_patterns = pattern_split(intent_key, seed)
+        patterns = PATTERNS[intent_key] + extra_patterns.get(intent_key, [])  # extras only ever train
+        candidates = (train_patterns + list(range(len(PATTERNS[intent_key]), len(patterns)))
+                      if pattern_pool == "train" else heldout_patterns)
+        pattern_index = rng.choice(candidates)
+        used = patterns[pattern_index]
+        utterance = normalize_utterance(player_line(used, rng, slots))
+        causer = speaker
+    prefix, prompt = PromptBuilder.layout(character, speaker_id=causer, speaker_name=player if causer else None,
+                                          utterance=utterance, world_facts=facts,
+                                          name_of={speaker: player, "npc": name}.get, is_event=is_event)
     line = compose_line(rng.choice(MOOD_OPENERS[mood]), rng.choice(intent["lines"]), slots)
     fields = {slot: _truth(concept, intent_key, mood, line, rng) for slot, concept in variant.concepts.items()}
     world = {**{key: [slots[key]] for key in ("town", "name", "player", "signature", "role")},
-             "place": [slots["place"]] if "{place}" in pattern else list(PLACES),
-             "item": [slots["item"]] if "{item}" in pattern else items}
+             "place": [slots["place"]] if "{place}" in used else list(PLACES),
+             "item": [slots["item"]] if "{item}" in used else items}
     meta = {"player": player, "name": name, "intent": intent_key, "mood": mood, "pattern": pattern_index,
-            "world": world, "concepts": dict(variant.concepts), "is_base_template": variant.is_base}
+            "world": world, "concepts": dict(variant.concepts), "is_base_template": variant.is_base,
+            "is_event": is_event, "is_npc_speaker": is_npc_speaker}
     return Sample(prefix, prompt, variant.template, fields, combination, meta)
 
 
-def _history(rng: random.Random, archetype: tuple, player: str, slots: dict[str, str], max_turns: int) -> list:
+def _history(rng: random.Random, archetype: tuple, player: str, slots: dict[str, str], max_turns: int,
+             speaker: str = "player") -> list:
     turns = []
     for _ in range(rng.randint(0, max_turns)):
         intent = INTENTS[rng.choice(["greet", "ask_rumours", "ask_price", "ask_weather"])]
-        turns.append({"speaker_id": "player", "text": _fill(rng.choice(intent["utterances"]), slots),
+        turns.append({"speaker_id": speaker, "text": _fill(rng.choice(intent["utterances"]), slots),
                       "created_ms": 0})
         turns.append({"speaker_id": "npc", "text": _fill(rng.choice(intent["lines"]), slots), "created_ms": 0})
     return turns
@@ -182,13 +215,22 @@ def _history(rng: random.Random, archetype: tuple, player: str, slots: dict[str,
 def _draw(rng: random.Random, config: DataConfig, split: str, base: TemplateVariant,
           pools: tuple[list, list]) -> Sample:
     combos, patterns, templates = SPLITS[split]
+    # The fractions are checked before any draw: with both 0 the stream is the one earlier models
+    # were trained on, draw for draw.
+    is_event = split == "events" or bool(config.event_fraction and split == "train"
+                                         and rng.random() < config.event_fraction)
+    if is_event:
+        pools = event_combinations(config)
+    is_npc_speaker = bool(not is_event and config.npc_fraction and split == "train"
+                          and rng.random() < config.npc_fraction)
     pool = pools[0] if combos == "train" else pools[1]
     if templates == "base" or (templates == "train" and rng.random() >= config.variant_fraction):
         variant = base
     else:
         variant = random_variant(rng, seed=config.seed, is_heldout=templates == "heldout")
     extra = _extra_patterns(config.paraphrase_file) if config.paraphrase_file else {}
-    return _sample(rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra)
+    return _sample(rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra,
+                   is_npc_speaker=is_npc_speaker)
 
 
 def _setup(config: DataConfig, template: Template | None) -> tuple[TemplateVariant, tuple[list, list]]:

@@ -16,8 +16,7 @@ from ..errors import ConfigError
 from ..engine import Engine
 from ..models import default_model_dir
 from ..templates import load_template
-from .corpus import INTENTS
-from .data import DataConfig, expected_emotion, generate
+from .data import TURN_KINDS, DataConfig, expected_emotion, generate
 from .grammar import is_grammatical
 
 __all__ = ["SLICES", "evaluate", "print_table"]
@@ -61,11 +60,11 @@ def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str,
             row["line"] = str(got["line"] or "")
             row["is_grammatical"] = is_grammatical(row["line"], sample.meta)
         if "action" in got:
-            row["is_action_ok"] = got["action"] in INTENTS[intent]["actions"]
+            row["is_action_ok"] = got["action"] in TURN_KINDS[intent]["actions"]
         if "emotion" in got:
             row["is_emotion_ok"] = got["emotion"] == expected_emotion(intent, mood)
         if "trust" in got:
-            delta, sign = got["trust"] or 0, INTENTS[intent]["trust"]
+            delta, sign = got["trust"] or 0, TURN_KINDS[intent]["trust"]
             row["is_sign_ok"] = (delta > 0) - (delta < 0) == sign
         rows.append(row)
     lines = [r["line"] for r in rows if "line" in r]
@@ -94,7 +93,7 @@ def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str,
 
 
 SLICES = {"heldout": "held-out combinations", "paraphrase": "+ held-out phrasings",
-          "variant": "+ held-out template variants"}
+          "variant": "+ held-out template variants", "events": "game events (held-out combinations)"}
 
 
 def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, seed: int | None = None,
