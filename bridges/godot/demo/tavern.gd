@@ -1,6 +1,7 @@
 extends Control
-## The demo: talk to Brom the smith. Type a line and press Enter; the speech bubble shows the
-## drafts settling into his line while the model denoises, then his mood and trust.
+## The demo: talk to Brom the smith. He greets you as you walk in; type a line and press Enter;
+## the speech bubble shows the drafts settling into his line while the model denoises, then his
+## mood and trust.
 ## Needs `npc-engine serve --templates schemas/templates` (./npc serve ...) on the endpoint.
 
 @export var endpoint := "tcp://127.0.0.1:5555"
@@ -62,6 +63,12 @@ func _on_connected(hello: Dictionary) -> void:
 	is_ready_to_talk = reply.ok
 	if not reply.ok:
 		_set_status("%s: %s" % [reply.code, reply.message])
+	elif "events" in hello.get("capabilities", []):
+		# The player walks in: Brom greets them (a game event, protocol 1.1), before a word is said.
+		bubble.text = "..."
+		_current = NpcEngine.react(
+			character_id, "A traveller walks into the forge.", template, speaker_id
+		)
 
 
 func _on_draft(request_id: String, _who: String, fields: Dictionary) -> void:

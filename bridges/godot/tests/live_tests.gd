@@ -288,6 +288,10 @@ func test_demo_scene_shows_drafts_settling_into_the_line() -> void:
 	h.root.add_child(scene)
 	var is_ready := func() -> bool: return scene.is_ready_to_talk
 	h.check(await h.wait_until(is_ready, 240.0), "the demo set up its NPC")
+	var has_greeting := func() -> bool: return scene.last_line != ""
+	h.check(
+		await h.wait_until(has_greeting, 240.0), "Brom greets the player who walks in (an event)"
+	)
 	scene.talk("Good morning! Any work?")
 	var bubbles := []
 	var has_line := func() -> bool:

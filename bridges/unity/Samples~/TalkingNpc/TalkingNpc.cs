@@ -51,6 +51,12 @@ namespace NpcEngine.Samples
                 await _engine.Client.UpsertSpeakerAsync(speakerId, playerName);
                 await _engine.Client.UpsertCharacterAsync(new Character { Id = characterId, Name = characterName, Persona = persona });
                 _isReady = true;
+                if (hello.Capabilities != null && hello.Capabilities.Contains("events"))
+                {
+                    // The player walks up: the NPC greets them (a game event, protocol 1.1) before a word is said.
+                    _bubble = "...";
+                    _current = _engine.React(characterId, playerName + " walks up to " + characterName + ".", speakerId);
+                }
             }
             catch (NpcEngineException error)
             {
