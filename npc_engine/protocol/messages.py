@@ -11,34 +11,40 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from ..characters.model import (
-    ID_PATTERN,
-    MAX_EVENT_CHARS,
-    MAX_UTTERANCE_CHARS,
-    Character,
-    SnapshotInfo,
-    Speaker,
-    StateChange,
-    WorldFact,
-)
+from ..characters.model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Speaker
 from ..errors import ProtocolError
+from .base import Id, RequestId, Version
+from .base import Wire as _Wire
 from .codes import ERROR_CODES
-from .version import PROTOCOL_VERSION, VERSION_PATTERN, check_version
+from .results import (  # the op table below pairs each request with its result; ModelSummary: hello's
+    HelloResult,
+    ModelSummary,
+    PingResult,
+    CharacterResult,
+    CharacterListResult,
+    EmptyResult,
+    DeletedResult,
+    SpeakerResult,
+    SpeakerListResult,
+    WorldFactResult,
+    WorldFactsResult,
+    TemplateRegisterResult,
+    TemplateListResult,
+    SayResult,
+    CancelResult,
+    SnapshotResult,
+    SnapshotListResult,
+    SnapshotExportResult,
+    StatsResult,
+)
+from .version import PROTOCOL_VERSION, check_version
 
-__all__ = ["OPS", "RESULTS", "Reply", "Event", "ErrorBody", "DraftBody", "parse_request", "ok_reply",
-           "error_reply", "draft_event", "keepalive_event", "Request", "ServerMessage"]
+__all__ = ["OPS", "RESULTS", "Reply", "Event", "ErrorBody", "DraftBody", "ModelSummary", "parse_request",
+           "ok_reply", "error_reply", "draft_event", "keepalive_event", "Request", "ServerMessage"]
 
-Id = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ . : -")]
-RequestId = Annotated[str, Field(min_length=1, max_length=128, description="chosen by the client; "
-                                 "unique among its outstanding requests")]
-Version = Annotated[str, Field(pattern=VERSION_PATTERN, description='"MAJOR.MINOR"')]
 _MAX_SEED = 2**63 - 1
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Request(_Wire):
@@ -193,113 +199,6 @@ class SnapshotImportRequest(Request):
 
 class StatsRequest(Request):
     op: Literal["stats"]
-
-
-# -- results (the `result` map of an ok reply) ------------------------------------------------
-
-class ModelSummary(_Wire):
-    path: str
-    num_parameters: int
-    vocab_size: int
-    canvas_length: int
-    max_position_embeddings: int
-    device: str
-    dtype: str
-
-
-class HelloResult(_Wire):
-    server: Literal["npc-engine"] = "npc-engine"
-    server_version: str
-    protocol_version: Version
-    capabilities: list[str]
-    ops: list[str]
-    model: ModelSummary
-    frame_budget_ms: float | None
-    target_fps: float
-    limits: dict[str, int]
-    warnings: list[str]
-
-
-class PingResult(_Wire):
-    server_time_ms: int
-
-
-class CharacterResult(_Wire):
-    character: Character
-
-
-class CharacterListResult(_Wire):
-    character_ids: list[str]
-
-
-class EmptyResult(_Wire):
-    pass
-
-
-class DeletedResult(_Wire):
-    is_deleted: bool
-
-
-class SpeakerResult(_Wire):
-    speaker: Speaker
-
-
-class SpeakerListResult(_Wire):
-    speakers: list[Speaker]
-
-
-class WorldFactResult(_Wire):
-    fact: WorldFact
-
-
-class WorldFactsResult(_Wire):
-    facts: list[WorldFact]
-
-
-class TemplateRegisterResult(_Wire):
-    name: str
-
-
-class TemplateListResult(_Wire):
-    templates: list[dict[str, Any]]
-
-
-class SayResult(_Wire):
-    character_id: str
-    speaker_id: str | None = Field(description="null only for an event nobody caused")
-    finish_reason: Literal["complete", "deadline", "cancelled", "error"]
-    fields: dict[str, Any] | None = Field(description="the template's fields; null when cancelled")
-    changes: list[StateChange]
-    seed: int
-    num_steps: int
-    elapsed_ms: float
-    num_prompt_tokens: int
-    num_cached_prompt_tokens: int
-    coalesced: bool = Field(default=False, description="since 1.1: an event answered by the reply to an "
-                                                       "earlier event of the same character")
-
-
-class CancelResult(_Wire):
-    target_request_id: str
-
-
-class SnapshotResult(_Wire):
-    snapshot: SnapshotInfo
-
-
-class SnapshotListResult(_Wire):
-    snapshots: list[SnapshotInfo]
-
-
-class SnapshotExportResult(_Wire):
-    snapshot: SnapshotInfo
-    chunks: list[str] = Field(description="base64 of consecutive slices of the snapshot's bytes (each "
-                                          "slice 36 KiB but the last); join the decoded slices")
-
-
-class StatsResult(_Wire):
-    engine: dict[str, Any]
-    server: dict[str, Any]
 
 
 # op -> (request model, result model): one row per op, so an op cannot have one without the other.
