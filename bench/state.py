@@ -107,10 +107,9 @@ def prompt_table(args, folder: Path) -> dict:
     for utterance in ("", line):
         shared.build_from(read_prompt_inputs(store, "sage", "player", utterance), "player", line)
     for _ in range(args.rounds * 4):
-        builder = shared
         for utterance, samples in (("", plain_inputs), (line, ranked_inputs)):  # "" searches nothing
             start = time.perf_counter()
-            builder.build_from(read_prompt_inputs(store, "sage", "player", utterance), "player", utterance or line)
+            shared.build_from(read_prompt_inputs(store, "sage", "player", utterance), "player", utterance or line)
             samples.append((time.perf_counter() - start) * 1000)
     for _ in range(args.rounds * 4):
         builder = PromptBuilder(encoder)

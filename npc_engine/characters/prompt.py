@@ -141,7 +141,8 @@ class PromptBuilder:
                        else f"{display(t.speaker_id)}: {' '.join(t.text.split())}")
                  for i, t in enumerate(character.recent_turns)]
         num_memories = len(character.memories)
-        memory_relevance = relevance.memories if len(relevance.memories) == num_memories else (0.0,) * num_memories
+        # Empty when the turn had no searchable word; else one per memory (read in the same snapshot).
+        memory_relevance = relevance.memories or (0.0,) * num_memories
         memories = [(fact_score(memory_relevance[i], m.salience, (i + 1) / num_memories), 0, i,
                      _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
         world = [(fact_score(relevance.world.get(f.key, 0.0), f.salience, 1.0), 1, i, _Item("world", i, f"- {f.text}"))

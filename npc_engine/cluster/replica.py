@@ -49,7 +49,7 @@ class RemoteState:
     def __init__(self, state: Any) -> None:
         self._state = state
 
-    def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
+    def prompt_inputs(self, character_id: str, speaker_id: str | None, utterance: str = "") -> PromptInputs:
         return result_of(self._state.prompt_inputs.remote(character_id, speaker_id, utterance))
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,

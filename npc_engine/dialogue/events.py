@@ -20,7 +20,7 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import RateLimitedError
+from ..errors import ConfigError, RateLimitedError
 
 if TYPE_CHECKING:
     from .service import SayHandle, SayResult
@@ -86,7 +86,6 @@ class EventGate:
     def __init__(self, min_interval_ms: float = DEFAULT_MIN_EVENT_INTERVAL_MS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(min_interval_ms, bool) or not isinstance(min_interval_ms, (int, float)) or min_interval_ms < 0:
-            from ..errors import ConfigError
             raise ConfigError(f"min_event_interval_ms must be a number >= 0, got {min_interval_ms!r}")
         self.min_interval_ms = float(min_interval_ms)
         self._clock = clock

@@ -22,7 +22,7 @@ class StateAccess(Protocol):
     """Read before a reply, write after it. Both may block (SQLite, a remote call); the dialogue
     service calls them on the caller's thread and on its state-writer thread, never in a frame."""
 
-    def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
+    def prompt_inputs(self, character_id: str, speaker_id: str | None, utterance: str = "") -> PromptInputs:
         """What the prompt for `utterance` needs, its facts ranked against it. Raises
         UnknownCharacterError / UnknownSpeakerError."""
         ...
@@ -42,7 +42,7 @@ class LocalState:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def prompt_inputs(self, character_id: str, speaker_id: str, utterance: str = "") -> PromptInputs:
+    def prompt_inputs(self, character_id: str, speaker_id: str | None, utterance: str = "") -> PromptInputs:
         return read_prompt_inputs(self.store, character_id, speaker_id, utterance)
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
