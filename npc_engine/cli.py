@@ -224,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_bundle import add_bundle_command
     from .cli_serve import add_serve_command
+    from .cli_studio import add_studio_command
     add_serve_command(commands)
     add_bundle_command(commands)
+    add_studio_command(commands)
 
     schemas = commands.add_parser("schemas", help="check (or --write) the protocol's JSON Schemas and vectors")
     schemas.add_argument("--write", action="store_true", help="regenerate the files instead of checking them")

@@ -48,6 +48,8 @@ FORBIDDEN = {
     "npc_engine.dialogue.service": ["npc_engine.server", "npc_engine.cluster", "npc_engine.client",
                                     "npc_engine.protocol", "npc_engine.training", "zmq"],
     "npc_engine.server": ["npc_engine.cluster", "npc_engine.client", "npc_engine.training", "ray"],
+    # The studio is a client like the bridges: the protocol and nothing of the engine.
+    "npc_engine.studio": _LEAF_FORBIDDEN + ["npc_engine.cluster", "npc_engine.training"],
 }
 
 _PROBE = """
@@ -84,7 +86,7 @@ def test_the_runtime_check_sees_a_forbidden_module():
 # the protocol are leaves: besides each other they may import only the pure spec and state types.
 RANK = {"_lazy": 0, "errors": 0, "models": 1, "diffusion": 2, "templates": 3, "engine": 4, "characters": 5,
         "dialogue": 6, "protocol": 7, "server": 8, "cluster": 9, "export": 10, "training": 10, "demo": 11,
-        "cli": 12, "cli_serve": 12, "__main__": 13}
+        "studio": 11, "cli": 12, "cli_serve": 12, "cli_studio": 12, "__main__": 13}
 LEAVES = {"client", "protocol"}
 LEAF_MAY_IMPORT = {"npc_engine", "npc_engine._lazy", "npc_engine.errors", "npc_engine.characters",
                    "npc_engine.characters.model", "npc_engine.templates", "npc_engine.templates.spec",

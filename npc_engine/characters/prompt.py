@@ -41,7 +41,7 @@ from .relevance import FactRelevance, fact_score
 if TYPE_CHECKING:
     from .inputs import PromptInputs
 
-__all__ = ["PromptBuilder", "BuiltPrompt", "normalize_utterance"]
+__all__ = ["PromptBuilder", "BuiltPrompt", "PromptItem", "normalize_utterance"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_CACHED_COUNTS = 100_000
@@ -63,6 +63,18 @@ def normalize_utterance(text: object, *, character_id: str | None = None, is_eve
 
 
 @dataclass(frozen=True)
+class PromptItem:
+    """One droppable line of a built prompt, for inspection (the studio, `observe`): its section
+    ("world", "memories" or "turns"), its text, its drop score (facts only: relevance, salience
+    and recency weighed; None for turns, which go oldest first) and whether it was kept."""
+
+    section: str
+    text: str
+    score: float | None
+    is_kept: bool
+
+
+@dataclass(frozen=True)
 class BuiltPrompt:
     """The prompt's texts, its token ids (tokenized once, here; the engine takes them as they
     are) and what the drop policy kept."""
@@ -75,6 +87,7 @@ class BuiltPrompt:
     num_facts: int
     num_facts_dropped: int
     encoded: EncodedPrompt | None = None
+    items: tuple[PromptItem, ...] = ()  # every droppable line, kept or not, in drop order
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class _Item:
     section: str  # "world", "memories" or "turns"
     order: int    # position within its section
     line: str
+    score: float | None = None  # facts: the drop score (lowest dropped first)
 
 
 class PromptBuilder:
@@ -143,10 +157,12 @@ class PromptBuilder:
         num_memories = len(character.memories)
         # Empty when the turn had no searchable word; else one per memory (read in the same snapshot).
         memory_relevance = relevance.memories or (0.0,) * num_memories
-        memories = [(fact_score(memory_relevance[i], m.salience, (i + 1) / num_memories), 0, i,
-                     _Item("memories", i, f"- {m.text}")) for i, m in enumerate(character.memories)]
-        world = [(fact_score(relevance.world.get(f.key, 0.0), f.salience, 1.0), 1, i, _Item("world", i, f"- {f.text}"))
-                 for i, f in enumerate(sorted(world_facts, key=lambda f: f.key))]
+        memories = [(score, 0, i, _Item("memories", i, f"- {m.text}", score))
+                    for i, m in enumerate(character.memories)
+                    for score in (fact_score(memory_relevance[i], m.salience, (i + 1) / num_memories),)]
+        world = [(score, 1, i, _Item("world", i, f"- {f.text}", score))
+                 for i, f in enumerate(sorted(world_facts, key=lambda f: f.key))
+                 for score in (fact_score(relevance.world.get(f.key, 0.0), f.salience, 1.0),)]
         facts = [item for *_, item in sorted(memories + world, key=lambda entry: entry[:3])]
         return required, ending, turns, facts
 
@@ -194,7 +210,9 @@ class PromptBuilder:
         num_turns = sum(1 for item in kept if item.section == "turns")
         return BuiltPrompt(prefix=prefix, prompt=prompt, num_tokens=num_tokens, num_turns=num_turns,
                            num_turns_dropped=len(turns) - num_turns, num_facts=len(kept) - num_turns,
-                           num_facts_dropped=len(facts) - (len(kept) - num_turns), encoded=encoded)
+                           num_facts_dropped=len(facts) - (len(kept) - num_turns), encoded=encoded,
+                           items=tuple(PromptItem(item.section, item.line.removeprefix("- "), item.score,
+                                                  item in kept) for item in drop_order))
 
     def build_from(self, inputs: "PromptInputs", speaker_id: str | None, utterance: str, *,
                    is_event: bool = False) -> BuiltPrompt:

@@ -29,6 +29,7 @@ from ..errors import BusyError, ClientClosedError, ClientTimeoutError, ServerErr
 from ..protocol import RESULTS, DraftBody
 from ..protocol import messages as m
 from ..protocol.chunks import from_chunks, to_chunks
+from ..protocol.observe import ObserveResult
 from ..templates.spec import Template, load_template
 from .connection import Connection
 
@@ -126,6 +127,11 @@ class Ops:
     def register_template(self, template: Template | Mapping[str, Any] | str | Path) -> str:
         return self._call("template.register", template=_template_map(template), extract=lambda r: r.name)
 
+    def check_template(self, template: Template | Mapping[str, Any] | str | Path) -> m.TemplateCheckResult:
+        """Validate and compile a template on the server without registering it (protocol 1.2):
+        its canvas layout, or ServerError with the server's own template error."""
+        return self._call("template.check", template=_template_map(template), extract=None)
+
     def list_templates(self) -> list[Template]:
         return self._call("template.list", extract=lambda r: [Template.model_validate(t) for t in r.templates])
 
@@ -177,6 +183,12 @@ class Ops:
 
     def stats(self) -> m.StatsResult:
         return self._call("stats", extract=None)
+
+    def observe(self, since: int = 0, *, max_events: int = 200, debug: bool = False) -> ObserveResult:
+        """The server's activity from event `since` on (protocol 1.2; see protocol/observe.py):
+        pass the result's `next_seq` as the next `since`. With `debug`, says starting in the next
+        5 s record each step's canvas."""
+        return self._call("observe", since=since, max_events=max_events, debug=debug, extract=None)
 
 
 class SayStream:

@@ -111,7 +111,7 @@ class EngineReplica:
             self.dialogue.submit, request["character_id"], request["speaker_id"], request["text"],
             template=template, seed=request.get("seed"), priority=request.get("priority", 0.0),
             deadline_ms=request.get("deadline_ms"), on_draft=on_draft if request.get("stream") else None,
-            key=request["key"], is_event=request.get("is_event", False))
+            key=request["key"], is_event=request.get("is_event", False), trace=request.get("trace", False))
         handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         try:
             while (draft := await events.get()) is not None:
@@ -128,6 +128,9 @@ class EngineReplica:
         """Compile here (a bad or oversized template fails now), then publish it to every replica."""
         registered = self.engine.register_template(template)
         return await self.state.register_template.remote(registered)
+
+    def check_template(self, template: Template) -> dict[str, Any]:
+        return self.engine.check_template(template)
 
     def whoami(self, character_id: str | None = None) -> str:
         return self.replica_id

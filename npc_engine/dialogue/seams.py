@@ -30,6 +30,10 @@ class EngineSeam(Protocol):
         """Validate, compile and register (TemplateError / TemplateTooLargeError)."""
         ...
 
+    def check_template(self, template: Template | Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and compile without registering: the `template.check` result map."""
+        ...
+
     def model_info(self) -> ModelInfo: ...
 
     def stats_dict(self) -> dict[str, Any]:
@@ -59,10 +63,11 @@ class SayService(Protocol):
     def submit(self, character_id: str, speaker_id: str | None, text: str, *, template: Template,
                seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
                request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
-               is_event: bool = False) -> SayTicket:
+               is_event: bool = False, trace: bool = False) -> SayTicket:
         """Raises, before queueing anything, what preparing the say raised (unknown character or
         speaker, a prompt that does not fit, a full queue, an event too soon: RateLimitedError).
-        With `is_event`, `text` is a game event caused by `speaker_id` (or by no one)."""
+        With `is_event`, `text` is a game event caused by `speaker_id` (or by no one); `trace`
+        asks for each step's canvas in the drafts (`Draft.trace`)."""
         ...
 
     def close(self) -> None: ...

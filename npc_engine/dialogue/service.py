@@ -125,11 +125,12 @@ class Dialogue:
                template: Template | Mapping[str, Any] | str | Path, seed: int | None = None,
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
                on_draft: Callable[[Draft], None] | None = None, stream: bool = False,
-               key: str | None = None, is_event: bool = False) -> SayHandle | CoalescedEvent:
+               key: str | None = None, is_event: bool = False, trace: bool = False) -> SayHandle | CoalescedEvent:
         """Queue a reply and return at once. `key` makes applying it idempotent (a retried say
         changes state once). With `is_event`, `text` is a game event caused by `speaker_id` (or by
         no one: None), admitted per character as events.py says: it may be coalesced into the
-        reply already running (a `CoalescedEvent`) or refused (RateLimitedError). Raises (before
+        reply already running (a `CoalescedEvent`) or refused (RateLimitedError). `trace` adds each
+        step's canvas to the drafts (`Engine.submit`). Raises (before
         queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
         and the engine's RequestErrors."""
         resolved = self.engine.resolve_template(template)
@@ -137,7 +138,7 @@ class Dialogue:
         def start() -> SayHandle:
             return self._start(character_id, speaker_id, text, resolved, seed=seed, priority=priority,
                                deadline_ms=deadline_ms, request_id=request_id, on_draft=on_draft, stream=stream,
-                               key=key, is_event=is_event)
+                               key=key, is_event=is_event, trace=trace)
 
         if not is_event:
             return start()
@@ -146,11 +147,11 @@ class Dialogue:
     def _start(self, character_id: str, speaker_id: str | None, text: str, resolved: Template, *,
                seed: int | None, priority: float, deadline_ms: float | None, request_id: str | None,
                on_draft: Callable[[Draft], None] | None, stream: bool, key: str | None,
-               is_event: bool) -> SayHandle:
+               is_event: bool, trace: bool) -> SayHandle:
         prompt, utterance = self.prepare(character_id, speaker_id, text, is_event=is_event)
         request = self.engine.submit(resolved, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
                                      priority=priority, deadline_ms=deadline_ms, request_id=request_id,
-                                     character_id=character_id, on_draft=on_draft, stream=stream)
+                                     character_id=character_id, on_draft=on_draft, stream=stream, trace=trace)
         handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
 
         def on_generated(future: Future[FillResult]) -> None:

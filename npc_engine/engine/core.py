@@ -196,7 +196,8 @@ class EngineCore:
                 continue  # finished (its result carries the fields) or cancelled meanwhile
             try:
                 fields = self.runner.render(request)
-                request.on_draft(Draft(request.request_id, fields, request.num_steps, request.character_id))
+                trace = self.runner.trace(request) if request.is_traced else ()
+                request.on_draft(Draft(request.request_id, fields, request.num_steps, request.character_id, trace))
             except Exception:  # a listener's bug must not stop generation
                 log.exception("draft listener failed for request %s", request.request_id)
         return (time.perf_counter() - started) * 1000.0 if due else 0.0

@@ -142,6 +142,14 @@ class Engine:
             self.templates[resolved.name] = resolved
         return resolved
 
+    def check_template(self, template: Template | Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and compile without registering: the plan's shape as the wire's
+        `template.check` result carries it. Raises TemplateError / TemplateTooLargeError."""
+        plan = self.compiler.compile(self.resolve_template(template))
+        return {"name": plan.template.name, "canvas_length": plan.canvas_length,
+                "num_skeleton_tokens": plan.num_skeleton_tokens, "num_slot_tokens": plan.num_slot_tokens,
+                "slots": [{"name": s.name, "kind": s.kind, "num_tokens": s.length} for s in plan.slots]}
+
     def resolve_template(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
         """A Template, a mapping, a registered template's name, or a JSON file's path -> Template."""
         if isinstance(template, Template):
@@ -175,6 +183,7 @@ class Engine:
         character_id: str | None = None,
         on_draft: Callable[[Draft], None] | None = None,
         stream: bool = False,
+        trace: bool = False,
     ) -> RequestHandle:
         """Queue one generation and return at once.
 
@@ -182,7 +191,8 @@ class Engine:
         or an `EncodedPrompt` already tokenized by `PromptEncoder.encode` (then `prefix` is unused).
         `deadline_ms` is a soft deadline from now: when it passes the request is finalized from
         its best canvas so far. `on_draft` is called on the engine thread after each step;
-        `stream=True` makes `handle.drafts()` available.
+        `stream=True` makes `handle.drafts()` available. `trace=True` adds each step's canvas
+        (`Draft.trace`) to the drafts: a debugging aid that costs a host copy per step.
         Raises TemplateError, PromptError, DeadlineError, DuplicateRequestError, QueueFullError.
         """
         plan = self.compiler.compile(self.resolve_template(template))
@@ -224,7 +234,7 @@ class Engine:
                 generator=RequestNoise(seed),
                 priority=float(priority), deadline_s=deadline_s, character_id=character_id,
                 on_draft=draft_listener if (on_draft is not None or stream) else None,
-                arrival_index=next(self._arrivals), submitted_s=time.perf_counter(),
+                arrival_index=next(self._arrivals), submitted_s=time.perf_counter(), is_traced=bool(trace),
             )
             self.core.post_submit(request)
         self._notify()

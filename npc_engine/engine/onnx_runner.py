@@ -96,10 +96,12 @@ class OnnxRunner(RunnerBase):
         batch = self._stack(requests)
         draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
         temperature = self._temperatures[[r.num_steps_left - 1 for r in requests]]
+        renoise = np.stack([t for _, t in draws])
         canvas, argmax_canvas, mean_entropy, logits = self.backend.run_step(
             batch.binding, batch.canvas, batch.self_conditioning_logits, batch.has_self_conditioning,
-            temperature, np.stack([u for u, _ in draws]), np.stack([t for _, t in draws]),
-            settings.entropy_bound)
+            temperature, np.stack([u for u, _ in draws]), renoise, settings.entropy_bound)
+        if any(r.is_traced for r in requests):
+            self._record_traces(requests, np.asarray(canvas), renoise)
         is_done, history = stable_and_confident(argmax_canvas, mean_entropy, batch.stability_history,
                                                 settings.stability_threshold, settings.confidence_threshold)
         batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, logits, history

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from ..diffusion.noise import RequestNoise
 from ..templates import CanvasPlan
 
-__all__ = ["Draft", "FINISH_REASONS", "FillResult", "FinishReason", "Request", "RequestStatus", "finish_reason"]
+__all__ = ["Draft", "FINISH_REASONS", "FillResult", "FinishReason", "Request", "RequestStatus", "StepTrace",
+           "finish_reason"]
 
 
 class RequestStatus(enum.IntEnum):
@@ -78,13 +79,28 @@ class FillResult:
 
 
 @dataclass(frozen=True)
+class StepTrace:
+    """One denoising step of a traced request, for inspection: the canvas after the step (token
+    strings, skeleton included) and what each position is: "s" skeleton (clamped), "a" accepted
+    (kept its sampled token), "r" renoised (a fresh random token for the next step). A renoised
+    position whose random token equals the sampled one (odds 1 in the vocabulary size) reads "a":
+    the canvas is the same either way."""
+
+    step: int
+    tokens: tuple[str, ...]
+    states: str
+
+
+@dataclass(frozen=True)
 class Draft:
-    """The best valid rendering of a live request after one of its steps."""
+    """The best valid rendering of a live request after one of its steps; `trace`: the steps
+    since the previous draft, when the request was submitted with `trace=True`."""
 
     request_id: str
     fields: dict[str, Any]
     num_steps: int
     character_id: str | None = None
+    trace: tuple[StepTrace, ...] = ()
 
 
 @dataclass(eq=False)
@@ -115,6 +131,8 @@ class Request:
     num_steps: int = 0
     num_steps_left: int = 0
     num_steps_skipped: int = 0
+    is_traced: bool = False
+    trace_rows: list = field(default_factory=list, repr=False)  # (step, canvas ids, states) since the last draft
     error: str | None = None
     result: FillResult | None = field(default=None, repr=False)
 

@@ -122,6 +122,8 @@ class ModelRunner(RunnerBase):
         sc_logits = logits.to(self._embeddings_dtype)
 
         batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, sc_logits, history
+        if any(r.is_traced for r in requests):
+            self._record_traces(requests, canvas.cpu().numpy(), np.stack([t for _, t in draws]))
         return self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas, sc_logits, history)
 
     def forget_batch(self) -> None:

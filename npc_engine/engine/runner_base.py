@@ -13,7 +13,7 @@ from typing import Any
 from ..diffusion import DiffusionSettings
 from ..templates import render
 from .prefix_cache import PrefixCache
-from .request import Request, RequestStatus
+from .request import Request, RequestStatus, StepTrace
 
 __all__ = ["RunnerBase"]
 
@@ -82,6 +82,24 @@ class RunnerBase:
             request.num_steps_left -= 1
             is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
         return is_done
+
+    @staticmethod
+    def _record_traces(requests: list[Request], canvas: Any, renoise: Any) -> None:
+        """For traced requests, keep this step's canvas and which positions were accepted (numpy
+        rows; called only when some request is traced, so untraced steps copy nothing)."""
+        for row, request in enumerate(requests):
+            if request.is_traced:
+                ids = canvas[row]
+                clamped = request.plan.clamp_ids >= 0
+                states = "".join("s" if is_clamped else ("r" if is_renoised else "a")
+                                 for is_clamped, is_renoised in zip(clamped, ids == renoise[row]))
+                request.trace_rows.append((request.num_steps + 1, ids.tolist(), states))  # 1: the first step
+
+    def trace(self, request: Request) -> tuple[StepTrace, ...]:
+        """The traced steps since the last call, as token strings (host work, outside the budget)."""
+        rows, request.trace_rows = request.trace_rows, []
+        decode = self.backend.tokenizer.batch_decode  # one id at a time: each position's own text
+        return tuple(StepTrace(step, tuple(decode([[i] for i in ids])), states) for step, ids, states in rows)
 
     def forget_batch(self) -> None:
         """Drop the stacked batch (its membership changed, or the engine is idle)."""

@@ -12,6 +12,7 @@ from .prefix_cache import PrefixCacheStats
 __all__ = ["EngineStats", "StatsRecorder"]
 
 _WINDOW_FRAMES = 4096
+_RECENT_FRAMES = 120
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class EngineStats:
     step_cost_ms: dict[int, float]    # predicted step cost per measured batch size
     largest_batch_within_budget: int | None
     budget_warning: str | None
+    recent_frame_device_ms: tuple[float, ...] = ()  # the last 120 frames that did work, newest last
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -109,4 +111,5 @@ class StatsRecorder:
                 step_cost_ms=step_cost_ms,
                 largest_batch_within_budget=self.largest_batch_within_budget,
                 budget_warning=self.budget_warning,
+                recent_frame_device_ms=tuple(frames[-_RECENT_FRAMES:]),
             )

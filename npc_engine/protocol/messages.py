@@ -32,6 +32,7 @@ from .results import (  # the op table below pairs each request with its result;
     WorldFactsResult,
     TemplateRegisterResult,
     TemplateListResult,
+    TemplateCheckResult,
     SayResult,
     CancelResult,
     SnapshotResult,
@@ -39,6 +40,7 @@ from .results import (  # the op table below pairs each request with its result;
     SnapshotExportResult,
     StatsResult,
 )
+from .observe import ObserveResult
 from .version import PROTOCOL_VERSION, check_version
 
 __all__ = ["OPS", "RESULTS", "Reply", "Event", "ErrorBody", "DraftBody", "ModelSummary", "parse_request",
@@ -126,6 +128,12 @@ class TemplateListRequest(Request):
     op: Literal["template.list"]
 
 
+class TemplateCheckRequest(Request):
+    """Since 1.2: validate and compile a template without registering it (an editor's check)."""
+    op: Literal["template.check"]
+    template: dict[str, Any]
+
+
 class SayRequest(Request):
     """`speaker_id` says `text` to `character_id`, or (since 1.1) the game event `event` happens to
     it, caused by `speaker_id` if given: draft events (when `stream`), then the reply."""
@@ -201,6 +209,16 @@ class StatsRequest(Request):
     op: Literal["stats"]
 
 
+class ObserveRequest(Request):
+    """Since 1.2: the server's activity from event `since` on (see protocol/observe.py). While
+    someone observes, every say streams drafts to the observers; with `debug`, says that start
+    within 5 s of such a poll also record each step's canvas."""
+    op: Literal["observe"]
+    since: int = Field(default=0, ge=0, description="the previous poll's next_seq; 0: all the server holds")
+    max_events: int = Field(default=200, ge=1, le=1000)
+    debug: bool = False
+
+
 # op -> (request model, result model): one row per op, so an op cannot have one without the other.
 _OP_MODELS: dict[str, tuple[type[Request], type[_Wire]]] = {
     "hello": (HelloRequest, HelloResult),
@@ -217,6 +235,7 @@ _OP_MODELS: dict[str, tuple[type[Request], type[_Wire]]] = {
     "world.delete": (WorldDeleteRequest, DeletedResult),
     "template.register": (TemplateRegisterRequest, TemplateRegisterResult),
     "template.list": (TemplateListRequest, TemplateListResult),
+    "template.check": (TemplateCheckRequest, TemplateCheckResult),
     "say": (SayRequest, SayResult),
     "cancel": (CancelRequest, CancelResult),
     "snapshot.save": (SnapshotSaveRequest, SnapshotResult),
@@ -226,6 +245,7 @@ _OP_MODELS: dict[str, tuple[type[Request], type[_Wire]]] = {
     "snapshot.export": (SnapshotExportRequest, SnapshotExportResult),
     "snapshot.import": (SnapshotImportRequest, SnapshotResult),
     "stats": (StatsRequest, StatsResult),
+    "observe": (ObserveRequest, ObserveResult),
 }
 OPS: dict[str, type[Request]] = {op: models[0] for op, models in _OP_MODELS.items()}
 RESULTS: dict[str, type[_Wire]] = {op: models[1] for op, models in _OP_MODELS.items()}

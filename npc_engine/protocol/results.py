@@ -77,6 +77,20 @@ class TemplateListResult(_Wire):
     templates: list[dict[str, Any]]
 
 
+class TemplateSlot(_Wire):
+    name: str
+    kind: str
+    num_tokens: int = Field(description="canvas positions the slot takes")
+
+
+class TemplateCheckResult(_Wire):
+    name: str
+    canvas_length: int
+    num_skeleton_tokens: int
+    num_slot_tokens: int
+    slots: list[TemplateSlot]
+
+
 class SayResult(_Wire):
     character_id: str
     speaker_id: str | None = Field(description="null only for an event nobody caused")

@@ -20,7 +20,7 @@ from ..protocol.chunks import from_chunks, to_chunks
 
 __all__ = ["Handlers", "CAPABILITIES"]
 
-CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events"]
+CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events", "observe"]
 
 
 class Handlers:
@@ -45,6 +45,7 @@ class Handlers:
             "world.delete": lambda r: m.DeletedResult(is_deleted=self.store.delete_world_fact(r.key)),
             "template.register": lambda r: m.TemplateRegisterResult(
                 name=self.engine.register_template(r.template).name),
+            "template.check": lambda r: m.TemplateCheckResult(**self.engine.check_template(r.template)),
             "template.list": lambda r: m.TemplateListResult(
                 templates=[t.model_dump(mode="json") for _, t in sorted(self.engine.templates.items())]),
             "snapshot.save": lambda r: m.SnapshotResult(

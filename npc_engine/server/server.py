@@ -44,9 +44,11 @@ from ..protocol import (
     parse_request,
 )
 from ..protocol import messages as m
+from ..protocol import observe as o
 from ..protocol.wake import WakePipe
 from .clients import Client, ClientTable, Outstanding
 from .handlers import Handlers
+from .observe import DEFAULT_CAPACITY, ObserveHub
 from .security import check_bind, enable_curve
 
 __all__ = ["Server", "DEFAULT_BIND"]
@@ -69,7 +71,7 @@ class Server:
     def __init__(self, engine: EngineSeam, store: Any, *, says: SayService | None = None,
                  bind: str = DEFAULT_BIND, limits: Limits | None = None,
                  curve_keys: str | Path | None = None, is_insecure: bool = False, num_workers: int = 4,
-                 max_outstanding_total: int = 4096) -> None:
+                 max_outstanding_total: int = 4096, observe_capacity: int = DEFAULT_CAPACITY) -> None:
         self.engine = engine
         self.store = store
         self.bind = bind
@@ -83,6 +85,7 @@ class Server:
                             min_event_interval_ms=self.limits.min_event_interval_ms)
         self.says: SayService = says
         self.handlers = Handlers(engine, store, self.limits, curve_enabled=self.curve_keys is not None)
+        self.observe = ObserveHub(observe_capacity)
         self.clients = ClientTable(max_outstanding_per_client=self.limits.max_outstanding_per_client)
         self.max_outstanding_total = max_outstanding_total
         self.endpoint: str | None = None
@@ -250,6 +253,9 @@ class Server:
                 return
             if request.op == "stats":
                 result = self.handlers.stats(self._server_stats())
+            elif request.op == "observe":
+                self.observe.maybe_frames(self.engine.stats_dict())
+                result = self.observe.read(request.since, request.max_events, debug=request.debug)
             else:
                 result = self.handlers.table[request.op](request)
         except Exception as exc:
@@ -264,15 +270,27 @@ class Server:
             raise UnknownTemplateError(f"no template is registered as {request.template!r} (registered: "
                                        f"{sorted(self.engine.templates) or 'none'})", template=request.template)
 
+        say_id = f"{self._engine_id_prefix}{next(self._engine_ids)}"
+        is_observed = self.observe.is_observed  # an observer sees every say's drafts
+
         def on_draft(draft: Draft) -> None:
-            self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)), draft_of=request_id)
+            if request.stream:
+                self._send(identity, encode(draft_event(request_id, draft.fields, draft.num_steps)),
+                           draft_of=request_id)
+            if is_observed:
+                self.observe.say_draft(say_id, draft)
 
         is_event = request.event is not None
+        text = request.event if is_event else request.text
         handle = self.says.submit(
-            request.character_id, request.speaker_id, request.event if is_event else request.text,
-            template=template, seed=request.seed, priority=request.priority, deadline_ms=request.deadline_ms,
-            request_id=f"{self._engine_id_prefix}{next(self._engine_ids)}",
-            on_draft=on_draft if request.stream else None, is_event=is_event)
+            request.character_id, request.speaker_id, text, template=template, seed=request.seed,
+            priority=request.priority, deadline_ms=request.deadline_ms, request_id=say_id,
+            on_draft=on_draft if request.stream or is_observed else None, is_event=is_event,
+            trace=is_observed and self.observe.is_debug)
+        if is_observed:
+            self.observe.say_started(say_id, o.SayStart(
+                character_id=request.character_id, speaker_id=request.speaker_id, text=text, is_event=is_event,
+                template=template.name, client_request_id=request_id))
         with self.clients.lock:
             entry = client.outstanding.get(request_id)
             if entry is not None:
@@ -280,9 +298,9 @@ class Server:
             is_cancelled = entry is None or entry.is_cancel_requested or client.is_gone
         if is_cancelled:
             self._cancel_handle(handle)
-        handle.future.add_done_callback(lambda future: self._on_say_done(identity, request, future))
+        handle.future.add_done_callback(lambda future: self._on_say_done(identity, request, future, say_id))
 
-    def _on_say_done(self, identity: bytes, request: m.SayRequest, future: Any) -> None:
+    def _on_say_done(self, identity: bytes, request: m.SayRequest, future: Any, say_id: str) -> None:
         try:
             said = future.result()
             fill = said.fill
@@ -296,8 +314,10 @@ class Server:
                 num_prompt_tokens=fill.num_prompt_tokens, num_cached_prompt_tokens=fill.num_cached_prompt_tokens,
                 coalesced=said.coalesced)
         except Exception as exc:  # becomes the say's error reply (an internal one is logged)
-            self._reply_error(identity, request.request_id, "say", exc)
+            self._reply_error(identity, request.request_id, "say", exc, say_id=say_id)
             return
+        if self.observe.is_observed:
+            self.observe.say_replied(say_id, result.model_dump(mode="json"), said.prompt)
         self._reply(identity, request.request_id, "say", result)
 
     # -- cancel ------------------------------------------------------------------------------------
@@ -343,9 +363,11 @@ class Server:
         self._send(identity, encode(ok_reply(request_id, op, result)), finishes=request_id if is_tracked else None)
 
     def _reply_error(self, identity: bytes, request_id: str | None, op: str | None, exc: BaseException,
-                     *, is_tracked: bool = True) -> None:
+                     *, is_tracked: bool = True, say_id: str | None = None) -> None:
         self._count("num_errors")
         fields = error_reply_fields(exc)
+        if say_id is not None and self.observe.is_observed:
+            self.observe.say_failed(say_id, fields["code"], fields["message"])
         if fields["code"] == "internal":
             log.error("request %s (%s) failed", request_id, op, exc_info=exc)
         self._send(identity, encode(error_reply(request_id, op, fields)),

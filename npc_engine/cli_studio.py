@@ -1,0 +1,85 @@
+"""`npc-engine studio`: the web inspector (npc_engine/studio) in front of a running server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, NpcEngineError
+
+__all__ = ["add_studio_command", "check_studio_host"]
+
+DEFAULT_STUDIO_PORT = 8765
+
+
+def add_studio_command(commands: Any) -> None:
+    studio = commands.add_parser("studio", help="a local web page to watch NPCs think, inspect state and try templates")
+    studio.add_argument("--connect", default="tcp://127.0.0.1:5555",
+                        help="the server (serve, or a cluster gateway) to inspect (default: tcp://127.0.0.1:5555)")
+    studio.add_argument("--port", type=int, default=DEFAULT_STUDIO_PORT,
+                        help=f"the page's HTTP port (default: {DEFAULT_STUDIO_PORT}; 0: any free port)")
+    studio.add_argument("--host", default="127.0.0.1", help="the page's address (default: loopback only)")
+    studio.add_argument("--allow-remote", action="store_true",
+                        help="let --host be a non-loopback address: anyone who reaches it can read and change "
+                             "every character")
+    studio.add_argument("--curve-keys", type=Path, default=None,
+                        help="client keys (folder from `npc-engine curve-keys`) for a server off loopback")
+    studio.set_defaults(handler=run_studio)
+
+
+def check_studio_host(host: str, *, is_remote_allowed: bool) -> None:
+    """Refuse a page reachable from other machines unless asked for: the studio has no login."""
+    try:
+        is_loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        is_loopback = False
+    if not is_loopback and not is_remote_allowed:
+        raise ConfigError(f"studio: --host {host} is not a loopback address; the page has no login, so anyone "
+                          "who reaches it could read and change every character. Pass --allow-remote to bind it "
+                          "anyway")
+
+
+def run_studio(args: argparse.Namespace) -> int:
+    from .server.security import is_loopback  # the same rule the server applies to its own bind
+    check_studio_host(args.host, is_remote_allowed=args.allow_remote)
+    if not is_loopback(args.connect) and args.curve_keys is None:
+        raise ConfigError(f"studio: {args.connect} is not on loopback, so the server speaks CurveZMQ only: pass "
+                          "--curve-keys with the client keys a game would use")
+    try:
+        import uvicorn
+        from .studio import create_app
+    except ImportError as exc:
+        raise ConfigError(f"npc-engine studio needs its web libraries ({exc.name}): "
+                          "pip install 'npc-voice-engine[studio]'") from None
+    from .client import Client
+    client = Client(args.connect, timeout_s=60.0, curve_keys=args.curve_keys)
+    try:
+        try:
+            hello = client.hello("npc-engine-studio")
+        except NpcEngineError as exc:
+            print(f"npc-engine studio: cannot reach the server at {args.connect}: {exc}", file=sys.stderr)
+            return 1
+        if "observe" not in hello.capabilities:
+            print(f"npc-engine studio: the server at {args.connect} speaks protocol {hello.protocol_version}, "
+                  "without `observe`: the live feed stays empty (upgrade the server)", file=sys.stderr)
+        # Listen here, so a --port of 0 is known when the address is printed and a taken port is a
+        # clear error.
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((args.host, args.port))
+            listener.listen(128)  # connections wait in the backlog until uvicorn accepts them
+        except OSError as exc:
+            listener.close()
+            raise ConfigError(f"studio: cannot listen on {args.host}:{args.port}: {exc}") from None
+        host, port = listener.getsockname()[:2]
+        print(f"npc-engine studio: http://{host}:{port}/ (inspecting {args.connect})", flush=True)
+        uvicorn.Server(uvicorn.Config(create_app(client), log_level="warning")).run(sockets=[listener])
+    finally:
+        client.close()
+    return 0

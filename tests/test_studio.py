@@ -1,0 +1,153 @@
+"""`npc-engine studio`: its HTTP API over a real server, its safety checks, and the page itself in
+a real headless Chromium (Debian's, driven by Playwright) against `serve` with the built-in model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from npc_engine import ServerError
+from npc_engine.client import Client
+from npc_engine.demo import ServerProcess
+
+from .server_helpers import make_server, running
+from .studio_helpers import call, studio
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "images" / "studio.png"
+BROKEN_TEMPLATE = {"name": "broken", "slots": [{"name": "mood", "kind": "choice", "options": []}]}
+
+
+def _studio_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "npc_engine.cli", "studio", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_api_reads_state_says_and_observes_through_the_protocol(backend):
+    with running(make_server(backend, max_steps=4)) as server, studio(server.endpoint) as url:
+        status, listed = call(url, "/api/characters")
+        assert status == 200 and [c["id"] for c in listed["characters"]] == ["brom"]
+        assert call(url, "/api/observe")[1]["events"] == []  # now observed
+        status, reply = call(url, "/api/say", {"character_id": "brom", "speaker_id": "player", "text": "Any work?",
+                                               "template": "shopkeeper_reply", "seed": 3})
+        assert status == 200 and reply["finish_reason"] == "complete" and reply["fields"]["say"]
+        events = call(url, "/api/observe?since=0")[1]["events"]
+        assert [e["kind"] for e in events][0] == "say.start" and events[-1]["kind"] == "say.reply"
+        assert events[-1]["reply"]["fields"] == reply["fields"]
+        # The template editor's check: the server's own error, word for word.
+        status, error = call(url, "/api/template/check", {"template": BROKEN_TEMPLATE})
+        with Client(server.endpoint) as client, pytest.raises(ServerError) as direct:
+            client.check_template(BROKEN_TEMPLATE)
+        assert status == 400 and error["error"]["code"] == direct.value.code == "invalid_template"
+        assert error["error"]["message"] == direct.value.server_message
+        # Bad calls to the API itself get an error of their own; the studio keeps serving.
+        assert call(url, "/api/say", {"character_id": "brom"})[1]["error"]["code"] == "bad_studio_request"
+        assert call(url, "/api/observe?since=x")[0] == 400
+        status, missing = call(url, "/api/say", {"character_id": "nobody", "speaker_id": "player", "text": "Hi",
+                                                 "template": "shopkeeper_reply"})
+        assert status == 400 and missing["error"]["code"] == "unknown_character"
+        assert call(url, "/api/hello")[1]["protocol_version"] == "1.2"
+
+
+def test_the_page_is_served_with_its_assets(backend):
+    with running(make_server(backend)) as server, studio(server.endpoint) as url:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            page = response.read().decode()
+        assert "/static/studio.js" in page and 'id="talk-form"' in page
+        with urllib.request.urlopen(url + "static/studio.js", timeout=30) as response:
+            assert b"/api/observe" in response.read()
+
+
+def test_the_studio_refuses_to_be_reachable_from_other_machines_unless_asked():
+    refused = _studio_cli("--host", "0.0.0.0", "--port", "0")
+    assert refused.returncode == 2 and "--allow-remote" in refused.stderr
+    no_keys = _studio_cli("--connect", "tcp://192.0.2.1:5555", "--port", "0")
+    assert no_keys.returncode == 2 and "--curve-keys" in no_keys.stderr
+
+
+def test_the_studio_says_so_when_no_server_answers():
+    # Nothing listens on port 9 of loopback: the hello times out with a clear line.
+    result = subprocess.run([sys.executable, "-c", "import sys; from npc_engine.cli import main; "
+                             "sys.exit(main(['studio', '--connect', 'tcp://127.0.0.1:9', '--port', '0']))"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1 and "cannot reach the server at tcp://127.0.0.1:9" in result.stderr
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+def _browser():
+    """Playwright driving Debian's chromium, or a skip that says what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium on this machine (tools/install-chromium.sh installs Debian's; ./npc test runs it)")
+    return sync_playwright, executable
+
+
+def _seed(endpoint: str) -> None:
+    with Client(endpoint, timeout_s=120) as client:
+        client.upsert_speaker("player", "Aria")
+        client.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith of Thornvale.",
+                                 "relationships": {"player": {"trust": 20, "affinity": -10, "familiarity": 40}},
+                                 "memories": [{"text": "Aria paid for a sword in full.", "salience": 0.8}],
+                                 "flags": {"forge_lit": True}})
+        client.upsert_character({"id": "mira", "name": "Mira", "persona": "A bard who collects rumours."})
+
+
+def test_the_page_in_a_real_browser(tmp_path):
+    sync_playwright, executable = _browser()
+    with ServerProcess(db=tmp_path / "studio.db") as server:
+        _seed(server.endpoint)
+        with studio(server.endpoint) as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
+                page.goto(url)
+                # The seeded characters, with the selected one's state.
+                page.wait_for_selector("#character-list .character[data-id='mira']")
+                assert page.locator("#character-list .character .name").all_inner_texts() == ["Brom", "Mira"]
+                page.wait_for_selector("#character-detail .relationship[data-other='player']")
+                assert "forge_lit = true" in page.inner_text("#character-detail")
+                # A line from the talk box: drafts, then the reply with its state changes.
+                page.select_option("#talk-character", "brom")
+                page.select_option("#talk-speaker", "player")
+                page.select_option("#talk-template", "shopkeeper_reply")
+                page.fill("#talk-text", "Any work for a traveller?")
+                page.click("#talk-send")
+                page.wait_for_selector("#feed .say.done", timeout=120_000)
+                say = page.locator("#feed .say.done").first
+                assert "player → brom" in say.inner_text()
+                assert "trust" in say.locator(".say-changes").inner_text()
+                assert "complete" in page.inner_text("#talk-status")
+                say.click()  # expand: the canvas settling step by step, and the prompt's make-up
+                page.wait_for_selector("#feed .say.open .steps .step")
+                num_steps = page.locator("#feed .say.open .steps .step").count()
+                assert num_steps >= 1 and page.locator("#feed .say.open .tok.a").count() > 0
+                assert "Prompt:" in say.inner_text() and "Aria paid for a sword in full." in say.inner_text()
+                # The character's state follows the reply.
+                page.wait_for_function("document.querySelector('#character-detail').innerText"
+                                       ".includes('Any work for a traveller?')", timeout=30_000)
+                # An invalid template shows the server's own error as you type.
+                page.fill("#template-editor", '{"name": "broken", "slots": [{"name": "mood", "kind": "choice", '
+                                              '"options": []}]}')
+                page.wait_for_selector("#template-check.error", timeout=30_000)
+                with Client(server.endpoint) as client, pytest.raises(ServerError) as direct:
+                    client.check_template(BROKEN_TEMPLATE)
+                assert direct.value.server_message in page.inner_text("#template-check")
+                page.wait_for_function("document.querySelector('#frame-summary').innerText.includes('p50')",
+                                       timeout=30_000)
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                time.sleep(0.5)  # one more stats poll, so the queue chart has a few columns
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            finally:
+                browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
