@@ -7,6 +7,9 @@
 3. `say` throughput: the same says (same model, seeds, characters) through the server vs
    in-process `Dialogue.submit` (goal: overhead <= 5%), without and with drafts (in-process
    with drafts renders them to a no-op callback, so both sides pay the rendering).
+4. `say` throughput through the server with an observer attached (a thread polling `observe`
+   every 300 ms, as the studio does), plain and in debug mode (every step's canvas recorded),
+   against the same says unobserved (goal: within 5%).
 
     python bench/server.py [--pings 2000] [--says 48] [--device cpu]
 """
@@ -34,6 +37,7 @@ from npc_engine.client import Client  # noqa: E402
 from npc_engine.demo import ServerProcess  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
 from npc_engine.protocol import PROTOCOL_VERSION  # noqa: E402
+from npc_engine.server.observe import OBSERVED_FOR_S  # noqa: E402
 
 TEMPLATES = ROOT / "schemas" / "templates"
 
@@ -138,6 +142,41 @@ def bench_say_server(endpoint: str, jobs: list[tuple[str, int]], num_clients: in
     return len(jobs) / elapsed
 
 
+class Observer:
+    """Polls `observe` like the studio page, on its own connection, while says run."""
+
+    def __init__(self, endpoint: str, *, debug: bool, interval_s: float = 0.3) -> None:
+        self.endpoint, self.debug, self.interval_s = endpoint, debug, interval_s
+        self.num_events = self.num_dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with Client(self.endpoint) as client:
+            since = client.observe(debug=self.debug).next_seq
+            while not self._stop.wait(self.interval_s):
+                result = client.observe(since, max_events=1000, debug=self.debug)
+                self.num_events += len(result.events)
+                self.num_dropped += result.num_dropped
+                since = result.next_seq
+
+    def __enter__(self) -> "Observer":
+        self._thread.start()
+        time.sleep(self.interval_s)  # its first poll has marked the server observed
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_say_observed(endpoint: str, jobs: list[tuple[str, int]], *, debug: bool) -> tuple[float, int]:
+    with Observer(endpoint, debug=debug) as observer:
+        rate = bench_say_server(endpoint, jobs, 8, False)
+    time.sleep(OBSERVED_FOR_S + 0.5)  # the server stops recording: the next unobserved row is unobserved
+    return rate, observer.num_events
+
+
 def bench_say_local(dialogue: Dialogue, jobs: list[tuple[str, int]], stream: bool = False) -> float:
     start = time.perf_counter()
     handles = [dialogue.submit(c, "player", "Any news?", template="shopkeeper_reply", seed=s,
@@ -178,12 +217,18 @@ def main() -> None:
         jobs = says(args.says, num_characters)
         bench_say_local(dialogue, jobs[:8])  # warm-up both sides
         bench_say_server(endpoint, jobs[:8], 4, False)
-        rows = {"in-process": [], "server": [], "in-process, drafts": [], "server, drafts": []}
+        rows = {"in-process": [], "server": [], "in-process, drafts": [], "server, drafts": [],
+                "server, observed": [], "server, observed (debug)": []}
+        num_observed_events = []
         for _ in range(args.rounds):
             rows["in-process"].append(bench_say_local(dialogue, jobs))
             rows["server"].append(bench_say_server(endpoint, jobs, 8, False))
             rows["in-process, drafts"].append(bench_say_local(dialogue, jobs, stream=True))
             rows["server, drafts"].append(bench_say_server(endpoint, jobs, 8, True))
+            for name, debug in (("server, observed", False), ("server, observed (debug)", True)):
+                rate, num_events = bench_say_observed(endpoint, jobs, debug=debug)
+                rows[name].append(rate)
+                num_observed_events.append(num_events)
         engine.close()
         dialogue.close()
         say_rate = {name: statistics.median(values) for name, values in rows.items()}
@@ -200,8 +245,14 @@ def main() -> None:
     print(f"\n| say, {args.says} says over 16 characters, median of {args.rounds} | says/s | overhead vs in-process |")
     print("|---|---:|---:|")
     for name, rate in say_rate.items():
+        if "observed" in name:
+            continue
         base = say_rate["in-process, drafts" if "drafts" in name else "in-process"]
         print(f"| {name} | {rate:.2f} | {(1 - rate / base) * 100:+.1f}% |")
+    print(f"\n| say through the server, median of {args.rounds} | says/s | slower than unobserved |\n|---|---:|---:|")
+    for name in ("server", "server, observed", "server, observed (debug)"):
+        print(f"| {name} | {say_rate[name]:.2f} | {(1 - say_rate[name] / say_rate['server']) * 100:+.1f}% |")
+    print(f"observer events per round: {', '.join(map(str, num_observed_events))}")
     print("rounds (says/s): " + "; ".join(f"{n}: {', '.join(f'{v:.2f}' for v in vs)}" for n, vs in rows.items()))
     write_json("server", {"hardware": machine, "ping": ping, "get": gets, "say_per_s": say_rate,
                           "say_rounds": rows, "args": vars(args)}, args.out)

@@ -28,6 +28,7 @@ from npc_engine.server import write_curve_keys
 from npc_engine.templates import load_template
 
 from .conftest import SHOPKEEPER_TEMPLATE
+from .studio_helpers import call, studio
 from .test_godot_bridge import run_godot_suite
 from .test_unity_bridge import run_unity_suite
 
@@ -227,3 +228,29 @@ def _wait_for_replicas(cluster, count: int, timeout_s: float = 120.0) -> None:
                 return
         time.sleep(1.0)
     raise AssertionError(f"the cluster did not reach {count} running replicas: {serve.status()}")
+
+
+def test_the_studio_through_the_gateway(cluster):
+    """`npc-engine studio --connect <gateway>`: state, a say, its observed events and the template
+    check all go through the gateway like any client's requests."""
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "studio_npc", "name": "Wren", "persona": PERSONA})
+    with studio(cluster.endpoint) as url:
+        status, listed = call(url, "/api/characters")
+        assert status == 200 and "studio_npc" in [c["id"] for c in listed["characters"]]
+        since = call(url, "/api/observe?debug=1")[1]["next_seq"]
+        status, reply = call(url, "/api/say", {"character_id": "studio_npc", "speaker_id": "player",
+                                               "text": "Hello?", "template": "shopkeeper_reply", "seed": 2})
+        assert status == 200 and reply["finish_reason"] == "complete"
+        events = call(url, f"/api/observe?since={since}&max_events=1000")[1]["events"]
+        kinds = [e["kind"] for e in events if e["say_id"] is not None]
+        assert kinds[0] == "say.start" and kinds[-1] == "say.reply" and "say.draft" in kinds
+        final = [e for e in events if e["kind"] == "say.reply"][-1]["reply"]
+        assert final["fields"] == reply["fields"] and final["prompt"]["num_tokens"] == reply["num_prompt_tokens"]
+        # Debug tracing reaches the replica: the drafts carry the canvas.
+        assert any(e["draft"]["canvas"] for e in events if e["kind"] == "say.draft")
+        status, error = call(url, "/api/template/check", {"template": {"name": "bad", "slots": []}})
+        assert status == 400 and error["error"]["code"] == "invalid_template"
+        status, plan = call(url, "/api/template/check", {"template": load_template(SHOPKEEPER_TEMPLATE)
+                                                         .model_dump(mode="json")})
+        assert status == 200 and plan["name"] == "shopkeeper_reply"

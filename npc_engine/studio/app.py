@@ -3,7 +3,8 @@
 The browser never speaks ZeroMQ: every `/api/*` call here is one or two protocol requests to
 the server (`serve` or a cluster gateway) through `npc_engine.client.Client`, run on a worker
 thread. A server error comes back as HTTP 400 with the server's own `code`, `message` and
-`details`; a server that does not answer, as 502.
+`details`; a malformed call to this API as 400 `bad_studio_request`; a server that does not
+answer, as 502 `server_unreachable`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..client import Client
-from ..errors import ClientTimeoutError, NpcEngineError, ServerError
+from ..errors import ClientClosedError, ClientTimeoutError, NpcEngineError, ServerError
 
 __all__ = ["create_app", "STATIC_DIR"]
 
@@ -63,9 +64,12 @@ def create_app(client: Client) -> Starlette:
             except ServerError as exc:
                 return JSONResponse({"error": {"code": exc.code, "message": exc.server_message,
                                                "details": exc.details}}, status_code=400)
-            except (ClientTimeoutError, NpcEngineError) as exc:
+            except (ClientTimeoutError, ClientClosedError) as exc:
                 return JSONResponse({"error": {"code": "server_unreachable", "message": str(exc), "details": {}}},
                                     status_code=502)
+            except NpcEngineError as exc:  # refused by the client before sending (a value off its limits)
+                return JSONResponse({"error": {"code": "bad_studio_request", "message": str(exc), "details": {}}},
+                                    status_code=400)
         return endpoint
 
     def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
