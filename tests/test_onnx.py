@@ -140,6 +140,23 @@ def test_fill_through_the_engine_matches(tiny_model_dir, exported):
     onnx_engine.close()
 
 
+def test_traced_canvases_match_between_backends(tiny_model_dir, exported):
+    """`trace=True` records the same canvas and accept/renoise states on both runners."""
+    traces = []
+    for engine in (Engine.from_pretrained(tiny_model_dir, device="cpu"), Engine.from_pretrained(exported[0], backend="onnx")):
+        drafts = []
+        handle = engine.submit(SHOPKEEPER_TEMPLATE, "Hello there.", prefix=PERSONA, seed=4, on_draft=drafts.append,
+                               trace=True)
+        engine.wait(handle)
+        result = handle.result()
+        steps = [step for draft in drafts for step in draft.trace]
+        assert [step.step for step in steps] == list(range(1, result.num_steps))
+        traces.append([(step.tokens, step.states) for step in steps])
+        engine.close()
+    assert traces[0] == traces[1] and traces[0]
+    assert all(len(tokens) == len(states) for tokens, states in traces[0])
+
+
 def test_the_tokenizer_and_prompts_match_the_original():
     torch_engine = Engine.from_pretrained(None, device="cpu")
     onnx_engine = Engine.from_pretrained(None, backend="onnx")
