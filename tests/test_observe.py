@@ -133,3 +133,14 @@ def test_template_check_validates_without_registering(backend):
             client.check_template({"name": "broken", "slots": [{"name": "x", "kind": "choice", "options": []}]})
         assert info.value.code == "invalid_template"
         assert "draft_reply" not in [t.name for t in client.list_templates()]
+
+
+def test_a_refused_say_is_observed_as_a_start_and_its_error(backend):
+    with running(make_server(backend)) as server, Client(server.endpoint) as client:
+        since = client.observe().next_seq
+        with pytest.raises(ServerError) as info:
+            client.say("nobody", "player", "Hello?", template="shopkeeper_reply")
+        events = client.observe(since).events
+    assert [e.kind for e in events] == ["say.start", "say.error"] and events[0].say_id == events[1].say_id
+    assert events[0].start.character_id == "nobody"
+    assert (events[1].error.code, events[1].error.message) == (info.value.code, info.value.server_message)

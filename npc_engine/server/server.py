@@ -282,15 +282,21 @@ class Server:
 
         is_event = request.event is not None
         text = request.event if is_event else request.text
-        handle = self.says.submit(
-            request.character_id, request.speaker_id, text, template=template, seed=request.seed,
-            priority=request.priority, deadline_ms=request.deadline_ms, request_id=say_id,
-            on_draft=on_draft if request.stream or is_observed else None, is_event=is_event,
-            trace=is_observed and self.observe.is_debug)
-        if is_observed:
+        if is_observed:  # before submitting: the say's first draft may come from the engine thread at once
             self.observe.say_started(say_id, o.SayStart(
                 character_id=request.character_id, speaker_id=request.speaker_id, text=text, is_event=is_event,
                 template=template.name, client_request_id=request_id))
+        try:
+            handle = self.says.submit(
+                request.character_id, request.speaker_id, text, template=template, seed=request.seed,
+                priority=request.priority, deadline_ms=request.deadline_ms, request_id=say_id,
+                on_draft=on_draft if request.stream or is_observed else None, is_event=is_event,
+                trace=is_observed and self.observe.is_debug)
+        except Exception as exc:  # refused (unknown character, rate limited, ...): the caller replies
+            if is_observed:
+                fields = error_reply_fields(exc)
+                self.observe.say_failed(say_id, fields["code"], fields["message"])
+            raise
         with self.clients.lock:
             entry = client.outstanding.get(request_id)
             if entry is not None:
