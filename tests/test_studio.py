@@ -15,6 +15,7 @@ import pytest
 from npc_engine import ServerError
 from npc_engine.client import Client
 from npc_engine.demo import ServerProcess
+from npc_engine.server import write_curve_keys
 
 from .server_helpers import make_server, running
 from .studio_helpers import call, studio
@@ -53,6 +54,29 @@ def test_the_api_reads_state_says_and_observes_through_the_protocol(backend):
                                                  "template": "shopkeeper_reply"})
         assert status == 400 and missing["error"]["code"] == "unknown_character"
         assert call(url, "/api/hello")[1]["protocol_version"] == "1.2"
+
+
+def test_try_registers_the_edited_template_and_says_a_line_with_it(backend):
+    template = {"name": "studio_try", "slots": [{"name": "line", "kind": "text", "max_tokens": 8},
+                                                {"name": "mood", "kind": "choice", "options": ["calm", "wary"]}],
+                "effects": [{"kind": "set_mood", "slot": "mood"}]}
+    with running(make_server(backend, max_steps=4)) as server, studio(server.endpoint) as url:
+        assert call(url, "/api/template/check", {"template": template})[0] == 200
+        assert "studio_try" not in [t["name"] for t in call(url, "/api/templates")[1]["templates"]]
+        status, reply = call(url, "/api/template/try", {"template": template, "character_id": "brom",
+                                                        "speaker_id": "player", "text": "Well?"})
+        assert status == 200 and set(reply["fields"]) == {"line", "mood"}
+        assert "studio_try" in [t["name"] for t in call(url, "/api/templates")[1]["templates"]]
+        assert call(url, "/api/characters")[1]["characters"][0]["mood"] == reply["fields"]["mood"]
+
+
+def test_the_studio_speaks_curve_with_the_keys_it_is_given(backend, tmp_path):
+    keys = write_curve_keys(tmp_path / "keys")
+    with running(make_server(backend, curve_keys=keys)) as server, \
+            studio(server.endpoint, "--curve-keys", str(keys)) as url:
+        status, listed = call(url, "/api/characters")
+        assert status == 200 and [c["id"] for c in listed["characters"]] == ["brom"]
+        assert "curve" in call(url, "/api/hello")[1]["capabilities"]
 
 
 def test_the_page_is_served_with_its_assets(backend):
