@@ -29,9 +29,11 @@ EXECUTABLE = "npc-engine-server" + (".exe" if sys.platform == "win32" else "")
 # What a launcher or a game's build step reads to know what it holds (which OS it runs on).
 MANIFEST = "bundle.json"
 MANIFEST_FORMAT = 1
-# Modules the server never imports on ONNX Runtime; excluding them keeps the bundle small.
+# Modules the server never imports on ONNX Runtime; excluding them keeps the bundle small. The
+# studio is a developer's tool beside a server, not part of the one a game ships.
 _EXCLUDED = ("torch", "transformers", "ray", "tkinter", "yaml", "pygame", "onnx", "IPython", "matplotlib",
-             "hypothesis", "pytest", "setuptools", "pip")
+             "hypothesis", "pytest", "setuptools", "pip", "npc_engine.studio", "starlette", "uvicorn", "playwright",
+             "httpx")
 
 
 def add_bundle_command(commands: Any) -> None:
