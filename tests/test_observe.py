@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from npc_engine import ServerError
+from npc_engine import ConfigError, ServerError
 from npc_engine.client import Client
 from npc_engine.server.observe import ObserveHub
 
@@ -109,7 +109,7 @@ def test_the_ring_reads_by_sequence_number():
     assert [e.seq for e in hub.read(2, 1).events] == [3] and hub.read(2, 1).next_seq == 4
     future = hub.read(100, 10)  # a cursor from before a restart: read from now on
     assert future.events == [] and future.next_seq == 6
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         ObserveHub(capacity=0)
 
 

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from ..characters.prompt import BuiltPrompt
+from ..errors import ConfigError
 from ..engine import Draft
 from ..protocol import observe as o
 
@@ -29,7 +30,7 @@ _MAX_FRAMES_PER_EVENT = 120
 class ObserveHub:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"the observe capacity must be a positive integer, got {capacity!r}")
+            raise ConfigError(f"the observe capacity must be a positive integer, got {capacity!r}")
         self.capacity = capacity
         self._lock = threading.Lock()
         self._events: deque[o.ObserveEvent] = deque(maxlen=capacity)
