@@ -71,6 +71,8 @@ def calibrate(runner: RunnerBase, compiler: TemplateCompiler, cost: CostModel, *
             if repeat:
                 cost.observe_step(batch_size, backend.canvas_length, ms)
         runner.forget_batch()
+        for request in batch:
+            runner.release(request)
         step_ms[batch_size] = cost.predict_step_ms(batch_size, backend.canvas_length)
 
     largest, warning = None, None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..diffusion import DiffusionSettings
+from ..errors import ModelLoadError
 from .calibrate import calibration_batch_sizes
 from .config import EngineConfig
 from .cost_model import CostModel, measure_ms
@@ -27,13 +28,30 @@ __all__ = ["EngineCore", "FrameReport"]
 log = logging.getLogger("npc_engine.engine")
 
 
-def _runner_class(backend: Any) -> type:
-    """The runner for a backend; imported here so that only the backend in use is loaded."""
+def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixCache, config: EngineConfig) -> Any:
+    """The runner for a backend; imported here so that only the backend in use is loaded. The
+    static runner's slots not fitting the device is a log line and the dynamic-shape runner
+    (a ModelLoadError with the backend's `strict`)."""
+    chunk = config.prefill_chunk_tokens
     if getattr(backend, "kind", "torch") == "onnx":
         from .onnx_runner import OnnxRunner
-        return OnnxRunner
+        return OnnxRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
     from .runner import ModelRunner
-    return ModelRunner
+    if backend.runner == "static":
+        import torch
+
+        from .static_runner import StaticRunner
+        try:
+            return StaticRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk,
+                                num_slots=config.max_batch_size)
+        except torch.OutOfMemoryError as exc:
+            if backend.strict:
+                raise ModelLoadError(f"the static runner's slots do not fit the device: {exc}",
+                                     path=backend.path) from exc
+            log.warning("the static runner's %d slots do not fit %s (%s); using the dynamic-shape runner",
+                        config.max_batch_size, backend.device, exc)
+            backend.runner = "fast"
+    return ModelRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
 
 
 @dataclass(frozen=True)
@@ -51,8 +69,7 @@ class EngineCore:
         self.config = config
         self.cost_model = CostModel()
         self.prefix_cache: PrefixCache = PrefixCache(config.prefix_cache_bytes)
-        self.runner = _runner_class(backend)(backend, settings, self.prefix_cache,
-                                             prefill_chunk_tokens=config.prefill_chunk_tokens)
+        self.runner = make_runner(backend, settings, self.prefix_cache, config)
         self.scheduler = Scheduler(max_batch_size=config.max_batch_size, canvas_length=backend.canvas_length,
                                    aging_per_step=config.aging_per_step,
                                    batch_sizes=calibration_batch_sizes(config.max_batch_size))
@@ -233,5 +250,5 @@ class EngineCore:
         self.stats.record_finish(request.result.finish_reason, tokens_per_forward)
         self._requests.pop(request.request_id, None)
         self.runner.forget_batch()
-        request.release()
+        self.runner.release(request)
         self._on_finish(request)

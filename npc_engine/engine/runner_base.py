@@ -104,6 +104,10 @@ class RunnerBase:
     def forget_batch(self) -> None:
         """Drop the stacked batch (its membership changed, or the engine is idle)."""
 
+    def release(self, request: Request) -> None:
+        """A request is done with the runner (finished, cancelled, failed): drop its tensors."""
+        request.release()
+
     def render(self, request: Request) -> dict[str, Any]:
         """The template's fields from the request's argmax canvas (valid after any step >= 1)."""
         return render(request.plan, request.argmax_canvas, request.self_conditioning_logits,

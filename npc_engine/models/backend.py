@@ -26,9 +26,11 @@ __all__ = ["DiffusionGemmaBackend", "ModelInfo", "RUNNERS", "pick_device", "pick
 
 log = logging.getLogger("npc_engine.models")
 
-# "fast": our own forward (fast_forward.py) where the configuration is covered; "general":
-# transformers' forward, always.
-RUNNERS = ("fast", "general")
+# "fast": our own forward (fast_forward.py) where the configuration is covered, in the runner that
+# suits the device: on CUDA the static-shape one with CUDA graphs, elsewhere the dynamic-shape one
+# (on a CPU, padding to buckets buys nothing); "static": the static-shape runner on any device;
+# "general": transformers' forward, always.
+RUNNERS = ("fast", "static", "general")
 
 _MODEL_TYPE = "diffusion_gemma"
 
@@ -94,9 +96,11 @@ class DiffusionGemmaBackend:
 
     def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str, *,
                  runner: str = "general", strict: bool = False) -> None:
-        """`runner="fast"`: prefill and denoise through our own forward (`fast_forward.py`) where
-        the configuration is covered, else (a log line; ModelLoadError with `strict`) transformers'
-        forward, which `runner="general"` always uses (training does)."""
+        """`runner="fast"` or "static": prefill and denoise through our own forward
+        (`fast_forward.py`) where the configuration is covered, else (a log line; ModelLoadError
+        with `strict`) transformers' forward, which `runner="general"` always uses (training
+        does). `self.runner` says what runs: "static" (the engine's static-shape runner: "fast"
+        on CUDA, or asked for), "fast" or "general"."""
         if runner not in RUNNERS:
             raise ConfigError(f"runner must be one of {RUNNERS}, got {runner!r}")
         self.model = model.eval()
@@ -108,8 +112,9 @@ class DiffusionGemmaBackend:
         self.canvas_length: int = int(model.config.canvas_length)
         self.device: torch.device = model.device
         self.dtype: torch.dtype = model.dtype
+        self.strict = strict
         self.fast: FastForward | None = None
-        if runner == "fast":
+        if runner in ("fast", "static"):
             reason = unsupported_reason(model)
             if reason is None:
                 self.fast = FastForward(model)
@@ -118,7 +123,10 @@ class DiffusionGemmaBackend:
                                      path=path)
             else:
                 log.warning("the fast runner does not cover %s (%s); using transformers' forward", path, reason)
-        self.runner = "fast" if self.fast is not None else "general"
+        if self.fast is None:
+            self.runner = "general"
+        else:
+            self.runner = "static" if runner == "static" or self.device.type == "cuda" else "fast"
 
     @classmethod
     def from_pretrained(
@@ -132,7 +140,7 @@ class DiffusionGemmaBackend:
         num_threads: int | None = None,
     ) -> "DiffusionGemmaBackend":
         """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem.
-        `runner`: "fast" (the default: our own forward where it applies) or "general".
+        `runner`: "fast" (the default: our own forward where it applies), "static" or "general".
         `num_threads`: `torch.set_num_threads` (process-wide; None leaves torch's choice)."""
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 
-__all__ = ["FastForward", "unsupported_reason"]
+__all__ = ["FastForward", "additive_mask", "unsupported_reason"]
 
 _ACTIVATIONS = {"gelu_pytorch_tanh"}
 
@@ -181,7 +181,7 @@ class FastForward:
         self._per_batch[name] = (key, value)
         return value
 
-    def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         tables = {}
         for kind, (inv_freq, scaling) in self._rope.items():
             freqs = positions[..., None].float() * inv_freq.to(device=positions.device, dtype=torch.float32)
@@ -203,8 +203,8 @@ class FastForward:
 
     @staticmethod
     def _attend(layer: _Layer, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                additive_mask: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask, scale=1.0,
+                mask: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0,
                                              enable_gqa=layer.num_heads != layer.num_kv_heads)
         batch, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(batch, length, -1)
@@ -232,7 +232,7 @@ class FastForward:
         return _rms(dense + routed_out, layer.post_feedforward_norm, eps)
 
     def _layer(self, layer: _Layer, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
-               past: tuple[torch.Tensor, torch.Tensor] | Any, additive_mask: torch.Tensor, *,
+               past: tuple[torch.Tensor, torch.Tensor] | Any, mask: torch.Tensor, *,
                cache_layer: Any = None) -> torch.Tensor:
         residual = hidden
         normed = _rms(hidden, layer.input_norm, self.eps)
@@ -241,7 +241,7 @@ class FastForward:
             keys, values = cache_layer.update(key, value)
         else:  # the decoder reads the cache and never writes it
             keys, values = torch.cat([past[0], key], dim=-2), torch.cat([past[1], value], dim=-2)
-        attended = F.linear(self._attend(layer, query, keys, values, additive_mask), layer.o)
+        attended = F.linear(self._attend(layer, query, keys, values, mask), layer.o)
         hidden = residual + _rms(attended, layer.post_attention_norm, self.eps)
         hidden = hidden + self._feedforward(layer, hidden)
         return hidden * layer.layer_scalar
@@ -258,6 +258,20 @@ class FastForward:
         right end aligned with every layer's. `self_conditioning_mask` (B,) zeroes the signal of
         rows with no previous logits yet.
         """
+        dtype = self.decoder_embed.dtype
+        rotary = self._reused("rotary", position_ids, lambda: self.rotary(position_ids, dtype))
+        masks = self._reused("masks", key_mask, lambda: self._decoder_masks(key_mask, keys, canvas, dtype))
+        return self.denoise_prepared(canvas, self_conditioning_logits, keys, values, masks, rotary,
+                                     self_conditioning_mask)
+
+    def denoise_prepared(self, canvas: torch.Tensor, self_conditioning_logits: torch.Tensor | None,
+                         keys: list[torch.Tensor], values: list[torch.Tensor], masks: dict[int, torch.Tensor],
+                         rotary: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                         self_conditioning_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`denoise` with its masks and RoPE tables given: `masks` maps a layer's cached width to
+        its additive mask (B, 1, 1, width + L), `rotary` a layer type to its (cos, sin) from
+        `rotary()`. Pure tensor ops with no host sync on a GPU (the static runner's CUDA graphs
+        capture it); the cached entries may sit anywhere in their width, the mask says which."""
         embed = self.decoder_embed
         scale = self.decoder_embed_scale.to(embed.dtype)
         hidden = F.embedding(canvas, embed) * scale
@@ -272,8 +286,6 @@ class FastForward:
         signal = F.linear(F.gelu(F.linear(normed, self.sc_gate), approximate="tanh") * F.linear(normed, self.sc_up),
                           self.sc_down)
         hidden = _rms(hidden + signal, None, self.eps)
-        rotary = self._reused("rotary", position_ids, lambda: self._rotary(position_ids, hidden.dtype))
-        masks = self._reused("masks", key_mask, lambda: self._decoder_masks(key_mask, keys, canvas, hidden.dtype))
         for index, layer in enumerate(self.decoder_layers):
             num_cached = keys[index].shape[2]
             hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], (keys[index], values[index]),
@@ -293,7 +305,7 @@ class FastForward:
             num_cached = layer_keys.shape[2]
             if num_cached not in masks:
                 allowed = torch.cat([key_mask[:, key_mask.shape[1] - num_cached:], canvas_keys], dim=1)
-                masks[num_cached] = _additive(allowed[:, None, None, :], dtype)
+                masks[num_cached] = additive_mask(allowed[:, None, None, :], dtype)
         return masks
 
     # -- the encoder ---------------------------------------------------------------------------
@@ -303,7 +315,7 @@ class FastForward:
         appending their keys/values to its `DynamicCache` (sliding layers keep their last
         window - 1 entries, as transformers' cache does). Returns the final hidden states."""
         hidden = F.embedding(input_ids, self.encoder_embed) * self.encoder_embed_scale.to(self.encoder_embed.dtype)
-        rotary = self._rotary(position_ids, hidden.dtype)
+        rotary = self.rotary(position_ids, hidden.dtype)
         query_pos = position_ids[0]
         num_new = input_ids.shape[1]
         end = int(query_pos[-1]) + 1
@@ -315,7 +327,7 @@ class FastForward:
             if layer.is_sliding:
                 allowed = allowed & (query_pos[:, None] - key_pos[None, :] < self.sliding_window)
             hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], None,
-                                 _additive(allowed[None, None], hidden.dtype), cache_layer=cache_layer)
+                                 additive_mask(allowed[None, None], hidden.dtype), cache_layer=cache_layer)
         return _rms(hidden, self.encoder_norm, self.eps)
 
 
@@ -341,5 +353,6 @@ def _routed_experts(layer: _Layer, hidden: torch.Tensor, top_index: torch.Tensor
     return out
 
 
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where `allowed`, the dtype's lowest value elsewhere (what SDPA adds to the scores)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)

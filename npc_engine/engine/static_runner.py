@@ -1,0 +1,145 @@
+"""The static-shape runner: our own forward over preallocated per-slot state, in batch buckets.
+
+A request takes a slot when it first steps (its encoder cache is copied in once) and gives it
+back when it finishes; a step names its rows by slot index (`StaticStep`). With `pads_batches`
+a batch is padded to its bucket (1, 2, 4, ... up to the slot count) with scratch rows, and the
+cached length to a power-of-two bucket, so every step has one of a few shapes; on CUDA each
+shape is one graph captured at start-up (`StepGraphs`). Prefill, the prefix cache and rendering
+are the PyTorch runner's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..diffusion import DiffusionSettings
+from ..errors import GenerationError, ModelLoadError
+from ..models import DiffusionGemmaBackend
+from ..models.kv import KVSnapshot
+from .cuda_graphs import StepGraphs
+from .prefix_cache import PrefixCache
+from .request import Request
+from .runner import ModelRunner
+from .slots import SlotState
+from .static_step import StaticStep, StepInputs, bucket_sizes
+
+__all__ = ["StaticRunner"]
+
+log = logging.getLogger("npc_engine.engine")
+
+_SMALLEST_LENGTH_BUCKET = 64
+
+
+class StaticRunner(ModelRunner):
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
+                 prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int, num_slots: int,
+                 pads_batches: bool | None = None, uses_graphs: bool | None = None) -> None:
+        """`pads_batches` and `uses_graphs` default to whether the model is on CUDA. Raises
+        torch.OutOfMemoryError when the slots do not fit (the caller falls back)."""
+        super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
+        forward = backend.fast
+        if forward is None:
+            raise GenerationError("the static runner needs the fast forward")
+        is_cuda = backend.device.type == "cuda"
+        max_cached_tokens = int(backend.max_position_embeddings) - self.canvas_length
+        window = forward.sliding_window - 1  # what transformers' sliding cache keeps
+        layers = forward.decoder_layers
+        self.slots = SlotState(
+            num_slots=num_slots, max_cached_tokens=max_cached_tokens,
+            layer_widths=[min(window, max_cached_tokens) if layer.is_sliding else max_cached_tokens for layer in layers],
+            num_kv_heads=[layer.num_kv_heads for layer in layers], head_dims=[layer.head_dim for layer in layers],
+            canvas_length=self.canvas_length, vocab_size=self.vocab_size,
+            stability_threshold=settings.stability_threshold, dtype=backend.dtype,
+            logits_dtype=self._embeddings_dtype, device=backend.device)
+        self.pads_batches = is_cuda if pads_batches is None else pads_batches
+        self.batch_buckets = bucket_sizes(num_slots, 1)
+        self.length_buckets = bucket_sizes(max_cached_tokens, min(_SMALLEST_LENGTH_BUCKET, max_cached_tokens))
+        self.static_step = StaticStep(forward, self.slots, settings, self._temperatures)
+        self._slot_of: dict[str, int] = {}
+        self.graphs: StepGraphs | None = None
+        if is_cuda if uses_graphs is None else uses_graphs:
+            self._capture_graphs(is_strict=backend.strict)
+
+    def _capture_graphs(self, *, is_strict: bool) -> None:
+        graphs = StepGraphs(self.static_step, self.slots, self.canvas_length, self.backend.device)
+        try:
+            with torch.inference_mode():
+                for batch_size in self.batch_buckets:
+                    for num_keys in self.length_buckets:
+                        graphs.capture(batch_size, num_keys)
+        except GenerationError as exc:
+            if is_strict:
+                raise ModelLoadError(f"CUDA graphs: {exc}", path=self.backend.path) from exc
+            log.warning("CUDA graphs are off (%s); the static step runs eagerly", exc)
+            return
+        self.graphs = graphs
+        log.info("captured %d CUDA graphs of the step (batch buckets %s, cached-length buckets %s)",
+                 len(self.batch_buckets) * len(self.length_buckets), self.batch_buckets, self.length_buckets)
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def _join(self, request: Request) -> None:
+        slot = self.slots.open(request.cache, request.num_encoded, request.canvas,
+                               request.plan.constraint(self.backend.device).logit_bias)
+        self._slot_of[request.request_id] = slot
+        request.cache = None  # the slot holds it now (a cached prefix keeps its own snapshot)
+        request.canvas = self.slots.canvas[slot]  # views: they follow the slot from here on
+        request.argmax_canvas = self.slots.argmax_canvas[slot]
+
+    def release(self, request: Request) -> None:
+        slot = self._slot_of.pop(request.request_id, None)
+        if slot is not None:
+            self.slots.close(slot)
+        request.release()
+
+    def _bucket(self, buckets: list[int], size: int) -> int:
+        return next(b for b in buckets if b >= size)
+
+    # -- one step -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, requests: list[Request]) -> list[bool]:
+        """One decoder forward and sampler update for `requests`; True where a canvas is done."""
+        for request in requests:
+            if request.request_id not in self._slot_of:
+                self._join(request)
+        num_rows = len(requests)
+        batch_size = self._bucket(self.batch_buckets, num_rows) if self.pads_batches or self.graphs else num_rows
+        num_keys = self._bucket(self.length_buckets, max(r.num_encoded for r in requests))
+        if not (self.pads_batches or self.graphs):
+            num_keys = max(r.num_encoded for r in requests)  # exact: padding buys nothing here
+        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
+        renoise = np.stack([t for _, t in draws])
+        inputs = self.graphs.inputs_for(batch_size) if self.graphs else StepInputs.empty(
+            batch_size, self.canvas_length, self.slots.scratch, self.backend.device)
+        _fill(inputs.slot_index, [self._slot_of[r.request_id] for r in requests], self.slots.scratch)
+        _fill(inputs.temperature_index, [r.num_steps_left - 1 for r in requests], 0)
+        _fill(inputs.uniform, np.stack([u for u, _ in draws]), 0)
+        _fill(inputs.renoise, renoise, 0)
+        if self.graphs is not None:
+            outputs = self.graphs.replay(batch_size, num_keys)
+        else:
+            outputs = self.static_step(inputs, num_keys)
+        is_done = outputs.is_done[:num_rows].tolist()
+        if any(r.is_traced for r in requests):
+            self._record_traces(requests, outputs.canvas[:num_rows].cpu().numpy(), renoise)
+        for row, request in enumerate(requests):
+            request.self_conditioning_logits = self.slots.logits[self._slot_of[request.request_id]]
+            request.num_steps += 1
+            request.num_steps_left -= 1
+            is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
+        return is_done
+
+    def forget_batch(self) -> None:
+        """Nothing is stacked: every step reads the slots."""
+
+
+def _fill(target: torch.Tensor, rows: Any, pad: int) -> None:
+    """Copy `rows` into the first rows of a step input and `pad` into the rest."""
+    num_rows = len(rows)
+    target[:num_rows].copy_(torch.as_tensor(rows, device=target.device))
+    target[num_rows:].fill_(pad)

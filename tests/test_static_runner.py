@@ -1,0 +1,119 @@
+"""The static-shape runner (engine/static_runner.py): our own forward over preallocated per-slot
+state, padded to batch and cached-length buckets. Its fills equal the dynamic-shape runner's
+token for token (tiny model with prompts past its sliding window, built-in model; padded and
+unpadded; more requests than slots); slots come back when requests end, calibration included;
+and what cannot run falls back with a log line (an error with strict)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from npc_engine import ModelLoadError
+from npc_engine.engine import Engine, EngineConfig
+from npc_engine.engine import static_runner
+from npc_engine.engine.runner import ModelRunner
+from npc_engine.engine.static_runner import StaticRunner
+from npc_engine.errors import GenerationError
+from npc_engine.models import default_model_dir
+from npc_engine.models.backend import DiffusionGemmaBackend
+
+from .conftest import SHOPKEEPER_TEMPLATE
+
+PROMPTS = ["Any work?", "What do you sell, and how much for the sword? " * 12,  # > the tiny sliding window
+           "Hello.", "Any work?"]  # the last one hits the prefix cache
+
+
+def _engine(folder, runner: str, *, pads_batches: bool = False, max_batch_size: int = 32) -> Engine:
+    engine = Engine(DiffusionGemmaBackend.from_pretrained(folder, runner=runner),
+                    config=EngineConfig(max_batch_size=max_batch_size))
+    if isinstance(engine.core.runner, StaticRunner):
+        engine.core.runner.pads_batches = pads_batches
+    return engine
+
+
+def _fills(engine: Engine, prompts: list[str]) -> list[tuple]:
+    handles = [engine.submit(SHOPKEEPER_TEMPLATE, prompt, prefix="You are Brom, a gruff smith.", seed=seed)
+               for seed, prompt in enumerate(prompts)]
+    return [(r.fields, r.num_steps, r.num_cached_prompt_tokens) for r in (engine.wait(h) for h in handles)]
+
+
+@pytest.fixture(scope="module")
+def folders(tiny_model_dir):
+    return {"tiny": tiny_model_dir, "built-in": default_model_dir()}
+
+
+@pytest.mark.parametrize("name", ["tiny", "built-in"])
+@pytest.mark.parametrize("pads_batches", [False, True])
+def test_the_static_runner_fills_token_for_token_like_the_dynamic_one(folders, name, pads_batches):
+    dynamic = _engine(folders[name], "fast")
+    static = _engine(folders[name], "static", pads_batches=pads_batches)
+    assert type(dynamic.core.runner) is ModelRunner and type(static.core.runner) is StaticRunner
+    expected = _fills(dynamic, PROMPTS)
+    assert _fills(static, PROMPTS) == expected
+    assert expected[3][2] > 0  # the prefix-cache hit was exercised
+    runner = static.core.runner
+    assert runner.slots.num_free == runner.slots.num_slots  # every slot came back
+
+
+def test_more_requests_than_slots_reuse_them(folders):
+    prompts = [f"Tell me about the {thing}." for thing in ("mine", "river", "king", "war", "bread")]
+    dynamic = _engine(folders["tiny"], "fast", max_batch_size=2)
+    static = _engine(folders["tiny"], "static", pads_batches=True, max_batch_size=2)
+    assert static.core.runner.batch_buckets == [1, 2]
+    assert _fills(static, prompts) == _fills(dynamic, prompts)
+    assert static.core.runner.slots.num_free == 2
+
+
+def test_a_cancelled_request_gives_its_slot_back(folders):
+    engine = _engine(folders["tiny"], "static")
+    handle = engine.submit(SHOPKEEPER_TEMPLATE, "Hello.", seed=3)
+    while engine.core.runner.slots.num_free == engine.core.runner.slots.num_slots:
+        engine.tick(None)  # until it has stepped (and so holds a slot)
+    engine.cancel(handle.request_id)
+    assert engine.wait(handle).finish_reason == "cancelled"
+    assert engine.core.runner.slots.num_free == engine.core.runner.slots.num_slots
+
+
+def test_calibration_gives_its_slots_back(folders):
+    engine = Engine(DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="static"),
+                    config=EngineConfig(max_batch_size=4, frame_budget_ms=16))
+    engine.calibrate()
+    assert engine.core.runner.slots.num_free == 4
+
+
+def test_slots_that_do_not_fit_fall_back_to_the_dynamic_runner(folders, monkeypatch, caplog):
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(static_runner, "SlotState", no_memory)
+    with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
+        engine = _engine(folders["tiny"], "static")
+    assert type(engine.core.runner) is ModelRunner and engine.backend.runner == "fast"
+    assert "slots do not fit" in caplog.text
+    strict = DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="static", strict=True)
+    with pytest.raises(ModelLoadError, match="slots do not fit"):
+        Engine(strict)
+
+
+def test_a_failed_graph_capture_runs_the_step_eagerly(folders, monkeypatch, caplog):
+    def fails(self, batch_size, num_keys):
+        raise GenerationError(f"capturing the step for batch {batch_size} failed (simulated)")
+
+    monkeypatch.setattr(static_runner.StepGraphs, "capture", fails)
+    backend = DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="static")
+    with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
+        runner = StaticRunner(backend, Engine(backend).settings, Engine(backend).core.prefix_cache,
+                              prefill_chunk_tokens=256, num_slots=2, uses_graphs=True)
+    assert runner.graphs is None and "CUDA graphs are off" in caplog.text
+    backend.strict = True
+    with pytest.raises(ModelLoadError, match="CUDA graphs: capturing the step"):
+        StaticRunner(backend, Engine(backend).settings, Engine(backend).core.prefix_cache,
+                     prefill_chunk_tokens=256, num_slots=2, uses_graphs=True)
+
+
+def test_the_runner_names_are_what_runs(folders):
+    for asked, runs in (("fast", "fast"), ("static", "static"), ("general", "general")):
+        assert DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked).runner == runs  # on a CPU
