@@ -53,8 +53,9 @@ def add_model_arguments(parser) -> None:
                         help="size of the fresh random model when no --model is given")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
     parser.add_argument("--max-steps", type=int, default=16, help="denoising step cap")
-    parser.add_argument("--runner", choices=("fast", "general"), default="fast",
-                        help="the PyTorch forward: ours (fast, the default) or transformers' (general)")
+    parser.add_argument("--runner", choices=("fast", "static", "general"), default="fast",
+                        help="the PyTorch runner: fast (ours, the default; on CUDA the static one with CUDA "
+                             "graphs), static, or general (transformers' forward)")
 
 
 def load_backend(args) -> DiffusionGemmaBackend:

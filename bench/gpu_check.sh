@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One short run of the benchmarks on a CUDA machine (the device tool's lent GPU).
 #   bench/gpu_check.sh          the engine benchmarks (invariance, batching, frame budget, prefix cache)
-#   bench/gpu_check.sh fast     issue 20: our own forward (runner fast) against transformers' (general)
-#                               on CUDA, side by side: engine step (featherweight, built-in, 85M at
-#                               batch 1/8/32), 64 NPCs in a 4 ms budget at 60 fps, batching
+#   bench/gpu_check.sh fast     issue 20, on CUDA: first whether the runners agree (static_parity.py:
+#                               general, fast, static, graphs on the same says, float32), then the
+#                               engine step by runner side by side (featherweight, built-in, 85M at
+#                               batch 1/8/32: general, fast, static, graphs), 64 NPCs in a 4 ms
+#                               budget at 60 fps with drafts, and batching, for runner fast (which
+#                               on CUDA is the static runner with CUDA graphs) and general
 #   bench/gpu_check.sh backends the ONNX backend: step times on the host CPU (and PyTorch on the GPU
 #                               beside it) and tests/test_onnx.py. That machine's onnxruntime is the
 #                               CPU build (onnxruntime-gpu is too big to carry), so ONNX runs on CPU.
@@ -29,6 +32,7 @@ engine() {
   run bench/prefix_cache.py --device cuda --out "$OUT/prefix_cache.json"
 }
 fast() {
+  run bench/static_parity.py --device cuda --dtype float32 --out "$OUT/static_parity.json"
   run bench/fast_path.py --device cuda --models featherweight,built-in,small --rounds 7 --out "$OUT/fast_path.json"
   for runner in fast general; do
     run bench/frame_budget.py --device cuda --runner $runner --model npc_engine/default_model --characters 64 \

@@ -116,4 +116,4 @@ def test_a_failed_graph_capture_runs_the_step_eagerly(folders, monkeypatch, capl
 
 def test_the_runner_names_are_what_runs(folders):
     for asked, runs in (("fast", "fast"), ("static", "static"), ("general", "general")):
-        assert DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked).runner == runs  # on a CPU
+        assert DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked, device="cpu").runner == runs
