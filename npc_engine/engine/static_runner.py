@@ -96,7 +96,8 @@ class StaticRunner(ModelRunner):
             self.slots.close(slot)
         request.release()
 
-    def _bucket(self, buckets: list[int], size: int) -> int:
+    @staticmethod
+    def _bucket(buckets: list[int], size: int) -> int:
         return next(b for b in buckets if b >= size)
 
     # -- one step -----------------------------------------------------------------------------
@@ -107,11 +108,11 @@ class StaticRunner(ModelRunner):
         for request in requests:
             if request.request_id not in self._slot_of:
                 self._join(request)
-        num_rows = len(requests)
-        batch_size = self._bucket(self.batch_buckets, num_rows) if self.pads_batches or self.graphs else num_rows
-        num_keys = self._bucket(self.length_buckets, max(r.num_encoded for r in requests))
-        if not (self.pads_batches or self.graphs):
-            num_keys = max(r.num_encoded for r in requests)  # exact: padding buys nothing here
+        num_rows, longest = len(requests), max(r.num_encoded for r in requests)
+        if self.pads_batches or self.graphs is not None:
+            batch_size, num_keys = self._bucket(self.batch_buckets, num_rows), self._bucket(self.length_buckets, longest)
+        else:  # exact shapes: without graphs, padding only adds work
+            batch_size, num_keys = num_rows, longest
         draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
         renoise = np.stack([t for _, t in draws])
         inputs = self.graphs.inputs_for(batch_size) if self.graphs else StepInputs.empty(
