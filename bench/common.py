@@ -53,9 +53,10 @@ def add_model_arguments(parser) -> None:
                         help="size of the fresh random model when no --model is given")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: per device)")
     parser.add_argument("--max-steps", type=int, default=16, help="denoising step cap")
-    parser.add_argument("--runner", choices=("fast", "static", "general"), default="fast",
+    parser.add_argument("--runner", choices=("fast", "static", "compiled", "general"), default="fast",
                         help="the PyTorch runner: fast (ours, the default; on CUDA the static one with CUDA "
-                             "graphs), static, or general (transformers' forward)")
+                             "graphs), static, compiled (static through torch.compile), or general "
+                             "(transformers' forward)")
 
 
 def load_backend(args) -> DiffusionGemmaBackend:

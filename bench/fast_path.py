@@ -4,7 +4,9 @@ prompts, seeds).
 
 Runners: general (transformers' forward), fast (our own forward, dynamic shapes: the CPU's
 default), static (our own forward over per-slot state; padded to buckets where that is the
-device's default), and on CUDA graphs (the static step replayed as CUDA graphs: the GPU's default).
+device's default), compiled (static, its step through torch.compile, compiled before timing;
+on CUDA also captured as graphs), and on CUDA graphs (the static step replayed as CUDA graphs:
+the GPU's default).
 Rows: a featherweight model (1 layer, hidden 16: nearly all host time) at batch 1, and the
 built-in model at batch 1, 8 and 32. Rounds alternate between the runners so machine noise hits
 them alike; medians are reported with the speed-up of the best of our runners (general ms / ms).
@@ -40,7 +42,7 @@ FEATHERWEIGHT = TinyModelSpec(hidden_size=16, intermediate_size=32, num_hidden_l
 
 
 def runner_names(device: torch.device) -> list[str]:
-    return ["general", "fast", "static"] + (["graphs"] if device.type == "cuda" else [])
+    return ["general", "fast", "static", "compiled"] + (["graphs"] if device.type == "cuda" else [])
 
 
 def engine_for(folder: Path, runner: str, device: str | None, num_slots: int) -> Engine:
@@ -53,31 +55,41 @@ def engine_for(folder: Path, runner: str, device: str | None, num_slots: int) ->
         backend.runner = "fast"  # the engine builds the dynamic-shape runner; the static ones are built below
     engine = Engine(backend, DiffusionSettings(max_denoising_steps=100_000))  # no canvas ends while timed
     core = engine.core
-    if runner in ("static", "graphs"):
+    if runner in ("static", "compiled", "graphs"):
         core.runner = StaticRunner(backend, engine.settings, core.prefix_cache,
                                    prefill_chunk_tokens=engine.config.prefill_chunk_tokens, num_slots=num_slots,
-                                   uses_graphs=runner == "graphs")
+                                   uses_graphs=runner == "graphs", compiles=runner == "compiled")
         if runner == "graphs" and core.runner.graphs is None:
             raise SystemExit("CUDA graph capture failed (see the log)")
+        if runner == "compiled" and not core.runner.is_compiled:
+            print("warning: torch.compile failed (see the log); the compiled column is the eager static step")
     return engine
 
 
-def measure(folder: Path, batch_size: int, args, device: torch.device) -> dict:
+def measure(folder: Path, batch_sizes: list[int], args, device: torch.device) -> list[dict]:
+    """One row per batch size; each runner's engine is built once per model (a compiled runner
+    compiles once), its slots sized for the largest batch and given back between sizes."""
     names = runner_names(device)
-    engines = {name: engine_for(folder, name, args.device, max(batch_size, 1)) for name in names}
-    batches = {name: running_batch(engine, batch_size) for name, engine in engines.items()}
-    for name, engine in engines.items():  # warm up
-        time_step_ms(engine, batches[name], 2)
-    samples = {name: [] for name in engines}
-    for _ in range(args.rounds):
+    engines = {name: engine_for(folder, name, args.device, max(batch_sizes)) for name in names}
+    rows = []
+    for batch_size in batch_sizes:
+        batches = {name: running_batch(engine, batch_size) for name, engine in engines.items()}
+        for name, engine in engines.items():  # warm up
+            time_step_ms(engine, batches[name], 2)
+        samples = {name: [] for name in engines}
+        for _ in range(args.rounds):
+            for name, engine in engines.items():
+                samples[name].append(time_step_ms(engine, batches[name], args.steps))
+        row = {"batch_size": batch_size, "num_parameters": engines["general"].backend.info().num_parameters}
+        for name in names:
+            row[f"{name}_ms"] = statistics.median(samples[name])
+        best = min(names[1:], key=lambda n: row[f"{n}_ms"])
+        row["best"], row["speedup"] = best, row["general_ms"] / row[f"{best}_ms"]
+        rows.append(row)
         for name, engine in engines.items():
-            samples[name].append(time_step_ms(engine, batches[name], args.steps))
-    row = {"batch_size": batch_size, "num_parameters": engines["general"].backend.info().num_parameters}
-    for name in names:
-        row[f"{name}_ms"] = statistics.median(samples[name])
-    best = min(names[1:], key=lambda n: row[f"{n}_ms"])
-    row["best"], row["speedup"] = best, row["general_ms"] / row[f"{best}_ms"]
-    return row
+            for request in batches[name]:
+                engine.core.runner.release(request)
+    return rows
 
 
 def main() -> None:
@@ -95,11 +107,12 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         if name == "featherweight":
-            rows.append({"model": name, **measure(Path(build_tiny_model(scratch / name, FEATHERWEIGHT)), 1, args,
-                                                  device)})
-            continue
-        folder = default_model_dir() if name == "built-in" else Path(build_tiny_model(scratch / name, MODEL_SIZES[name]))
-        rows += [{"model": name, **measure(folder, batch, args, device)} for batch in batch_sizes]
+            folder, sizes = Path(build_tiny_model(scratch / name, FEATHERWEIGHT)), [1]
+        else:
+            folder = default_model_dir() if name == "built-in" else Path(build_tiny_model(scratch / name,
+                                                                                         MODEL_SIZES[name]))
+            sizes = batch_sizes
+        rows += [{"model": name, **row} for row in measure(folder, sizes, args, device)]
     machine = hardware(device)
     names = runner_names(device)
     print(f"engine step by runner, on {machine} (torch {torch.__version__}); "

@@ -1,7 +1,7 @@
 """Do the runners agree on a device? The same says (template, prompts, seeds) through each PyTorch
 runner: general (transformers' forward), fast (our forward, dynamic shapes), static (our forward
-over per-slot state, padded to buckets, eager) and, on CUDA, graphs (the static step as CUDA
-graphs). Prints, per runner, how many fills equal the dynamic runner's and the general one's,
+over per-slot state, padded to buckets, eager), compiled (static through torch.compile) and, on
+CUDA, graphs (the static step as CUDA graphs). Prints, per runner, how many fills equal the dynamic runner's and the general one's,
 and the start-up cost of capturing the graphs. On a CPU the tests assert this equality; this
 script is the check for a lent GPU, where kernels differ and only measured agreement counts.
 
@@ -37,14 +37,16 @@ def engine_for(runner: str, args) -> tuple[Engine, float]:
         backend.runner = "fast"  # the dynamic-shape runner; the static ones are built below
     engine = Engine(backend)
     started = time.perf_counter()
-    if runner in ("static", "graphs"):
+    if runner in ("static", "compiled", "graphs"):
         core = engine.core
         core.runner = StaticRunner(backend, engine.settings, core.prefix_cache,
                                    prefill_chunk_tokens=engine.config.prefill_chunk_tokens,
                                    num_slots=engine.config.max_batch_size, pads_batches=True,
-                                   uses_graphs=runner == "graphs")
+                                   uses_graphs=runner == "graphs", compiles=runner == "compiled")
         if runner == "graphs" and core.runner.graphs is None:
             raise SystemExit("CUDA graph capture failed (see the log)")
+        if runner == "compiled" and not core.runner.is_compiled:
+            raise SystemExit("torch.compile failed (see the log)")
     return engine, time.perf_counter() - started
 
 
@@ -56,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = ["general", "fast", "static"] + (["graphs"] if device.type == "cuda" else [])
+    names = ["general", "fast", "static", "compiled"] + (["graphs"] if device.type == "cuda" else [])
     fills, startup_s = {}, {}
     for name in names:
         engine, startup_s[name] = engine_for(name, args)

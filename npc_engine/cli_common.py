@@ -53,11 +53,13 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="fail instead of falling back: onnx, to the CPU when --device cuda is unavailable; "
                              "torch, to the general runner when the fast one does not cover the model, or to an "
-                             "eager step when CUDA graph capture fails")
-    parser.add_argument("--runner", choices=("fast", "static", "general"), default="fast",
+                             "eager step when CUDA graph capture or torch.compile fails")
+    parser.add_argument("--runner", choices=("fast", "static", "compiled", "general"), default="fast",
                         help="torch: fast (our own DiffusionGemma forward where the model's configuration is "
                              "covered, the default: on CUDA the static-shape runner with CUDA graphs), static "
-                             "(the static-shape runner on any device) or general (transformers' forward)")
+                             "(the static-shape runner on any device), compiled (static, its step through "
+                             "torch.compile: about 2x on a CPU, after a compile of 0.5-2 minutes at start-up) or "
+                             "general (transformers' forward)")
     parser.add_argument("--threads", type=int, default=default_num_threads(),
                         help="CPU threads for the model (torch or onnxruntime; default: the cores the game "
                              f"leaves, one less than this machine's: {default_num_threads()})")

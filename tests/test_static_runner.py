@@ -1,8 +1,9 @@
 """The static-shape runner (engine/static_runner.py): our own forward over preallocated per-slot
 state, padded to batch and cached-length buckets. Its fills equal the dynamic-shape runner's
 token for token (tiny model with prompts past its sliding window, built-in model; padded and
-unpadded; more requests than slots); slots come back when requests end, calibration included;
-and what cannot run falls back with a log line (an error with strict)."""
+unpadded; more requests than slots; its step through torch.compile); slots come back when
+requests end, calibration included; and what cannot run (slots, graph capture, compile) falls
+back with a log line (an error with strict)."""
 
 from __future__ import annotations
 
@@ -115,5 +116,29 @@ def test_a_failed_graph_capture_runs_the_step_eagerly(folders, monkeypatch, capl
 
 
 def test_the_runner_names_are_what_runs(folders):
-    for asked, runs in (("fast", "fast"), ("static", "static"), ("general", "general")):
+    for asked, runs in (("fast", "fast"), ("static", "static"), ("compiled", "compiled"), ("general", "general")):
         assert DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked, device="cpu").runner == runs
+
+
+def test_the_compiled_runner_fills_like_the_dynamic_one(folders):
+    compiled = _engine(folders["tiny"], "compiled")  # compiles two graphs at start-up (a minute or two)
+    runner = compiled.core.runner
+    assert type(runner) is StaticRunner and runner.is_compiled
+    assert _fills(compiled, PROMPTS) == _fills(_engine(folders["tiny"], "fast"), PROMPTS)
+    assert runner.slots.num_free == runner.slots.num_slots
+
+
+def test_a_failed_compile_runs_the_step_eagerly(folders, monkeypatch, caplog):
+    def broken_compile(function, **options):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found (simulated)")
+        return run
+
+    monkeypatch.setattr(static_runner.torch, "compile", broken_compile)
+    with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
+        engine = _engine(folders["tiny"], "compiled")
+    assert not engine.core.runner.is_compiled and "torch.compile of the step failed" in caplog.text
+    assert _fills(engine, PROMPTS[:1])[0][0] is not None  # and it still fills, eagerly
+    strict = DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="compiled", strict=True)
+    with pytest.raises(ModelLoadError, match="no C.. compiler found"):
+        Engine(strict)

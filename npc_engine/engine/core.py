@@ -37,13 +37,13 @@ def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixC
         from .onnx_runner import OnnxRunner
         return OnnxRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
     from .runner import ModelRunner
-    if backend.runner == "static":
+    if backend.runner in ("static", "compiled"):
         import torch
 
         from .static_runner import StaticRunner
         try:
             return StaticRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk,
-                                num_slots=config.max_batch_size)
+                                num_slots=config.max_batch_size, compiles=backend.runner == "compiled")
         except torch.OutOfMemoryError as exc:
             if backend.strict:
                 raise ModelLoadError(f"the static runner's slots do not fit the device: {exc}",

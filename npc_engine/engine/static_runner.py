@@ -11,7 +11,8 @@ are the PyTorch runner's.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from .prefix_cache import PrefixCache
 from .request import Request
 from .runner import ModelRunner
 from .slots import SlotState
-from .static_step import StaticStep, StepInputs, bucket_sizes
+from .static_step import StaticStep, StepInputs, StepOutputs, bucket_sizes
 
 __all__ = ["StaticRunner"]
 
@@ -37,8 +38,9 @@ _SMALLEST_LENGTH_BUCKET = 64
 class StaticRunner(ModelRunner):
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
                  prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int, num_slots: int,
-                 pads_batches: bool | None = None, uses_graphs: bool | None = None) -> None:
-        """`pads_batches` and `uses_graphs` default to whether the model is on CUDA. Raises
+                 pads_batches: bool | None = None, uses_graphs: bool | None = None, compiles: bool = False) -> None:
+        """`pads_batches` and `uses_graphs` default to whether the model is on CUDA; `compiles`
+        runs the step through torch.compile (compiled here, at start-up). Raises
         torch.OutOfMemoryError when the slots do not fit (the caller falls back)."""
         super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
         forward = backend.fast
@@ -59,13 +61,38 @@ class StaticRunner(ModelRunner):
         self.batch_buckets = bucket_sizes(num_slots, 1)
         self.length_buckets = bucket_sizes(max_cached_tokens, min(_SMALLEST_LENGTH_BUCKET, max_cached_tokens))
         self.static_step = StaticStep(forward, self.slots, settings, self._temperatures)
+        self._step: Callable[[StepInputs, int], StepOutputs] = self.static_step
+        self.is_compiled = False
         self._slot_of: dict[str, int] = {}
         self.graphs: StepGraphs | None = None
+        if compiles:
+            self._compile(is_strict=backend.strict)
         if is_cuda if uses_graphs is None else uses_graphs:
             self._capture_graphs(is_strict=backend.strict)
 
+    def _compile(self, *, is_strict: bool) -> None:
+        """torch.compile the step with dynamic shapes, and run it once per graph it needs (a batch
+        of one is its own: sizes 0 and 1 are specialised; every larger batch and cached length
+        shares the other), so no compile lands in a frame. Dense experts: the routed form's
+        data-dependent shapes do not trace."""
+        self.static_step.forward.is_dense_experts = True
+        compiled = torch.compile(self.static_step, fullgraph=True, dynamic=True)
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                for batch_size in sorted({1, min(2, self.slots.num_slots)}):
+                    compiled(StepInputs.empty(batch_size, self.canvas_length, self.slots.scratch, self.backend.device),
+                             self.length_buckets[0])
+        except Exception as exc:  # a compiler missing or failing: any error of torch's stack
+            if is_strict:
+                raise ModelLoadError(f"torch.compile of the step failed: {exc}", path=self.backend.path) from exc
+            log.warning("torch.compile of the step failed (%s); the step runs eagerly", exc)
+            return
+        self._step, self.is_compiled = compiled, True
+        log.info("compiled the step with torch.compile in %.1f s", time.perf_counter() - started)
+
     def _capture_graphs(self, *, is_strict: bool) -> None:
-        graphs = StepGraphs(self.static_step, self.slots, self.canvas_length, self.backend.device)
+        graphs = StepGraphs(self._step, self.slots, self.canvas_length, self.backend.device)
         try:
             with torch.inference_mode():
                 for batch_size in self.batch_buckets:
@@ -109,9 +136,9 @@ class StaticRunner(ModelRunner):
             if request.request_id not in self._slot_of:
                 self._join(request)
         num_rows, longest = len(requests), max(r.num_encoded for r in requests)
-        if self.pads_batches or self.graphs is not None:
+        if (self.pads_batches and not self.is_compiled) or self.graphs is not None:
             batch_size, num_keys = self._bucket(self.batch_buckets, num_rows), self._bucket(self.length_buckets, longest)
-        else:  # exact shapes: without graphs, padding only adds work
+        else:  # exact shapes: without graphs (compiled: dynamic shapes), padding only adds work
             batch_size, num_keys = num_rows, longest
         draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
         renoise = np.stack([t for _, t in draws])
@@ -124,7 +151,7 @@ class StaticRunner(ModelRunner):
         if self.graphs is not None:
             outputs = self.graphs.replay(batch_size, num_keys)
         else:
-            outputs = self.static_step(inputs, num_keys)
+            outputs = self._step(inputs, num_keys)
         is_done = outputs.is_done[:num_rows].tolist()
         if any(r.is_traced for r in requests):
             self._record_traces(requests, outputs.canvas[:num_rows].cpu().numpy(), renoise)

@@ -66,15 +66,18 @@ class StaticStep:
         lengths = slots.lengths.index_select(0, index)
         canvas = slots.canvas.index_select(0, index)
         canvas_length = canvas.shape[1]
-        keys, values, masks = [], [], {}
+        keys, values, masks, by_capacity = [], [], [], {}
         canvas_keys = torch.ones(canvas.shape, dtype=torch.bool, device=canvas.device)
-        for layer_keys, layer_values, width in zip(slots.keys, slots.values, slots.layer_widths):
-            width = min(width, num_keys)
+        for layer_keys, layer_values, capacity in zip(slots.keys, slots.values, slots.layer_widths):
+            # sym_min: under torch.compile with dynamic shapes, no guard on which side is smaller
+            width = torch.sym_min(capacity, num_keys)
             keys.append(layer_keys[:, :, :width].index_select(0, index))
             values.append(layer_values[:, :, :width].index_select(0, index))
-            if width not in masks:  # a layer's entries are its first min(length, width)
+            if capacity not in by_capacity:  # a layer's entries are its first min(length, width)
                 is_real = torch.arange(width, device=canvas.device)[None, :] < lengths.clamp(max=width)[:, None]
-                masks[width] = additive_mask(torch.cat([is_real, canvas_keys], dim=1)[:, None, None, :], self.dtype)
+                by_capacity[capacity] = additive_mask(torch.cat([is_real, canvas_keys], dim=1)[:, None, None, :],
+                                                      self.dtype)
+            masks.append(by_capacity[capacity])
         positions = lengths[:, None] + torch.arange(canvas_length, device=canvas.device)[None, :]
         logits = self.forward.denoise_prepared(
             canvas, slots.logits.index_select(0, index), keys, values, masks,

@@ -29,8 +29,9 @@ log = logging.getLogger("npc_engine.models")
 # "fast": our own forward (fast_forward.py) where the configuration is covered, in the runner that
 # suits the device: on CUDA the static-shape one with CUDA graphs, elsewhere the dynamic-shape one
 # (on a CPU, padding to buckets buys nothing); "static": the static-shape runner on any device;
+# "compiled": the static-shape runner with its step through torch.compile (compiled at start-up);
 # "general": transformers' forward, always.
-RUNNERS = ("fast", "static", "general")
+RUNNERS = ("fast", "static", "compiled", "general")
 
 _MODEL_TYPE = "diffusion_gemma"
 
@@ -96,11 +97,11 @@ class DiffusionGemmaBackend:
 
     def __init__(self, model: DiffusionGemmaForBlockDiffusion, tokenizer: Any, path: str, *,
                  runner: str = "general", strict: bool = False) -> None:
-        """`runner="fast"` or "static": prefill and denoise through our own forward
+        """`runner="fast"`, "static" or "compiled": prefill and denoise through our own forward
         (`fast_forward.py`) where the configuration is covered, else (a log line; ModelLoadError
         with `strict`) transformers' forward, which `runner="general"` always uses (training
         does). `self.runner` says what runs: "static" (the engine's static-shape runner: "fast"
-        on CUDA, or asked for), "fast" or "general"."""
+        on CUDA, or asked for), "compiled", "fast" or "general"."""
         if runner not in RUNNERS:
             raise ConfigError(f"runner must be one of {RUNNERS}, got {runner!r}")
         self.model = model.eval()
@@ -114,7 +115,7 @@ class DiffusionGemmaBackend:
         self.dtype: torch.dtype = model.dtype
         self.strict = strict
         self.fast: FastForward | None = None
-        if runner in ("fast", "static"):
+        if runner != "general":
             reason = unsupported_reason(model)
             if reason is None:
                 self.fast = FastForward(model)
@@ -126,7 +127,7 @@ class DiffusionGemmaBackend:
         if self.fast is None:
             self.runner = "general"
         else:
-            self.runner = "static" if runner == "static" or self.device.type == "cuda" else "fast"
+            self.runner = "static" if runner == "fast" and self.device.type == "cuda" else runner
 
     @classmethod
     def from_pretrained(
@@ -140,7 +141,8 @@ class DiffusionGemmaBackend:
         num_threads: int | None = None,
     ) -> "DiffusionGemmaBackend":
         """Load model and tokenizer from one local folder. Raises `ModelLoadError` on any problem.
-        `runner`: "fast" (the default: our own forward where it applies), "static" or "general".
+        `runner`: "fast" (the default: our own forward where it applies), "static", "compiled" or
+        "general".
         `num_threads`: `torch.set_num_threads` (process-wide; None leaves torch's choice)."""
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:

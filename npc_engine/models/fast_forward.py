@@ -87,6 +87,7 @@ class _Layer:
     num_heads: int
     num_kv_heads: int
     head_dim: int
+    is_grouped: bool                # GQA: fewer key/value heads than query heads
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor | None          # None: a full layer, whose values are its (un-roped) keys
@@ -115,9 +116,10 @@ class _Layer:
         attention = layer.self_attn
         head_dim = int(attention.q_norm.weight.shape[0])
         f32 = _float32
+        num_kv_heads = int(attention.k_proj.weight.shape[0]) // head_dim
         return cls(
-            is_sliding=is_sliding, num_heads=num_heads, num_kv_heads=int(attention.k_proj.weight.shape[0]) // head_dim,
-            head_dim=head_dim, q=attention.q_proj.weight, k=attention.k_proj.weight,
+            is_sliding=is_sliding, num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
+            is_grouped=num_kv_heads != num_heads, q=attention.q_proj.weight, k=attention.k_proj.weight,
             v=attention.v_proj.weight if attention.v_proj is not None else None, o=attention.o_proj.weight,
             q_norm=f32(attention.q_norm.weight), k_norm=f32(attention.k_norm.weight),
             input_norm=f32(layer.input_layernorm.weight), post_attention_norm=f32(layer.post_attention_layernorm.weight),
@@ -210,7 +212,7 @@ class FastForward:
     def _attend(layer: _Layer, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0,
-                                             enable_gqa=layer.num_heads != layer.num_kv_heads)
+                                             enable_gqa=layer.is_grouped)
         batch, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(batch, length, -1)
 
@@ -268,18 +270,19 @@ class FastForward:
         """
         dtype = self.decoder_embed.dtype
         rotary = self._reused("rotary", position_ids, lambda: self.rotary(position_ids, dtype))
-        masks = self._reused("masks", key_mask, lambda: self._decoder_masks(key_mask, keys, canvas, dtype))
-        return self.denoise_prepared(canvas, self_conditioning_logits, keys, values, masks, rotary,
-                                     self_conditioning_mask)
+        by_width = self._reused("masks", key_mask, lambda: self._decoder_masks(key_mask, keys, canvas, dtype))
+        return self.denoise_prepared(canvas, self_conditioning_logits, keys, values,
+                                     [by_width[k.shape[2]] for k in keys], rotary, self_conditioning_mask)
 
     def denoise_prepared(self, canvas: torch.Tensor, self_conditioning_logits: torch.Tensor | None,
-                         keys: list[torch.Tensor], values: list[torch.Tensor], masks: dict[int, torch.Tensor],
+                         keys: list[torch.Tensor], values: list[torch.Tensor], masks: list[torch.Tensor],
                          rotary: dict[str, tuple[torch.Tensor, torch.Tensor]],
                          self_conditioning_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`denoise` with its masks and RoPE tables given: `masks` maps a layer's cached width to
-        its additive mask (B, 1, 1, width + L), `rotary` a layer type to its (cos, sin) from
-        `rotary()`. Pure tensor ops with no host sync on a GPU (the static runner's CUDA graphs
-        capture it); the cached entries may sit anywhere in their width, the mask says which."""
+        """`denoise` with its masks and RoPE tables given: `masks` holds each layer's additive mask
+        (B, 1, 1, cached width + L), `rotary` maps a layer type to its (cos, sin) from `rotary()`.
+        Pure tensor ops with no host sync on a GPU (the static runner's CUDA graphs capture it,
+        torch.compile traces it whole); the cached entries may sit anywhere in their width, the
+        mask says which."""
         embed = self.decoder_embed
         scale = self.decoder_embed_scale.to(embed.dtype)
         hidden = F.embedding(canvas, embed) * scale
@@ -295,9 +298,8 @@ class FastForward:
                           self.sc_down)
         hidden = _rms(hidden + signal, None, self.eps)
         for index, layer in enumerate(self.decoder_layers):
-            num_cached = keys[index].shape[2]
             hidden = self._layer(layer, hidden, rotary[self.layer_types[index]], (keys[index], values[index]),
-                                 masks[num_cached])
+                                 masks[index])
         logits = F.linear(_rms(hidden, self.decoder_norm, self.eps), self.lm_head).to(torch.float32)
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
