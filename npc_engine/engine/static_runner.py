@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ class StaticRunner(ModelRunner):
         of one is its own: sizes 0 and 1 are specialised; every larger batch and cached length
         shares the other), so no compile lands in a frame. Dense experts: the routed form's
         data-dependent shapes do not trace."""
-        self.static_step.forward.is_dense_experts = True
+        forward = self.static_step.forward
+        was_dense, forward.is_dense_experts = forward.is_dense_experts, True
         compiled = torch.compile(self.static_step, fullgraph=True, dynamic=True)
         started = time.perf_counter()
         try:
@@ -84,9 +85,11 @@ class StaticRunner(ModelRunner):
                     compiled(StepInputs.empty(batch_size, self.canvas_length, self.slots.scratch, self.backend.device),
                              self.length_buckets[0])
         except Exception as exc:  # a compiler missing or failing: any error of torch's stack
+            forward.is_dense_experts = was_dense
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's can run to pages
             if is_strict:
-                raise ModelLoadError(f"torch.compile of the step failed: {exc}", path=self.backend.path) from exc
-            log.warning("torch.compile of the step failed (%s); the step runs eagerly", exc)
+                raise ModelLoadError(f"torch.compile of the step failed: {reason}", path=self.backend.path) from exc
+            log.warning("torch.compile of the step failed (%s); the step runs eagerly", reason)
             return
         self._step, self.is_compiled = compiled, True
         log.info("compiled the step with torch.compile in %.1f s", time.perf_counter() - started)
@@ -116,6 +119,7 @@ class StaticRunner(ModelRunner):
         request.cache = None  # the slot holds it now (a cached prefix keeps its own snapshot)
         request.canvas = self.slots.canvas[slot]  # views: they follow the slot from here on
         request.argmax_canvas = self.slots.argmax_canvas[slot]
+        request.self_conditioning_logits = self.slots.logits[slot]  # read (by rendering) after a step
 
     def release(self, request: Request) -> None:
         slot = self._slot_of.pop(request.request_id, None)
@@ -140,34 +144,43 @@ class StaticRunner(ModelRunner):
             batch_size, num_keys = self._bucket(self.batch_buckets, num_rows), self._bucket(self.length_buckets, longest)
         else:  # exact shapes: without graphs (compiled: dynamic shapes), padding only adds work
             batch_size, num_keys = num_rows, longest
-        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
-        renoise = np.stack([t for _, t in draws])
-        inputs = self.graphs.inputs_for(batch_size) if self.graphs else StepInputs.empty(
-            batch_size, self.canvas_length, self.slots.scratch, self.backend.device)
-        _fill(inputs.slot_index, [self._slot_of[r.request_id] for r in requests], self.slots.scratch)
-        _fill(inputs.temperature_index, [r.num_steps_left - 1 for r in requests], 0)
-        _fill(inputs.uniform, np.stack([u for u, _ in draws]), 0)
-        _fill(inputs.renoise, renoise, 0)
+        inputs = self._step_inputs(batch_size, requests)
         if self.graphs is not None:
             outputs = self.graphs.replay(batch_size, num_keys)
         else:
             outputs = self._step(inputs, num_keys)
         is_done = outputs.is_done[:num_rows].tolist()
         if any(r.is_traced for r in requests):
-            self._record_traces(requests, outputs.canvas[:num_rows].cpu().numpy(), renoise)
+            self._record_traces(requests, outputs.canvas[:num_rows].cpu().numpy(),
+                                inputs.renoise[:num_rows].cpu().numpy())
         for row, request in enumerate(requests):
-            request.self_conditioning_logits = self.slots.logits[self._slot_of[request.request_id]]
             request.num_steps += 1
             request.num_steps_left -= 1
             is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
         return is_done
 
+    def _step_inputs(self, batch_size: int, requests: list[Request]) -> StepInputs:
+        """The step's inputs for `requests`, padded to `batch_size` with the scratch slot; with
+        graphs, written into the bucket's captured input tensors."""
+        num_pad = batch_size - len(requests)
+        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
+        uniform, renoise = (np.stack(rows) for rows in zip(*draws))
+        if num_pad:
+            uniform, renoise = (np.pad(rows, ((0, num_pad), (0, 0))) for rows in (uniform, renoise))
+        device = self.backend.device
+        fresh = StepInputs(
+            torch.tensor([self._slot_of[r.request_id] for r in requests] + [self.slots.scratch] * num_pad,
+                         device=device),
+            torch.tensor([r.num_steps_left - 1 for r in requests] + [0] * num_pad, device=device),
+            torch.from_numpy(uniform).to(device), torch.from_numpy(renoise).to(device))
+        if self.graphs is None:
+            return fresh
+        captured = self.graphs.inputs_for(batch_size)
+        for target, source in ((captured.slot_index, fresh.slot_index),
+                               (captured.temperature_index, fresh.temperature_index),
+                               (captured.uniform, fresh.uniform), (captured.renoise, fresh.renoise)):
+            target.copy_(source)
+        return captured
+
     def forget_batch(self) -> None:
         """Nothing is stacked: every step reads the slots."""
-
-
-def _fill(target: torch.Tensor, rows: Any, pad: int) -> None:
-    """Copy `rows` into the first rows of a step input and `pad` into the rest."""
-    num_rows = len(rows)
-    target[:num_rows].copy_(torch.as_tensor(rows, device=target.device))
-    target[num_rows:].fill_(pad)
