@@ -2,9 +2,9 @@
 # One short run of the benchmarks on a CUDA machine (the device tool's lent GPU).
 #   bench/gpu_check.sh          the engine benchmarks (invariance, batching, frame budget, prefix cache)
 #   bench/gpu_check.sh fast     issue 20, on CUDA: first whether the runners agree (static_parity.py:
-#                               general, fast, static, graphs on the same says, float32), then the
+#                               general, fast, static, compiled, graphs on the same says, float32), then the
 #                               engine step by runner side by side (featherweight, built-in, 85M at
-#                               batch 1/8/32: general, fast, static, graphs), 64 NPCs in a 4 ms
+#                               batch 1/8/32: general, fast, static, compiled, graphs), 64 NPCs in a 4 ms
 #                               budget at 60 fps with drafts, and batching, for runner fast (which
 #                               on CUDA is the static runner with CUDA graphs) and general
 #   bench/gpu_check.sh backends the ONNX backend: step times on the host CPU (and PyTorch on the GPU
@@ -21,7 +21,7 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-run() { echo "== $*"; timeout 200 python3 "$@" 2>&1 | grep -v -E "Loading weights|Writing model"; }
+run() { echo "== $*"; timeout "${LIMIT:-200}" python3 "$@" 2>&1 | grep -v -E "Loading weights|Writing model"; }
 engine() {
   run bench/batch_invariance.py --device cuda --dtype float32 --out "$OUT/invariance_fp32.json"
   run bench/batch_invariance.py --device cuda --dtype bfloat16 --out "$OUT/invariance_bf16.json"
@@ -32,8 +32,8 @@ engine() {
   run bench/prefix_cache.py --device cuda --out "$OUT/prefix_cache.json"
 }
 fast() {
-  run bench/static_parity.py --device cuda --dtype float32 --out "$OUT/static_parity.json"
-  run bench/fast_path.py --device cuda --models featherweight,built-in,small --rounds 7 --out "$OUT/fast_path.json"
+  LIMIT=240 run bench/static_parity.py --device cuda --dtype float32 --out "$OUT/static_parity.json"
+  LIMIT=420 run bench/fast_path.py --device cuda --models featherweight,built-in,small --rounds 5 --out "$OUT/fast_path.json"
   for runner in fast general; do
     run bench/frame_budget.py --device cuda --runner $runner --model npc_engine/default_model --characters 64 \
       --budget-ms 4 --frames 600 --drafts --out "$OUT/frame_budget_4ms_$runner.json"

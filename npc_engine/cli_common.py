@@ -58,8 +58,8 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
                         help="torch: fast (our own DiffusionGemma forward where the model's configuration is "
                              "covered, the default: on CUDA the static-shape runner with CUDA graphs), static "
                              "(the static-shape runner on any device), compiled (static, its step through "
-                             "torch.compile: about 2x on a CPU, after a compile of 0.5-2 minutes at start-up) or "
-                             "general (transformers' forward)")
+                             "torch.compile: on a CPU 1.5-1.75x as fast as fast's, after about 2 minutes of "
+                             "compiling at start-up) or general (transformers' forward)")
     parser.add_argument("--threads", type=int, default=default_num_threads(),
                         help="CPU threads for the model (torch or onnxruntime; default: the cores the game "
                              f"leaves, one less than this machine's: {default_num_threads()})")
