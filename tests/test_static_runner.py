@@ -99,6 +99,17 @@ def test_slots_that_do_not_fit_fall_back_to_the_dynamic_runner(folders, monkeypa
         Engine(strict)
 
 
+def test_any_other_start_up_fault_falls_back_too(folders, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("an unexpected fault (simulated)")
+
+    monkeypatch.setattr(static_runner, "StaticStep", broken)
+    with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
+        engine = _engine(folders["tiny"], "static")
+    assert type(engine.core.runner) is ModelRunner and "failed to start" in caplog.text
+    assert _fills(engine, PROMPTS[:1])[0][0] is not None
+
+
 def test_a_failed_graph_capture_runs_the_step_eagerly(folders, monkeypatch, caplog):
     def fails(self, batch_size, num_keys):
         raise GenerationError(f"capturing the step for batch {batch_size} failed (simulated)")

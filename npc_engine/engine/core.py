@@ -30,8 +30,8 @@ log = logging.getLogger("npc_engine.engine")
 
 def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixCache, config: EngineConfig) -> Any:
     """The runner for a backend; imported here so that only the backend in use is loaded. The
-    static runner's slots not fitting the device is a log line and the dynamic-shape runner
-    (a ModelLoadError with the backend's `strict`)."""
+    static runner failing to start (its slots not fitting the device, say) is a log line and the
+    dynamic-shape runner, never a crash (a ModelLoadError with the backend's `strict`)."""
     chunk = config.prefill_chunk_tokens
     if getattr(backend, "kind", "torch") == "onnx":
         from .onnx_runner import OnnxRunner
@@ -44,12 +44,14 @@ def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixC
         try:
             return StaticRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk,
                                 num_slots=config.max_batch_size, compiles=backend.runner == "compiled")
-        except torch.OutOfMemoryError as exc:
+        except ModelLoadError:
+            raise  # strict, and a graph capture or compile failed: already says what
+        except Exception as exc:  # memory above all; any start-up fault of that path falls back
+            what = "slots do not fit the device" if isinstance(exc, torch.OutOfMemoryError) else "failed to start"
             if backend.strict:
-                raise ModelLoadError(f"the static runner's slots do not fit the device: {exc}",
-                                     path=backend.path) from exc
-            log.warning("the static runner's %d slots do not fit %s (%s); using the dynamic-shape runner",
-                        config.max_batch_size, backend.device, exc)
+                raise ModelLoadError(f"the static runner's {what}: {exc}", path=backend.path) from exc
+            log.warning("the static runner's %s (%d slots on %s: %s); using the dynamic-shape runner",
+                        what, config.max_batch_size, backend.device, exc)
             backend.runner = "fast"
     return ModelRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
 

@@ -58,7 +58,7 @@ class StepGraphs:
             with torch.cuda.graph(graph, pool=self._pool):
                 outputs = self.step(inputs, num_keys)
             self._pool = graph.pool()
-        except (RuntimeError, torch.OutOfMemoryError) as exc:
+        except Exception as exc:  # whatever torch's capture raises (memory, an uncapturable op, ...)
             raise GenerationError(f"capturing the step for batch {batch_size}, {num_keys} cached "
                                     f"tokens failed: {exc}") from exc
         self._check(graph, outputs, inputs, batch_size, num_keys)
