@@ -97,6 +97,39 @@ PROMPTS = ["Got any rumours about the marsh?", "How much for the sword?", "Who r
            "I lost my way in the mine.", "Nice weather today."]
 
 
+# The PyTorch runners the runner benchmarks compare: general (transformers' forward), fast (our
+# forward, dynamic shapes), static (over per-slot state), compiled (static through torch.compile)
+# and graphs (static as CUDA graphs; CUDA only).
+STATIC_RUNNERS = ("static", "compiled", "graphs")
+
+
+def engine_on_runner(folder: Path, runner: str, *, device: str | None, dtype: str | None = None,
+                     num_slots: int = 32, pads_batches: bool | None = None,
+                     settings: DiffusionSettings | None = None) -> tuple[Engine, float]:
+    """An engine whose core runs `runner`, built here so that each can be had on any device, and
+    the seconds its runner took to build (capture, compile). A failed capture for "graphs" exits;
+    a failed compile for "compiled" leaves `core.runner.is_compiled` False (the log says why)."""
+    from npc_engine.engine.static_runner import StaticRunner
+
+    backend = DiffusionGemmaBackend.from_pretrained(folder, device=device, dtype=dtype,
+                                                    runner="general" if runner == "general" else "fast")
+    if runner != "general":
+        if backend.fast is None:
+            raise SystemExit(f"{folder}: the fast path does not cover this model")
+        backend.runner = "fast"  # the engine builds the dynamic-shape runner; the static ones below
+    engine = Engine(backend, settings)
+    started = time.perf_counter()
+    if runner in STATIC_RUNNERS:
+        core = engine.core
+        core.runner = StaticRunner(backend, engine.settings, core.prefix_cache,
+                                   prefill_chunk_tokens=engine.config.prefill_chunk_tokens, num_slots=num_slots,
+                                   pads_batches=pads_batches, uses_graphs=runner == "graphs",
+                                   compiles=runner == "compiled")
+        if runner == "graphs" and core.runner.graphs is None:
+            raise SystemExit("CUDA graph capture failed (see the log)")
+    return engine, time.perf_counter() - started
+
+
 def running_batch(engine: Engine, batch_size: int) -> list[Request]:
     """`batch_size` requests prefilled and open, as the scheduler would hand them to a step."""
     plan = engine.compiler.compile(engine.resolve_template(TEMPLATE))

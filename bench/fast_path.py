@@ -26,15 +26,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL_SIZES, hardware, running_batch, time_step_ms, write_json  # noqa: E402
+from common import MODEL_SIZES, engine_on_runner, hardware, running_batch, time_step_ms, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
 from npc_engine.diffusion import DiffusionSettings  # noqa: E402
 from npc_engine.engine import Engine  # noqa: E402
-from npc_engine.engine.static_runner import StaticRunner  # noqa: E402
 from npc_engine.models import TinyModelSpec, build_tiny_model, default_model_dir  # noqa: E402
-from npc_engine.models.backend import DiffusionGemmaBackend  # noqa: E402
 
 FEATHERWEIGHT = TinyModelSpec(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                               num_key_value_heads=1, head_dim=8, num_experts=2, top_k_experts=1,
@@ -46,23 +44,10 @@ def runner_names(device: torch.device) -> list[str]:
 
 
 def engine_for(folder: Path, runner: str, device: str | None, num_slots: int) -> Engine:
-    """An engine whose core runs `runner` (built here, so each can be had on any device)."""
-    backend = DiffusionGemmaBackend.from_pretrained(folder, device=device,
-                                                    runner="general" if runner == "general" else "fast")
-    if runner != "general":
-        if backend.fast is None:
-            raise SystemExit(f"{folder}: the fast path does not cover this model")
-        backend.runner = "fast"  # the engine builds the dynamic-shape runner; the static ones are built below
-    engine = Engine(backend, DiffusionSettings(max_denoising_steps=100_000))  # no canvas ends while timed
-    core = engine.core
-    if runner in ("static", "compiled", "graphs"):
-        core.runner = StaticRunner(backend, engine.settings, core.prefix_cache,
-                                   prefill_chunk_tokens=engine.config.prefill_chunk_tokens, num_slots=num_slots,
-                                   uses_graphs=runner == "graphs", compiles=runner == "compiled")
-        if runner == "graphs" and core.runner.graphs is None:
-            raise SystemExit("CUDA graph capture failed (see the log)")
-        if runner == "compiled" and not core.runner.is_compiled:
-            print("warning: torch.compile failed (see the log); the compiled column is the eager static step")
+    engine, _ = engine_on_runner(folder, runner, device=device, num_slots=num_slots,
+                                 settings=DiffusionSettings(max_denoising_steps=100_000))  # no canvas ends while timed
+    if runner == "compiled" and not engine.core.runner.is_compiled:
+        print("warning: torch.compile failed (see the log); the compiled column is the eager static step")
     return engine
 
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import hardware, write_json  # noqa: E402
+from common import engine_on_runner, hardware, write_json  # noqa: E402
 
 import torch  # noqa: E402
 
 from npc_engine.engine import Engine  # noqa: E402
-from npc_engine.engine.static_runner import StaticRunner  # noqa: E402
 from npc_engine.models import default_model_dir  # noqa: E402
-from npc_engine.models.backend import DiffusionGemmaBackend  # noqa: E402
 
 TEMPLATE = str(Path(__file__).resolve().parent.parent / "schemas" / "templates" / "shopkeeper_reply.json")
 LINES = ["Any work?", "What do you sell?", "How much for the sword?", "Hello.", "Tell me about the mine.",
@@ -33,23 +30,11 @@ LINES = ["Any work?", "What do you sell?", "How much for the sword?", "Hello.", 
 def engine_for(runner: str, args) -> tuple[Engine | None, float]:
     """The engine for `runner` and how long its runner took to build; None when torch.compile
     failed for "compiled" (the log says why)."""
-    backend = DiffusionGemmaBackend.from_pretrained(default_model_dir(), device=args.device, dtype=args.dtype,
-                                                    runner="general" if runner == "general" else "fast")
-    if runner != "general":
-        backend.runner = "fast"  # the dynamic-shape runner; the static ones are built below
-    engine = Engine(backend)
-    started = time.perf_counter()
-    if runner in ("static", "compiled", "graphs"):
-        core = engine.core
-        core.runner = StaticRunner(backend, engine.settings, core.prefix_cache,
-                                   prefill_chunk_tokens=engine.config.prefill_chunk_tokens,
-                                   num_slots=engine.config.max_batch_size, pads_batches=True,
-                                   uses_graphs=runner == "graphs", compiles=runner == "compiled")
-        if runner == "graphs" and core.runner.graphs is None:
-            raise SystemExit("CUDA graph capture failed (see the log)")
-        if runner == "compiled" and not core.runner.is_compiled:
-            return None, 0.0
-    return engine, time.perf_counter() - started
+    engine, startup_s = engine_on_runner(default_model_dir(), runner, device=args.device, dtype=args.dtype,
+                                         pads_batches=True)
+    if runner == "compiled" and not engine.core.runner.is_compiled:
+        return None, 0.0
+    return engine, startup_s
 
 
 def main() -> None:

@@ -36,9 +36,6 @@ class StepGraphs:
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, StepOutputs]] = {}
         self._pool = None
 
-    def __contains__(self, key: tuple[int, int]) -> bool:
-        return key in self._graphs
-
     def inputs_for(self, batch_size: int) -> StepInputs:
         if batch_size not in self.inputs:
             self.inputs[batch_size] = StepInputs.empty(batch_size, self.canvas_length, self.slots.scratch, self.device)

@@ -46,13 +46,6 @@ class SlotState:
         self._free = list(range(num_slots))
 
     @property
-    def num_bytes(self) -> int:
-        tensors = [*self.keys, *self.values, self.canvas, self.argmax_canvas, self.logits, self.logit_bias]
-        if self.history is not None:
-            tensors.append(self.history)
-        return sum(t.numel() * t.element_size() for t in tensors)
-
-    @property
     def num_free(self) -> int:
         return len(self._free)
 
