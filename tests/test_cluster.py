@@ -27,6 +27,7 @@ from npc_engine.demo.server_process import free_port
 from npc_engine.server import write_curve_keys
 from npc_engine.templates import load_template
 
+from .attack_helpers import RawZmtp3, send_cross_protocol_posts
 from .conftest import SHOPKEEPER_TEMPLATE
 from .studio_helpers import call, studio
 from .test_godot_bridge import run_godot_suite
@@ -151,6 +152,23 @@ def test_python_client_ops_through_the_gateway(cluster):
         assert "slot" in [s.name for s in client.list_snapshots()]
         with pytest.raises(Exception, match="unknown_template|no template"):
             client.say("tam", "player", "x", template="nope")
+
+
+def test_the_gateway_refuses_cross_protocol_posts_and_endless_messages(cluster):
+    send_cross_protocol_posts(cluster.endpoint, "world.set", lambda i: {"key": f"web-{i}", "text": "pwned"})
+    attacker, num_sent = RawZmtp3(cluster.endpoint), 0
+    try:
+        for _ in range(128):  # 128 MiB if nothing stopped it; the gateway's limit is 4 MiB a message
+            attacker.send_frame(b"x" * (1 << 20), has_more=True)
+            num_sent += 1
+    except OSError:
+        pass
+    assert attacker.is_closed_by_peer()
+    attacker.close()
+    assert num_sent < 64, num_sent  # the rest of what was sent before the close sat in socket buffers
+    with Client(cluster.endpoint, timeout_s=60) as client:  # a real client, right after
+        assert [f.key for f in client.get_world_facts() if f.key.startswith("web-")] == []
+        assert client.ping()
 
 
 def test_a_curve_gateway_admits_only_clients_with_its_keys(cluster, tmp_path):

@@ -1,4 +1,6 @@
-"""Who may connect: loopback by default; CurveZMQ (zmq.auth) for any other interface.
+"""Who may connect: loopback by default; CurveZMQ (zmq.auth) for any other interface; and
+always through ZAP, so libzmq refuses peers that speak the old unversioned ZMTP 1.0 (a web page's
+HTTP POST can otherwise be parsed as 1.0 frames and run a request).
 
 Key folder layout (`npc-engine curve-keys DIR` writes it):
     DIR/server.key_secret, DIR/server.key   the server's certificate (secret and public)
@@ -9,7 +11,9 @@ Key folder layout (`npc-engine curve-keys DIR` writes it):
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import zmq
@@ -18,7 +22,9 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from ..errors import ConfigError
 
-__all__ = ["is_loopback", "check_bind", "enable_curve", "write_curve_keys"]
+__all__ = ["is_loopback", "check_bind", "enable_zap", "write_curve_keys", "ZAP_DOMAIN"]
+
+ZAP_DOMAIN = "npc-engine"
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -44,8 +50,26 @@ def check_bind(endpoint: str, *, curve_keys: Path | None, is_insecure: bool) -> 
             "--curve-keys DIR (create one with `npc-engine curve-keys DIR`) or, on a trusted network, --insecure")
 
 
-def enable_curve(socket: zmq.Socket, context: zmq.Context, keys_dir: Path) -> ThreadAuthenticator:
-    """Make `socket` a CURVE server that admits only the clients whose keys are in keys_dir/clients."""
+def enable_zap(socket: zmq.Socket, context: zmq.Context, curve_keys: Path | None) -> ThreadAuthenticator:
+    """Put `socket` behind a ZAP authenticator (call before bind). With a ZAP domain set, libzmq
+    refuses ZMTP 1.0 and 2.0 peers outright; NULL peers are admitted as before (the bind decides who
+    can reach them), and with `curve_keys` the socket is a CURVE server that admits only the clients
+    whose public keys are in curve_keys/clients."""
+    public = secret = None
+    if curve_keys is not None:
+        public, secret = _load_server_keys(curve_keys)
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    if curve_keys is not None:
+        authenticator.configure_curve(domain=ZAP_DOMAIN, location=str(curve_keys / "clients"))
+        socket.curve_secretkey = secret
+        socket.curve_publickey = public
+        socket.curve_server = True
+    socket.zap_domain = ZAP_DOMAIN.encode()
+    return authenticator
+
+
+def _load_server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
     secret_file, clients = keys_dir / "server.key_secret", keys_dir / "clients"
     if not secret_file.is_file():
         raise ConfigError(f"no server certificate at {secret_file} (create one with `npc-engine curve-keys`)")
@@ -57,20 +81,24 @@ def enable_curve(socket: zmq.Socket, context: zmq.Context, keys_dir: Path) -> Th
         raise ConfigError(f"cannot read the server certificate {secret_file}: {exc}") from exc
     if secret is None:
         raise ConfigError(f"{secret_file} holds no secret key")
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(clients))
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
-    socket.curve_server = True
-    return authenticator
+    return public, secret
 
 
 def write_curve_keys(keys_dir: Path) -> Path:
-    """Create a server certificate and one allowed client certificate under `keys_dir`."""
+    """Create a server certificate and one allowed client certificate under `keys_dir`.
+
+    Secret key files are readable by their owner only (0600), written in a private folder and moved
+    into place, so no other user can read them even for a moment."""
     keys_dir.mkdir(parents=True, exist_ok=True)
     (keys_dir / "clients").mkdir(exist_ok=True)
-    zmq.auth.create_certificates(keys_dir, "server")
-    client_public, _ = zmq.auth.create_certificates(keys_dir, "client")
-    shutil.copy(client_public, keys_dir / "clients" / "client.key")
+    staging = Path(tempfile.mkdtemp(prefix=".keys-", dir=keys_dir))  # mode 0700
+    try:
+        zmq.auth.create_certificates(staging, "server")
+        zmq.auth.create_certificates(staging, "client")
+        for path in staging.iterdir():
+            os.chmod(path, 0o600 if path.name.endswith(".key_secret") else 0o644)
+            os.replace(path, keys_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.copy(keys_dir / "client.key", keys_dir / "clients" / "client.key")
     return keys_dir

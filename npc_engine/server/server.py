@@ -25,7 +25,7 @@ import zmq
 from ..dialogue.seams import EngineSeam, SayService, SayTicket
 from ..engine import Draft, FinishReason
 from ..errors import (
-    BindError,
+    ConfigError,
     EngineClosedError,
     GenerationError,
     ProtocolError,
@@ -49,7 +49,8 @@ from ..protocol.wake import WakePipe
 from .clients import Client, ClientTable, Outstanding
 from .handlers import Handlers
 from .observe import DEFAULT_CAPACITY, ObserveHub
-from .security import check_bind, enable_curve
+from .listen import Listener
+from .security import check_bind
 
 __all__ = ["Server", "DEFAULT_BIND"]
 
@@ -66,17 +67,22 @@ class Server:
 
     Says go through `says` (a `SayService`); by default a `Dialogue` over `engine` (an `Engine`)
     and `store`, which the server closes when it stops. The cluster gateway passes its own.
+    `is_zap_enabled=False` exists only for the benchmark that measures ZAP's cost: without ZAP,
+    libzmq admits old-protocol peers, which a web page's POST can impersonate.
     """
 
     def __init__(self, engine: EngineSeam, store: Any, *, says: SayService | None = None,
                  bind: str = DEFAULT_BIND, limits: Limits | None = None,
                  curve_keys: str | Path | None = None, is_insecure: bool = False, num_workers: int = 4,
-                 max_outstanding_total: int = 4096, observe_capacity: int = DEFAULT_CAPACITY) -> None:
+                 max_outstanding_total: int = 4096, observe_capacity: int = DEFAULT_CAPACITY,
+                 is_zap_enabled: bool = True) -> None:
         self.engine = engine
         self.store = store
         self.bind = bind
         self.limits = limits or Limits()
         self.curve_keys = Path(curve_keys) if curve_keys else None
+        if not is_zap_enabled and self.curve_keys is not None:
+            raise ConfigError("CURVE needs ZAP: is_zap_enabled=False is for loopback benchmarks only")
         check_bind(bind, curve_keys=self.curve_keys, is_insecure=is_insecure)
         self._owns_says = says is None
         if says is None:
@@ -94,7 +100,8 @@ class Server:
         self._wake_pipe = WakePipe()
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
-        self._authenticator: Any = None
+        self._listener = Listener(self._context, bind, self.limits, curve_keys=self.curve_keys,
+                                  is_zap_enabled=is_zap_enabled)
         self._thread: threading.Thread | None = None
         self._is_stopping = False
         self._gone: dict[bytes, float] = {}  # identity -> when it was dropped (IO thread only)
@@ -106,22 +113,8 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "Server":
-        socket = self._context.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished peer fails instead of vanishing
-        socket.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a client reconnecting with its id takes over
-        socket.setsockopt(zmq.MAXMSGSIZE, self.limits.hard_message_bytes)
-        socket.setsockopt(zmq.LINGER, 500)
-        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)      # ZMTP PINGs find dead peers ...
-        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)  # ... and close their connection
-        if self.curve_keys is not None:
-            self._authenticator = enable_curve(socket, self._context, self.curve_keys)
-        try:
-            socket.bind(self.bind)
-        except zmq.ZMQError as exc:
-            socket.close(0)
-            self._stop_auth()
-            raise BindError(f"cannot bind {self.bind}: {exc}", endpoint=self.bind) from exc
-        self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        socket = self._listener.open()
+        self.endpoint = self._listener.endpoint
         self._socket = socket
         self.engine.start()
         self._thread = threading.Thread(target=self._io_loop, name="npc-server-io", daemon=True)
@@ -142,18 +135,13 @@ class Server:
         self._wake()
         self._thread.join()
         self._thread = None
+        self._listener.close()
         self._workers.shutdown(wait=True)
         self.engine.stop()
         if self._owns_says:
             self.says.close()  # waits for the state writes of finished replies
-        self._stop_auth()
         self._wake_pipe.close()
         self._context.term()
-
-    def _stop_auth(self) -> None:
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
 
     def __enter__(self) -> "Server":
         return self.start()
@@ -456,5 +444,6 @@ class Server:
             counters = dict(self.counters)
         return {**counters, "num_clients": len(clients),
                 "num_outstanding": sum(len(c.outstanding) for c in clients), "endpoint": self.endpoint}
+
 
 
