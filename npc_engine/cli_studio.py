@@ -26,6 +26,9 @@ def add_studio_command(commands: Any) -> None:
     studio.add_argument("--allow-remote", action="store_true",
                         help="let --host be a non-loopback address: anyone who reaches it can read and change "
                              "every character")
+    studio.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="another name the page may be opened under (its Host header); loopback names and "
+                             "--host are always allowed. Repeatable")
     studio.add_argument("--curve-keys", type=Path, default=None,
                         help="client keys (folder from `npc-engine curve-keys`) for a server off loopback")
     studio.set_defaults(handler=run_studio)
@@ -52,6 +55,7 @@ def run_studio(args: argparse.Namespace) -> int:
     try:
         import uvicorn
         from .studio import create_app
+        from .studio.guard import new_token
     except ImportError as exc:
         raise ConfigError(f"npc-engine studio needs its web libraries ({exc.name}): "
                           "pip install 'npc-voice-engine[studio]'") from None
@@ -78,8 +82,11 @@ def run_studio(args: argparse.Namespace) -> int:
             listener.close()
             raise ConfigError(f"studio: cannot listen on {args.host}:{args.port}: {exc}") from None
         host, port = listener.getsockname()[:2]
-        print(f"npc-engine studio: http://{host}:{port}/ (inspecting {args.connect})", flush=True)
-        uvicorn.Server(uvicorn.Config(create_app(client), log_level="warning")).run(sockets=[listener])
+        token = new_token()  # per launch: only whoever sees this line can use the page
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"npc-engine studio: http://{shown_host}:{port}/?token={token} (inspecting {args.connect})", flush=True)
+        app = create_app(client, token=token, allowed_hosts={args.host, *args.allowed_host})
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
     finally:
         client.close()
     return 0

@@ -256,11 +256,11 @@ def test_the_studio_through_the_gateway(cluster):
     with studio(cluster.endpoint) as url:
         status, listed = call(url, "/api/characters")
         assert status == 200 and "studio_npc" in [c["id"] for c in listed["characters"]]
-        since = call(url, "/api/observe?debug=1")[1]["next_seq"]
+        since = call(url, "/api/observe", {"debug": True})[1]["next_seq"]
         status, reply = call(url, "/api/say", {"character_id": "studio_npc", "speaker_id": "player",
                                                "text": "Hello?", "template": "shopkeeper_reply", "seed": 2})
         assert status == 200 and reply["finish_reason"] == "complete"
-        events = call(url, f"/api/observe?since={since}&max_events=1000")[1]["events"]
+        events = call(url, "/api/observe", {"since": since, "max_events": 1000})[1]["events"]
         kinds = [e["kind"] for e in events if e["say_id"] is not None]
         assert kinds[0] == "say.start" and kinds[-1] == "say.reply" and "say.draft" in kinds
         final = [e for e in events if e["kind"] == "say.reply"][-1]["reply"]

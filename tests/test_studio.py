@@ -6,7 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import json
+import socket
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -34,11 +37,11 @@ def test_the_api_reads_state_says_and_observes_through_the_protocol(backend):
     with running(make_server(backend, max_steps=4)) as server, studio(server.endpoint) as url:
         status, listed = call(url, "/api/characters")
         assert status == 200 and [c["id"] for c in listed["characters"]] == ["brom"]
-        assert call(url, "/api/observe")[1]["events"] == []  # now observed
+        assert call(url, "/api/observe", {})[1]["events"] == []  # now observed
         status, reply = call(url, "/api/say", {"character_id": "brom", "speaker_id": "player", "text": "Any work?",
                                                "template": "shopkeeper_reply", "seed": 3})
         assert status == 200 and reply["finish_reason"] == "complete" and reply["fields"]["say"]
-        events = call(url, "/api/observe?since=0")[1]["events"]
+        events = call(url, "/api/observe", {"since": 0})[1]["events"]
         assert [e["kind"] for e in events][0] == "say.start" and events[-1]["kind"] == "say.reply"
         assert events[-1]["reply"]["fields"] == reply["fields"]
         # The template editor's check: the server's own error, word for word.
@@ -49,7 +52,7 @@ def test_the_api_reads_state_says_and_observes_through_the_protocol(backend):
         assert error["error"]["message"] == direct.value.server_message
         # Bad calls to the API itself get an error of their own; the studio keeps serving.
         assert call(url, "/api/say", {"character_id": "brom"})[1]["error"]["code"] == "bad_studio_request"
-        assert call(url, "/api/observe?since=x")[0] == 400
+        assert call(url, "/api/observe", {"since": "x"})[0] == 400
         status, missing = call(url, "/api/say", {"character_id": "nobody", "speaker_id": "player", "text": "Hi",
                                                  "template": "shopkeeper_reply"})
         assert status == 400 and missing["error"]["code"] == "unknown_character"
@@ -84,8 +87,84 @@ def test_the_page_is_served_with_its_assets(backend):
         with urllib.request.urlopen(url, timeout=30) as response:
             page = response.read().decode()
         assert "/static/studio.js" in page and 'id="talk-form"' in page
-        with urllib.request.urlopen(url + "static/studio.js", timeout=30) as response:
+        with urllib.request.urlopen(url.split("?")[0] + "static/studio.js", timeout=30) as response:
             assert b"/api/observe" in response.read()
+
+
+def _raw_http(url: str, request: bytes) -> tuple[int, dict]:
+    """Send `request` as is over a socket to the studio at `url`; (status, JSON body) of its answer."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def test_the_studio_refuses_web_pages_and_foreign_hosts(backend):
+    """What a hostile page in the developer's browser can send: DNS rebinding (a foreign Host),
+    cross-origin and token-less calls, `text/plain` bodies (no CORS preflight), huge bodies."""
+    probe = {"name": "web_probe", "slots": [{"name": "line", "kind": "text", "max_tokens": 4}]}
+    try_body = {"template": probe, "character_id": "brom", "speaker_id": "player", "text": "Hi"}
+    with running(make_server(backend, max_steps=2)) as server, studio(server.endpoint) as url:
+        port = urllib.parse.urlsplit(url).port
+        token = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["token"][0]
+        foreign = {"host": f"rebound.example:{port}"}
+        assert call(url, "/api/characters", headers=foreign) == (400, ANY_ERROR("bad_host"))
+        assert call(url, "/", headers=foreign)[0] == 400  # the page itself too
+        assert call(url, "/api/characters", headers={"x-studio-token": None}) == (403, ANY_ERROR("bad_token"))
+        assert call(url, "/api/characters", headers={"x-studio-token": "guess"})[0] == 403
+        evil = {"origin": "http://evil.example"}
+        assert call(url, "/api/template/try", try_body, headers=evil) == (403, ANY_ERROR("bad_origin"))
+        assert call(url, "/api/template/try", try_body, headers={"x-studio-token": None})[0] == 403
+        plain = {"content-type": "text/plain;charset=UTF-8"}
+        assert call(url, "/api/template/try", try_body, headers=plain) == (415, ANY_ERROR("bad_content_type"))
+        # An oversized body is refused from its Content-Length, before a byte of it is sent.
+        status, error = _raw_http(url, (f"POST /api/say HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                        f"x-studio-token: {token}\r\ncontent-type: application/json\r\n"
+                                        f"content-length: 100000000\r\n\r\n").encode())
+        assert (status, error["error"]["code"]) == (413, "too_large")
+        # ... and a chunked one as it streams past the limit.
+        chunk = b"[" + b" " * (300 * 1024) + b"]"
+        status, error = _raw_http(url, (f"POST /api/say HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                        f"x-studio-token: {token}\r\ncontent-type: application/json\r\n"
+                                        f"transfer-encoding: chunked\r\n\r\n{len(chunk):x}\r\n").encode()
+                                  + chunk + b"\r\n0\r\n\r\n")
+        assert (status, error["error"]["code"]) == (413, "too_large")
+        # GETs change nothing: observing (which starts recording, and tracing with debug) is a POST.
+        assert call(url, "/api/observe")[0] == 405 and not server.observe.is_observed
+        assert call(url, "/api/template/try")[0] == 405
+        with Client(server.endpoint) as client:  # none of the refused calls registered the probe
+            assert "web_probe" not in [t.name for t in client.list_templates()]
+        # The same calls, from the page itself (its own Origin, the token, JSON), work.
+        own = {"origin": f"http://127.0.0.1:{port}"}
+        assert call(url, "/api/template/try", try_body, headers=own)[0] == 200
+        assert call(url, "/api/observe", {}, headers=own)[0] == 200 and server.observe.is_observed
+
+
+class ANY_ERROR:
+    """Equal to a studio error body with this code."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and other.get("error", {}).get("code") == self.code
+
+    def __repr__(self) -> str:
+        return f"<error {self.code}>"
 
 
 def test_the_studio_refuses_to_be_reachable_from_other_machines_unless_asked():

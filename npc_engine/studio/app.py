@@ -4,7 +4,9 @@ The browser never speaks ZeroMQ: every `/api/*` call here is one or two protocol
 the server (`serve` or a cluster gateway) through `npc_engine.client.Client`, run on a worker
 thread. A server error comes back as HTTP 400 with the server's own `code`, `message` and
 `details`; a malformed call to this API as 400 `bad_studio_request`; a server that does not
-answer, as 502 `server_unreachable`.
+answer, as 502 `server_unreachable`. `StudioGuard` (guard.py) stands in front of all of it:
+allowed hosts, the per-launch token, same-origin calls, JSON bodies within a size limit.
+GETs only read; anything that starts or changes something on the server is a POST.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from starlette.staticfiles import StaticFiles
 
 from ..client import Client
 from ..errors import ClientClosedError, ClientTimeoutError, NpcEngineError, ServerError
+from .guard import StudioGuard
 
 __all__ = ["create_app", "STATIC_DIR"]
 
 STATIC_DIR = Path(__file__).parent / "static"
-_MAX_BODY_BYTES = 256 * 1024
 
 
 class BadBody(Exception):
@@ -36,13 +38,11 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json") if hasattr(model, "model_dump") else model
 
 
-def create_app(client: Client) -> Starlette:
-    """The studio over `client` (connected to a server; the caller closes it)."""
+def create_app(client: Client, *, token: str, allowed_hosts: set[str] = frozenset()) -> StudioGuard:
+    """The studio over `client` (connected to a server; the caller closes it). API calls must carry
+    `token`; requests must name this machine's loopback or one of `allowed_hosts` as their Host."""
 
     async def body(request: Request, *required: str) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > _MAX_BODY_BYTES:
-            raise BadBody(f"the request body is {len(raw)} bytes; at most {_MAX_BODY_BYTES}")
         try:
             data = await request.json()
         except ValueError as exc:
@@ -94,12 +94,11 @@ def create_app(client: Client) -> Starlette:
         return await call(client.stats)
 
     async def observe(request: Request) -> Any:
-        try:
-            since = int(request.query_params.get("since", "0"))
-            max_events = int(request.query_params.get("max_events", "200"))
-        except ValueError:
-            raise BadBody("since and max_events must be integers") from None
-        is_debug = request.query_params.get("debug", "0") in ("1", "true")
+        """A POST: polling starts the server's recording, and `debug` its per-step tracing."""
+        data = await body(request)
+        since, max_events, is_debug = data.get("since", 0), data.get("max_events", 200), data.get("debug", False)
+        if type(since) is not int or type(max_events) is not int or type(is_debug) is not bool:
+            raise BadBody("since and max_events must be integers and debug a boolean")
         return await call(client.observe, max(0, since), max_events=max_events, debug=is_debug)
 
     async def say(request: Request) -> Any:
@@ -127,13 +126,13 @@ def create_app(client: Client) -> Starlette:
         Route("/api/speakers", api(speakers)),
         Route("/api/templates", api(templates)),
         Route("/api/stats", api(stats)),
-        Route("/api/observe", api(observe)),
+        Route("/api/observe", api(observe), methods=["POST"]),
         Route("/api/say", api(say), methods=["POST"]),
         Route("/api/template/check", api(check_template), methods=["POST"]),
         Route("/api/template/try", api(try_template), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes)
+    return StudioGuard(Starlette(routes=routes), token=token, allowed_hosts=set(allowed_hosts))
 
 
 def _template_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -25,9 +25,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The per-launch token from the address `npc-engine studio` printed; every API call carries it.
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+
 async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)};
+  const headers = {"x-studio-token": TOKEN};
+  const options = body === undefined ? {headers} : {
+    method: "POST", headers: {...headers, "content-type": "application/json"}, body: JSON.stringify(body)};
   const response = await fetch(path, options);
   const data = await response.json();
   if (!response.ok) {
@@ -197,8 +201,7 @@ function onEvent(event) {
 
 async function pollObserve() {
   try {
-    const debug = $("debug-canvas").checked ? 1 : 0;
-    const data = await api(`/api/observe?since=${state.since}&debug=${debug}`);
+    const data = await api("/api/observe", {since: state.since, debug: $("debug-canvas").checked});
     setConnected(true);
     if (data.num_dropped) $("feed-dropped").textContent = `(${data.num_dropped} older events dropped)`;
     data.events.forEach(onEvent);
