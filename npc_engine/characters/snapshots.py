@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from ..bounds import MAX_WORLD_FACTS
 from ..errors import NpcEngineError, SnapshotError, SnapshotVersionError, StateError, UnknownSnapshotError
 from . import rows
 from .model import ID_PATTERN, Character, SnapshotInfo, Speaker, WorldFact, now_ms, parse
@@ -192,6 +193,8 @@ def decode(blob: bytes, *, origin: str) -> tuple[SnapshotInfo, dict[str, list[An
                   "world_facts": [parse(WorldFact, f) for f in _list(body, "world_facts")]}
         if info.scope == "character" and [c.id for c in parsed["characters"]] != [info.character_id]:
             raise SnapshotError("a character snapshot must hold exactly its own character")
+        if len(parsed["world_facts"]) > MAX_WORLD_FACTS:
+            raise SnapshotError(f"it holds {len(parsed['world_facts'])} world facts; at most {MAX_WORLD_FACTS}")
     except (NpcEngineError, ValueError) as exc:
         message = exc.message if isinstance(exc, (StateError, SnapshotError)) else str(exc).splitlines()[0]
         raise SnapshotError(f"{origin} holds invalid state: {message}") from None

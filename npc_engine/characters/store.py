@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from ..bounds import MAX_WORLD_FACTS
 from ..errors import StateError, StoreError
 from . import rows
 from .model import (
@@ -341,6 +342,10 @@ class Store:
     def set_world_fact(self, key: str, text: str, salience: float = 0.5) -> WorldFact:
         fact = parse(WorldFact, {"key": key, "text": text, "salience": salience})
         with self.transaction() as conn:
+            is_new = conn.execute("SELECT 1 FROM world_facts WHERE key = ?", (key,)).fetchone() is None
+            if is_new and conn.execute("SELECT COUNT(*) FROM world_facts").fetchone()[0] >= MAX_WORLD_FACTS:
+                raise StateError(f"the world holds {MAX_WORLD_FACTS} facts (the limit); delete one or change "
+                                 "an existing key", field="key")
             rows.write_world_fact(conn, fact)
         return fact
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MIN_EVENT_INTERVAL_MS", "CoalescedEvent", "EventGate"]
 
 DEFAULT_MIN_EVENT_INTERVAL_MS = 1000.0
+_SWEEP_AT = 1024  # characters with a slot before idle ones are forgotten
 
 
 class CoalescedEvent:
@@ -78,6 +79,7 @@ class _Slot:
         self.running: SayHandle | None = None
         self.template_name = ""
         self.started_s = float("-inf")
+        self.num_users = 0  # admissions holding this slot (under EventGate._lock)
 
 
 class EventGate:
@@ -96,7 +98,33 @@ class EventGate:
               start: Callable[[], "SayHandle"]) -> "SayHandle | CoalescedEvent":
         """`start()` a reply for this event, or join the one running, or raise RateLimitedError."""
         with self._lock:
+            if character_id not in self._slots and len(self._slots) >= _SWEEP_AT:
+                self._sweep()
             slot = self._slots.setdefault(character_id, _Slot())
+            slot.num_users += 1
+        try:
+            return self._admit(slot, character_id, template_name, request_id, start)
+        finally:
+            with self._lock:
+                slot.num_users -= 1
+                if slot.running is None and not slot.num_users:  # refused before anything started
+                    self._slots.pop(character_id, None)           # (an unknown character): keep nothing
+
+    @property
+    def num_slots(self) -> int:
+        return len(self._slots)
+
+    def _sweep(self) -> None:
+        """Forget characters with no event running and none within the interval: their slot says
+        nothing a fresh one would not (deleted characters go this way too). Under `_lock`."""
+        now = self._clock()
+        for character_id, slot in list(self._slots.items()):
+            is_idle = slot.running is None or slot.running.done()
+            if is_idle and not slot.num_users and (now - slot.started_s) * 1000.0 >= self.min_interval_ms:
+                del self._slots[character_id]
+
+    def _admit(self, slot: "_Slot", character_id: str, template_name: str, request_id: str,
+               start: Callable[[], "SayHandle"]) -> "SayHandle | CoalescedEvent":
         with slot.lock:
             running = slot.running
             if running is not None and not running.done():

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from ..bounds import MAX_PRIORITY, MAX_TEMPLATES, MIN_PRIORITY
 from ..diffusion import DiffusionSettings
 from ..errors import (
     BudgetError,
@@ -135,12 +136,20 @@ class Engine:
 
     def register_template(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
         """Validate and compile a template now, and make it available by name (replacing one of
-        the same name). Raises TemplateError / TemplateTooLargeError."""
+        the same name). At most MAX_TEMPLATES names are registered at once. Raises TemplateError /
+        TemplateTooLargeError."""
         resolved = self.resolve_template(template)
+        self._check_room_for(resolved.name)
         self.compiler.compile(resolved)
         with self._lock:
+            self._check_room_for(resolved.name)
             self.templates[resolved.name] = resolved
         return resolved
+
+    def _check_room_for(self, name: str) -> None:
+        if name not in self.templates and len(self.templates) >= MAX_TEMPLATES:
+            raise TemplateError(f"{len(self.templates)} templates are registered (the limit); replace one "
+                                f"by registering its name again", template=name)
 
     def check_template(self, template: Template | Mapping[str, Any]) -> dict[str, Any]:
         """Validate and compile without registering: the plan's shape as the wire's
@@ -198,8 +207,9 @@ class Engine:
         plan = self.compiler.compile(self.resolve_template(template))
         prefix_ids, turn_ids = self.prompts.check(prompt) if isinstance(prompt, EncodedPrompt) \
             else self.prompts.encode(prompt, prefix)
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
-            raise RequestError(f"priority must be a finite number, got {priority!r}")
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) \
+                or not MIN_PRIORITY <= priority <= MAX_PRIORITY:  # NaN fails too
+            raise RequestError(f"priority must be a number in {MIN_PRIORITY:g}..{MAX_PRIORITY:g}, got {priority!r}")
         now = time.monotonic()
         deadline_s = None
         if deadline_ms is not None:

@@ -8,11 +8,11 @@ zero or more times before it (drafts of a `say`).
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from ..bounds import MAX_PRIORITY, MIN_PRIORITY
 from ..characters.model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Speaker
 from ..errors import ProtocolError
 from .base import Id, RequestId, Version
@@ -145,16 +145,10 @@ class SayRequest(Request):
                               description="since 1.1, instead of text: what happened, e.g. \"Aria walks into the forge\"")
     template: str = Field(min_length=1, max_length=64, description="a registered template's name")
     seed: int | None = Field(default=None, ge=0, le=_MAX_SEED)
-    priority: float = 0.0
+    priority: float = Field(default=0.0, ge=MIN_PRIORITY, le=MAX_PRIORITY, allow_inf_nan=False,
+                            description="higher steps first; a request left out ages, so none starves")
     deadline_ms: float | None = Field(default=None, gt=0)
     stream: bool = Field(default=True, description="send draft events while denoising")
-
-    @field_validator("priority")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @model_validator(mode="after")
     def _text_or_event(self) -> "SayRequest":

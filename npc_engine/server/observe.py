@@ -1,8 +1,9 @@
 """`ObserveHub`: the server's activity as a bounded ring of numbered events (the `observe` op).
 
 Producers (worker threads, the engine's thread, the state writer) append under a short lock;
-observers read by sequence number. The ring never grows past `capacity`: the oldest event
-makes room for the newest, so a slow observer loses old events and nothing waits for it.
+observers read by sequence number. The ring never grows past `capacity` events nor `max_bytes`
+(their JSON size: a say's reply carries its whole prompt): the oldest events make room for the
+newest, so a slow observer loses old events and nothing waits for it.
 Nothing is recorded while nobody has polled for `OBSERVED_FOR_S` (the say path stays as it
 was without an observer).
 """
@@ -19,21 +20,26 @@ from ..errors import ConfigError
 from ..engine import Draft
 from ..protocol import observe as o
 
-__all__ = ["ObserveHub", "DEFAULT_CAPACITY", "OBSERVED_FOR_S"]
+__all__ = ["ObserveHub", "DEFAULT_CAPACITY", "DEFAULT_MAX_BYTES", "OBSERVED_FOR_S"]
 
 DEFAULT_CAPACITY = 4096
+DEFAULT_MAX_BYTES = 16 << 20
 OBSERVED_FOR_S = 5.0       # a poll keeps the server observed (and debug tracing on) this long
 FRAMES_EVERY_S = 0.25      # cadence of `frames` events while observed
 _MAX_FRAMES_PER_EVENT = 120
 
 
 class ObserveHub:
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"the observe capacity must be a positive integer, got {capacity!r}")
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        for name, value in (("capacity", capacity), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"the observe {name} must be a positive integer, got {value!r}")
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._events: deque[o.ObserveEvent] = deque(maxlen=capacity)
+        self._events: deque[o.ObserveEvent] = deque()
+        self._sizes: deque[int] = deque()  # each event's JSON bytes, beside it
+        self.num_bytes = 0
         self._next_seq = 1
         self._observed_until_s = 0.0
         self._debug_until_s = 0.0
@@ -53,10 +59,17 @@ class ObserveHub:
     # -- producers (any thread) ---------------------------------------------------------------
 
     def publish(self, kind: str, say_id: str | None = None, **body: Any) -> None:
+        event = o.ObserveEvent(seq=0, time_ms=int(time.time() * 1000), kind=kind, say_id=say_id, **body)
+        num_bytes = len(event.model_dump_json())
         with self._lock:
-            self._events.append(o.ObserveEvent(seq=self._next_seq, time_ms=int(time.time() * 1000), kind=kind,
-                                               say_id=say_id, **body))
+            event.seq = self._next_seq
             self._next_seq += 1
+            self._events.append(event)
+            self._sizes.append(num_bytes)
+            self.num_bytes += num_bytes
+            while len(self._events) > 1 and (len(self._events) > self.capacity or self.num_bytes > self.max_bytes):
+                self._events.popleft()
+                self.num_bytes -= self._sizes.popleft()
 
     def say_started(self, say_id: str, start: o.SayStart) -> None:
         self.publish("say.start", say_id, start=start)

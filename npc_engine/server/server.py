@@ -16,7 +16,6 @@ import queue
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from ..protocol import messages as m
 from ..protocol import observe as o
 from ..protocol.wake import WakePipe
 from .clients import Client, ClientTable, Outstanding
+from .fair import FairPool
 from .handlers import Handlers
 from .observe import DEFAULT_CAPACITY, ObserveHub
 from .listen import Listener
@@ -95,7 +95,7 @@ class Server:
         self.clients = ClientTable(max_outstanding_per_client=self.limits.max_outstanding_per_client)
         self.max_outstanding_total = max_outstanding_total
         self.endpoint: str | None = None
-        self._workers = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="npc-server-worker")
+        self._workers = FairPool(num_workers)
         self._outbox: queue.SimpleQueue[tuple[bytes, bytes, str | None]] = queue.SimpleQueue()
         self._wake_pipe = WakePipe()
         self._context = zmq.Context()
@@ -136,7 +136,7 @@ class Server:
         self._thread.join()
         self._thread = None
         self._listener.close()
-        self._workers.shutdown(wait=True)
+        self._workers.shutdown()
         self.engine.stop()
         if self._owns_says:
             self.says.close()  # waits for the state writes of finished replies
@@ -210,7 +210,7 @@ class Server:
             elif op == "cancel":
                 self._cancel(client, request)
             else:
-                self._workers.submit(self._run, client, request)
+                self._workers.submit(identity, self._run, client, request)
         except Exception as exc:
             self._reply_error(identity, request_id, op, exc)
 

@@ -64,6 +64,18 @@ class CanvasPlan:
         return sum(slot.length for slot in self.slots)
 
     @property
+    def num_bytes(self) -> int:
+        """What the plan holds now: its masks, and the bias and device copies made so far."""
+        total = self.allowed_tokens.nbytes + self.clamp_ids.nbytes
+        for held in self._constraints.values():
+            if isinstance(held, np.ndarray):
+                total += held.nbytes
+            else:
+                total += sum(t.element_size() * t.nelement() for t in
+                             (held.disallowed_tokens, held.clamp_ids, held.logit_bias) if t is not None)
+        return total
+
+    @property
     def logit_bias(self) -> np.ndarray:
         """float32 (L, V): 0 where a token is allowed, MASKED_LOGIT where not; a step adds it to
         the logits (cached)."""
@@ -100,11 +112,13 @@ def _output_model(template: Template) -> type[BaseModel]:
 
 class TemplateCompiler:
     """Compiles templates against one tokenizer; plans are cached per template, the most recently
-    used `max_cached_plans` of them (a plan holds a canvas-by-vocabulary mask, so training on a
-    stream of generated template variants must not keep every one)."""
+    used ones, at most `max_cached_plans` of them and `max_cached_bytes` in all (a plan holds
+    canvas-by-vocabulary masks: about 2 MB each for a 262k vocabulary and a 64-token canvas, so
+    neither training on generated variants nor clients checking templates may keep every one)."""
 
     def __init__(self, tokenizer: Any, vocab_size: int, canvas_length: int, pad_token_id: int,
-                 eos_token_ids: list[int], *, max_cached_plans: int = 512) -> None:
+                 eos_token_ids: list[int], *, max_cached_plans: int = 512,
+                 max_cached_bytes: int = 256 << 20) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self.canvas_length = canvas_length
@@ -112,6 +126,7 @@ class TemplateCompiler:
         self.eos_token_ids = eos_token_ids
         self._plans: OrderedDict[str, CanvasPlan] = OrderedDict()
         self.max_cached_plans = max_cached_plans
+        self.max_cached_bytes = max_cached_bytes
         self._lock = threading.Lock()
         self._text_vocab: np.ndarray | None = None
 
@@ -144,9 +159,17 @@ class TemplateCompiler:
         plan = self._compile(template)
         with self._lock:
             self._plans[key] = plan
-            while len(self._plans) > self.max_cached_plans:
-                self._plans.popitem(last=False)
+            self._plans.move_to_end(key)
+            num_bytes = sum(p.num_bytes for p in self._plans.values())  # device copies grow after insertion
+            while len(self._plans) > 1 and (len(self._plans) > self.max_cached_plans
+                                            or num_bytes > self.max_cached_bytes):
+                num_bytes -= self._plans.popitem(last=False)[1].num_bytes
         return plan
+
+    @property
+    def num_cached_bytes(self) -> int:
+        with self._lock:
+            return sum(plan.num_bytes for plan in self._plans.values())
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
