@@ -85,6 +85,56 @@ func test_malformed_frames_are_errors_and_the_client_recovers() -> void:
 	fake.stop()
 
 
+func test_hostile_frames_are_skipped_unbuffered_and_the_next_reply_arrives() -> void:
+	var fake := FakeServer.new()
+	var client := NpcClient.new()
+	client.max_reply_bytes = 1000
+	h.root.add_child(client)
+	client.connect_to_server(fake.endpoint())
+	var errors := _errors_of(client)
+	var handshake: String = await fake.accept(h)
+	h.check(handshake == "", "handshake: " + handshake)
+	await fake.read_request(h)  # hello
+	# A frame with MORE, over the cap, half sent: skipped as it streams, never held.
+	var ping := client.send_request("ping")
+	var got: Dictionary = await fake.read_request(h)
+	var size := 2 << 20
+	var header := PackedByteArray([0x01 | 0x02])
+	for i in range(7, -1, -1):
+		header.append((size >> (8 * i)) & 0xff)
+	fake.peer.put_data(header)
+	var half := PackedByteArray()
+	half.resize(size / 2)
+	fake.peer.put_data(half)
+	var most := [0]
+	var watch := func() -> bool:
+		most[0] = maxi(most[0], client._zmtp.num_buffered_bytes())
+		return false
+	await h.wait_until(watch, 1.0)
+	h.check(most[0] < 65536, "an oversized frame is not buffered: %d bytes held" % most[0])
+	fake.peer.put_data(half)
+	fake.send_frame(0, PackedByteArray([1, 2, 3]))  # the multi-frame message's last frame
+	fake.reply(got.request_id, {"server_time_ms": 1})
+	var reply: NpcReply = await ping.wait()
+	h.check(reply.ok, "the reply after a skipped multi-frame message arrives: %s" % reply)
+	# A multi-frame message whose last frame is over the cap: the next reply still arrives.
+	var second := client.send_request("ping")
+	got = await fake.read_request(h)
+	fake.send_frame(0x01, PackedByteArray([9]))
+	var oversized := PackedByteArray()
+	oversized.resize(5000)
+	fake.send_frame(0, oversized)
+	fake.reply(got.request_id, {"server_time_ms": 2})
+	reply = await second.wait()
+	h.check(
+		reply.ok and reply.result.server_time_ms == 2, "not stuck in multipart mode: %s" % reply
+	)
+	var skipped := errors.filter(func(e: Array) -> bool: return e[1].contains("multi-frame"))
+	h.check(skipped.size() == 2, "each skipped message reported once: %s" % [errors])
+	h.free_client(client)
+	fake.stop()
+
+
 func test_hello_refuses_another_protocol_major() -> void:
 	var fake := FakeServer.new()
 	var client: NpcClient = h.make_client(fake.endpoint())

@@ -10,6 +10,7 @@ const SUITES := [
 	"res://tests/codec_tests.gd",
 	"res://tests/fake_server_tests.gd",
 	"res://tests/live_tests.gd",
+	"res://tests/npc_server_tests.gd",
 ]
 
 var endpoint := ""

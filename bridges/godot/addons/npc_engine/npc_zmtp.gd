@@ -28,6 +28,7 @@ var _out := PackedByteArray()
 var _skip_left := 0
 var _skip_prefix := PackedByteArray()
 var _skip_size := 0
+var _skip_is_part := false  # the frame being skipped belongs to a multi-frame message
 var _is_multipart := false
 var _has_received := false
 
@@ -82,6 +83,11 @@ static func ready_command(socket_type: String) -> PackedByteArray:
 
 func send_message(body: PackedByteArray) -> void:
 	_out.append_array(frame(0, body))
+
+
+## Bytes read and not yet parsed (bounded by what one frame under the cap needs).
+func num_buffered_bytes() -> int:
+	return _unread()
 
 
 ## True once per poll that read bytes (any byte, pings included, shows the server is alive).
@@ -197,11 +203,14 @@ func _parse_frame(events: Array) -> bool:
 			_closed(events, "malformed_frame", "a frame claims a negative size")
 			return false
 	var is_command := (flags & FLAG_COMMAND) != 0
-	if not is_command and state == State.READY and size > max_body_bytes and not flags & FLAG_MORE:
+	if not is_command and state == State.READY and size > max_body_bytes:
+		# Skipped as it streams, never buffered, whether or not more frames follow.
 		_in_pos += header
 		_skip_left = size
 		_skip_size = size
 		_skip_prefix = PackedByteArray()
+		_skip_is_part = _is_multipart or (flags & FLAG_MORE) != 0
+		_is_multipart = (flags & FLAG_MORE) != 0
 		return true
 	if is_command and size > MAX_COMMAND_BYTES:
 		_closed(events, "malformed_frame", "a command frame of %d bytes is too large" % size)
@@ -232,6 +241,10 @@ func _skip_some(events: Array) -> bool:
 	_skip_left -= take
 	if _skip_left > 0:
 		return false
+	if _skip_is_part:
+		if not _is_multipart:  # that was its last frame: the next frame starts a new message
+			events.append({"kind": "bad_frame", "message": "a multi-frame message was skipped"})
+		return true
 	var request_id := NpcMsgPack.peek_string(_skip_prefix, "request_id")
 	events.append({"kind": "oversized", "num_bytes": _skip_size, "request_id": request_id})
 	return true

@@ -515,8 +515,9 @@ namespace NpcEngine
             {
                 return;
             }
+            bool isNeverSent = _connection.Withdraw(requestId);  // timed out before it left: it never runs
             Finish(pending, null, new NpcTimeoutException(pending.Op + " got no reply within its timeout", requestId));
-            if (pending.Op == "say" && !_isDisposed)
+            if (pending.Op == "say" && !isNeverSent && !_isDisposed)
             {
                 SendCancel(requestId);
             }

@@ -14,11 +14,14 @@ namespace NpcEngine
     /// </summary>
     internal sealed class NpcConnection : IDisposable
     {
-        private struct Outgoing
+        private sealed class Outgoing
         {
             public string RequestId;
             public byte[] Body;
+            public int State;  // Queued, Taken (the writer sends it) or Withdrawn (never sent)
         }
+
+        private const int Queued = 0, Taken = 1, Withdrawn = 2;
 
         private sealed class Session
         {
@@ -65,6 +68,7 @@ namespace NpcEngine
         private readonly string _host;
         private readonly int _port;
         private readonly ConcurrentQueue<Outgoing> _outbox = new ConcurrentQueue<Outgoing>();
+        private readonly ConcurrentDictionary<string, Outgoing> _queued = new ConcurrentDictionary<string, Outgoing>();
         private readonly AutoResetEvent _writerSignal = new AutoResetEvent(false);
         private readonly ManualResetEvent _closing = new ManualResetEvent(false);
         private readonly Thread _ioThread;
@@ -124,8 +128,22 @@ namespace NpcEngine
             {
                 throw new ClientClosedException("the client is disposed", requestId);
             }
-            _outbox.Enqueue(new Outgoing { RequestId = requestId, Body = body });
+            Outgoing item = new Outgoing { RequestId = requestId, Body = body };
+            if (requestId != null)
+            {
+                _queued.TryAdd(requestId, item);  // a repeated id stays sendable, only not withdrawable
+            }
+            _outbox.Enqueue(item);
             _writerSignal.Set();
+        }
+
+        /// <summary>Takes a queued message back so it is never sent (its request failed first, e.g.
+        /// timed out while disconnected); false when it is already on its way or unknown.</summary>
+        public bool Withdraw(string requestId)
+        {
+            Outgoing item;
+            return requestId != null && _queued.TryRemove(requestId, out item)
+                && Interlocked.CompareExchange(ref item.State, Withdrawn, Queued) == Queued;
         }
 
         /// <summary>Drops the current connection (as if the network failed); the IO thread reconnects.</summary>
@@ -306,6 +324,15 @@ namespace NpcEngine
                 Outgoing item;
                 while (!_isClosed && session == _session && _outbox.TryDequeue(out item))
                 {
+                    if (item.RequestId != null)
+                    {
+                        ((ICollection<KeyValuePair<string, Outgoing>>)_queued).Remove(
+                            new KeyValuePair<string, Outgoing>(item.RequestId, item));
+                    }
+                    if (Interlocked.CompareExchange(ref item.State, Taken, Queued) != Queued)
+                    {
+                        continue;  // withdrawn: the game was told it failed, so it must not run
+                    }
                     if (!session.MarkSent(item.RequestId))
                     {
                         if (SendFailed != null)

@@ -182,6 +182,36 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void ARequestThatTimedOutBeforeItWasSentNeverRuns()
+        {
+            List<NpcEngineException> errors = new List<NpcEngineException>();
+            using (FakeServer fake = new FakeServer())
+            using (NpcClient client = new NpcClient(new NpcClientOptions { Endpoint = fake.Endpoint, RequestTimeout = TimeSpan.FromSeconds(10), MinReconnectDelay = TimeSpan.FromMilliseconds(50) }))
+            {
+                client.Error += delegate(NpcEngineException raised) { lock (errors) { errors.Add(raised); } };
+                // Not connected yet (the server has not accepted): the load waits in the outbox, then times out.
+                var load = client.RequestAsync("snapshot.load", new PackMap { { "name", "slot1" } }, TimeSpan.FromMilliseconds(200));
+                NpcEngineException error = Unwrap(Assert.Throws<AggregateException>(delegate { load.Wait(5000); }));
+                Assert.IsInstanceOf<NpcTimeoutException>(error);
+                NetworkStream stream = fake.Accept(TimeSpan.FromSeconds(10));
+                var ping = client.RequestAsync("ping");
+                List<string> ops = new List<string>();
+                while (true)
+                {
+                    PackMap request = FakeServer.ReadRequest(stream);
+                    ops.Add((string)request["op"]);
+                    if ((string)request["op"] == "ping")
+                    {
+                        Reply(stream, (string)request["request_id"], new PackMap { { "server_time_ms", 1L } });
+                        break;
+                    }
+                }
+                Assert.IsTrue(ping.Wait(5000), "the ping after it is answered");
+                CollectionAssert.DoesNotContain(ops, "snapshot.load", "the game was told the load failed, so it must not run");
+            }
+        }
+
+        [Test]
         public void BadOptionsAreRefused()
         {
             Assert.Throws<ArgumentException>(delegate { new NpcClient("127.0.0.1:5555"); });
