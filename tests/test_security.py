@@ -102,3 +102,41 @@ def test_zmtp10_post_is_what_the_attack_needs():
     head, _, body = post.partition(b"\r\n\r\n")
     assert head.startswith(b"POST /api HTTP/1.1") and b"text/plain" in head
     assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+
+
+def test_the_security_sections_state_every_limit_with_the_codes_value():
+    """PROTOCOL.md section 9 and studio.md "Security" carry the values the code enforces."""
+    import inspect
+    from pathlib import Path
+
+    from npc_engine.bounds import MAX_PRIORITY, MAX_TEMPLATES, MAX_WORLD_FACTS, MIN_PRIORITY
+    from npc_engine.characters.model import MAX_MEMORIES
+    from npc_engine.dialogue.events import _SWEEP_AT
+    from npc_engine.protocol import Limits
+    from npc_engine.server.observe import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES
+    from npc_engine.studio.guard import MAX_BODY_BYTES
+    from npc_engine.templates import TemplateCompiler
+    from npc_engine.templates.spec import MAX_INTEGER_RANGE
+
+    root = Path(__file__).resolve().parent.parent
+    protocol = (root / "schemas" / "PROTOCOL.md").read_text().split("## 9. Security")[1]
+    gate = inspect.signature(MessageGate).parameters
+    compiler = inspect.signature(TemplateCompiler).parameters
+    expected = [
+        f"{Limits().hard_message_bytes >> 20} MiB **across its frames**",
+        f"over {gate['max_pending_bytes'].default >> 20} MiB",
+        f"at most {gate['max_connections'].default} open",
+        f"{MIN_PRIORITY:g}..{MAX_PRIORITY:g}",
+        f"| world facts | {MAX_WORLD_FACTS:,}",
+        f"| memories per character | {MAX_MEMORIES:,}",
+        f"| templates | {MAX_TEMPLATES} registered",
+        f"{MAX_INTEGER_RANGE:,} options",
+        f"{DEFAULT_CAPACITY:,} events and {DEFAULT_MAX_BYTES >> 20} MiB",
+        f"{compiler['max_cached_plans'].default} plans and {compiler['max_cached_bytes'].default >> 20} MiB",
+        f"more than {_SWEEP_AT:,} are held",
+    ]
+    assert [text for text in expected if text not in protocol] == []
+    studio = (root / "docs" / "studio.md").read_text().split("## Security")[1]
+    assert f"over {MAX_BODY_BYTES >> 10} KiB" in studio
+    deployment = (root / "docs" / "deployment.md").read_text()
+    assert "## Security" in deployment and "Never ship a server secret key" in deployment

@@ -139,7 +139,7 @@ class MessageGate:
     """Listen on `host:port`, relay each connection to the ROUTER at `inner` (ipc:// or tcp://)."""
 
     def __init__(self, host: str, port: int, inner: str, *, max_message_bytes: int,
-                 max_pending_bytes: int = 64 << 20, max_connections: int = 256) -> None:
+                 max_pending_bytes: int = 64 << 20, max_connections: int = 128) -> None:
         self.inner = inner
         self.max_message_bytes = max_message_bytes
         self.max_pending_bytes = max_pending_bytes
