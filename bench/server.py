@@ -10,8 +10,11 @@
 4. `say` throughput through the server with an observer attached (a thread polling `observe`
    every 300 ms, as the studio does), plain and in debug mode (every step's canvas recorded),
    against the same says unobserved (goal: within 5%).
+5. What the security guards cost (issue 30): the same says through three in-process servers,
+   one per variant, in turns: no ZAP and no gate, ZAP only, ZAP and the message gate (the
+   default) (goal: ZAP within 5%).
 
-    python bench/server.py [--pings 2000] [--says 48] [--device cpu]
+    python bench/server.py [--pings 2000] [--says 48] [--device cpu] [--only guards]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from npc_engine.client import Client  # noqa: E402
 from npc_engine.demo import ServerProcess  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
 from npc_engine.protocol import PROTOCOL_VERSION  # noqa: E402
+from npc_engine.server import Server  # noqa: E402
 from npc_engine.server.observe import OBSERVED_FOR_S  # noqa: E402
 
 TEMPLATES = ROOT / "schemas" / "templates"
@@ -178,6 +182,54 @@ def bench_say_observed(endpoint: str, jobs: list[tuple[str, int]], *, debug: boo
     return rate, observer.num_events
 
 
+GUARD_VARIANTS = {"no ZAP, no gate": {"is_zap_enabled": False, "is_gated": False},
+                  "ZAP only": {"is_gated": False},
+                  "ZAP + gate (default)": {}}
+
+
+def bench_guards(model_dir: Path, folder: Path, jobs: list[tuple[str, int]], num_characters: int,
+                 rounds: int, device: str, num_pings: int = 2000) -> dict[str, dict]:
+    """Per guard variant (a server each: same model, same characters), run in turns: says/s per
+    round, and bare-socket ping round trips (the per-message cost of the gate's hop)."""
+    servers = {}
+    for index, (name, options) in enumerate(GUARD_VARIANTS.items()):
+        engine = Engine.from_pretrained(model_dir, device=device)
+        engine.register_template(TEMPLATES / "shopkeeper_reply.json")
+        store = Store(folder / f"guards-{index}.db")
+        populate(store, num_characters)
+        servers[name] = Server(engine, store, bind="tcp://127.0.0.1:0", **options).start()
+    results: dict[str, dict] = {name: {"says_per_s": [], "bare_ping": []} for name in servers}
+    try:
+        for server in servers.values():
+            bench_say_server(server.endpoint, jobs[:8], 4, False)  # warm-up
+        for round_index in range(rounds):
+            names = list(servers)
+            names = names[round_index % len(names):] + names[:round_index % len(names)]  # rotate who goes first
+            for name in names:
+                results[name]["says_per_s"].append(bench_say_server(servers[name].endpoint, jobs, 8, False))
+            for name in names:
+                results[name]["bare_ping"].append(bench_ping(servers[name].endpoint, num_pings // rounds)["bare dealer"])
+    finally:
+        for server in servers.values():
+            server.stop()
+            server.engine.close()
+            server.store.close()
+    return results
+
+
+def print_guards(guards: dict[str, dict], rounds: int, machine: str) -> None:
+    base = guards["no ZAP, no gate"]
+    print(f"\nGuards on {machine}: an in-process server per variant (tiny model), {rounds} rounds in turns; "
+          "says: 8 clients; ping: a bare DEALER socket\n| variant | says/s (median) | vs no ZAP, no gate: median "
+          "of per-round ratios (each round) | ping p50 ms (median) | ping p99 ms (median) |\n|---|---:|---:|---:|---:|")
+    for name, row in guards.items():
+        ratios = [rate / b for rate, b in zip(row["says_per_s"], base["says_per_s"])]
+        p50 = statistics.median(p["p50_ms"] for p in row["bare_ping"])
+        p99 = statistics.median(p["p99_ms"] for p in row["bare_ping"])
+        print(f"| {name} | {statistics.median(row['says_per_s']):.2f} | {(statistics.median(ratios) - 1) * 100:+.1f}% "
+              f"({', '.join(f'{(r - 1) * 100:+.0f}%' for r in ratios)}) | {p50:.3f} | {p99:.3f} |")
+
+
 def bench_say_local(dialogue: Dialogue, jobs: list[tuple[str, int]], stream: bool = False) -> float:
     start = time.perf_counter()
     handles = [dialogue.submit(c, "player", "Any news?", template="shopkeeper_reply", seed=s,
@@ -196,9 +248,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", choices=["all", "guards"], default="all", help="guards: section 5 alone")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="npc-server-bench-"))
     model_dir = build_tiny_model(folder / "model", MODEL_SIZES["tiny"])
+    if args.only == "guards":
+        guards = bench_guards(model_dir, folder, says(args.says, 16), 16, args.rounds, args.device)
+        print_guards(guards, args.rounds, hardware(torch.device(args.device)))
+        write_json("server_guards", {"hardware": hardware(torch.device(args.device)), "guards": guards,
+                                     "args": vars(args)}, args.out)
+        return
     server = ServerProcess(model=model_dir, db=folder / "server.db", templates=[TEMPLATES],
                            extra_args=["--device", args.device]).start()
     endpoint = server.endpoint
@@ -240,6 +299,7 @@ def main() -> None:
         say_rate = {name: statistics.median(values) for name, values in rows.items()}
     finally:
         server.stop()
+    guards = bench_guards(model_dir, folder, jobs, num_characters, args.rounds, args.device)
     machine = hardware(torch.device(args.device))
     print(f"\nServer on {machine}; loopback TCP; server in its own process")
     print("| ping round trip | p50 ms | p99 ms |\n|---|---:|---:|")
@@ -261,9 +321,11 @@ def main() -> None:
         print(f"| {name} | {say_rate[name]:.2f} | {(1 - statistics.median(ratios)) * 100:+.1f}% "
               f"({', '.join(f'{(1 - r) * 100:+.1f}%' for r in ratios)}) |")
     print(f"observer events per round: {', '.join(map(str, num_observed_events))}")
+    print_guards(guards, args.rounds, machine)
     print("rounds (says/s): " + "; ".join(f"{n}: {', '.join(f'{v:.2f}' for v in vs)}" for n, vs in rows.items()))
     write_json("server", {"hardware": machine, "ping": ping, "get": gets, "say_per_s": say_rate,
-                          "say_rounds": rows, "observed_ratios": observed_ratios, "args": vars(args)}, args.out)
+                          "say_rounds": rows, "observed_ratios": observed_ratios, "guards": guards,
+                          "args": vars(args)}, args.out)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,22 @@ def test_the_security_sections_state_every_limit_with_the_codes_value():
     assert f"over {MAX_BODY_BYTES >> 10} KiB" in studio
     deployment = (root / "docs" / "deployment.md").read_text()
     assert "## Security" in deployment and "Never ship a server secret key" in deployment
+
+
+def test_secret_key_files_are_for_their_owner_only(tmp_path, caplog):
+    import os
+    import stat
+
+    from npc_engine.server import write_curve_keys
+    from npc_engine.server.security import _load_server_keys
+
+    keys = write_curve_keys(tmp_path / "keys")
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in keys.iterdir() if path.is_file()}
+    assert modes == {"server.key_secret": 0o600, "client.key_secret": 0o600, "server.key": 0o644,
+                     "client.key": 0o644}
+    assert [p.name for p in keys.iterdir() if p.name.startswith(".keys-")] == []  # no staging folder left
+    _load_server_keys(keys)
+    assert "readable by other users" not in caplog.text
+    os.chmod(keys / "server.key_secret", 0o644)  # keys made by an older version, or copied carelessly
+    _load_server_keys(keys)
+    assert "readable by other users" in caplog.text

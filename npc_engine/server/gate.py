@@ -201,6 +201,8 @@ class MessageGate:
                     if pair is not None:
                         try:
                             self._on_ready(pair, key.fileobj, events)  # type: ignore[arg-type]
+                        except (BlockingIOError, InterruptedError):  # a spurious wake-up: try again later
+                            self._arm(pair)
                         except Refused as exc:
                             self.num_refused += 1
                             log.info("closing a client connection: %s", exc)

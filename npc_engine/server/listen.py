@@ -22,12 +22,13 @@ __all__ = ["Listener"]
 
 class Listener:
     def __init__(self, context: zmq.Context, bind: str, limits: Limits, *, curve_keys: Path | None,
-                 is_zap_enabled: bool) -> None:
+                 is_zap_enabled: bool, is_gated: bool = True) -> None:
         self.context = context
         self.bind = bind
         self.limits = limits
         self.curve_keys = curve_keys
         self.is_zap_enabled = is_zap_enabled
+        self.is_gated = is_gated
         self.endpoint: str | None = None
         self.gate: MessageGate | None = None
         self._authenticator: ThreadAuthenticator | None = None
@@ -53,7 +54,7 @@ class Listener:
         return socket
 
     def _bind(self, socket: zmq.Socket) -> str:
-        gate_address = _tcp_host_port(self.bind) if self.curve_keys is None else None
+        gate_address = _tcp_host_port(self.bind) if self.curve_keys is None and self.is_gated else None
         target = self.bind
         if gate_address is not None:
             target, self._private_folder = private_endpoint()

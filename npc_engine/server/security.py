@@ -11,6 +11,7 @@ Key folder layout (`npc-engine curve-keys DIR` writes it):
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ from ..errors import ConfigError
 __all__ = ["is_loopback", "check_bind", "enable_zap", "write_curve_keys", "ZAP_DOMAIN"]
 
 ZAP_DOMAIN = "npc-engine"
+
+log = logging.getLogger("npc_engine.server")
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -81,6 +84,9 @@ def _load_server_keys(keys_dir: Path) -> tuple[bytes, bytes]:
         raise ConfigError(f"cannot read the server certificate {secret_file}: {exc}") from exc
     if secret is None:
         raise ConfigError(f"{secret_file} holds no secret key")
+    if os.name == "posix" and secret_file.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users (mode %o): chmod 600 it; anyone who reads it can pose as "
+                    "this server", secret_file, secret_file.stat().st_mode & 0o777)
     return public, secret
 
 

@@ -67,15 +67,16 @@ class Server:
 
     Says go through `says` (a `SayService`); by default a `Dialogue` over `engine` (an `Engine`)
     and `store`, which the server closes when it stops. The cluster gateway passes its own.
-    `is_zap_enabled=False` exists only for the benchmark that measures ZAP's cost: without ZAP,
-    libzmq admits old-protocol peers, which a web page's POST can impersonate.
+    `is_zap_enabled=False` and `is_gated=False` exist only for the benchmark that measures what
+    the guards cost: without ZAP, libzmq admits old-protocol peers, which a web page's POST can
+    impersonate; without the gate, a message's frames are not bounded in total.
     """
 
     def __init__(self, engine: EngineSeam, store: Any, *, says: SayService | None = None,
                  bind: str = DEFAULT_BIND, limits: Limits | None = None,
                  curve_keys: str | Path | None = None, is_insecure: bool = False, num_workers: int = 4,
                  max_outstanding_total: int = 4096, observe_capacity: int = DEFAULT_CAPACITY,
-                 is_zap_enabled: bool = True) -> None:
+                 is_zap_enabled: bool = True, is_gated: bool = True) -> None:
         self.engine = engine
         self.store = store
         self.bind = bind
@@ -101,7 +102,7 @@ class Server:
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
         self._listener = Listener(self._context, bind, self.limits, curve_keys=self.curve_keys,
-                                  is_zap_enabled=is_zap_enabled)
+                                  is_zap_enabled=is_zap_enabled, is_gated=is_gated)
         self._thread: threading.Thread | None = None
         self._is_stopping = False
         self._gone: dict[bytes, float] = {}  # identity -> when it was dropped (IO thread only)
