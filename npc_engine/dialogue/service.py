@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..characters.inputs import PromptInputs
 from ..characters.model import StateChange, Turn
 from ..characters.prompt import BuiltPrompt, PromptBuilder, normalize_utterance
 from ..characters.store import Store
@@ -112,6 +113,11 @@ class Dialogue:
         character, or with `is_event` the event `text` happened (caused by `speaker_id`, or None).
         Raises UnknownCharacterError, UnknownSpeakerError, PromptError, RequestError (a character
         speaking to itself)."""
+        prompt, utterance, _ = self._prepare(character_id, speaker_id, text, is_event=is_event)
+        return prompt, utterance
+
+    def _prepare(self, character_id: str, speaker_id: str | None, text: str, *,
+                 is_event: bool) -> tuple[BuiltPrompt, str, PromptInputs]:
         if speaker_id == character_id:
             raise RequestError(f"{character_id!r} cannot speak to itself: the speaker must be someone else "
                                "(another character, or a registered speaker)", character_id=character_id)
@@ -119,18 +125,20 @@ class Dialogue:
             raise RequestError("a say needs a speaker; only an event may have none", character_id=character_id)
         utterance = normalize_utterance(text, character_id=character_id, is_event=is_event)
         inputs = self.state.prompt_inputs(character_id, speaker_id, utterance)
-        return self.builder.build_from(inputs, speaker_id, utterance, is_event=is_event), utterance
+        return self.builder.build_from(inputs, speaker_id, utterance, is_event=is_event), utterance, inputs
 
     def submit(self, character_id: str, speaker_id: str | None, text: str, *,
                template: Template | Mapping[str, Any] | str | Path, seed: int | None = None,
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
                on_draft: Callable[[Draft], None] | None = None, stream: bool = False,
-               key: str | None = None, is_event: bool = False, trace: bool = False) -> SayHandle | CoalescedEvent:
+               key: str | None = None, is_event: bool = False, trace: bool = False,
+               values: Mapping[str, str] | None = None) -> SayHandle | CoalescedEvent:
         """Queue a reply and return at once. `key` makes applying it idempotent (a retried say
         changes state once). With `is_event`, `text` is a game event caused by `speaker_id` (or by
         no one: None), admitted per character as events.py says: it may be coalesced into the
         reply already running (a `CoalescedEvent`) or refused (RateLimitedError). `trace` adds each
-        step's canvas to the drafts (`Engine.submit`). Raises (before
+        step's canvas to the drafts (`Engine.submit`). `values` fill the template's pattern
+        placeholders, over the ones read from state (`line_values`). Raises (before
         queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
         and the engine's RequestErrors."""
         resolved = self.engine.resolve_template(template)
@@ -138,7 +146,7 @@ class Dialogue:
         def start() -> SayHandle:
             return self._start(character_id, speaker_id, text, resolved, seed=seed, priority=priority,
                                deadline_ms=deadline_ms, request_id=request_id, on_draft=on_draft, stream=stream,
-                               key=key, is_event=is_event, trace=trace)
+                               key=key, is_event=is_event, trace=trace, values=values)
 
         if not is_event:
             return start()
@@ -147,11 +155,12 @@ class Dialogue:
     def _start(self, character_id: str, speaker_id: str | None, text: str, resolved: Template, *,
                seed: int | None, priority: float, deadline_ms: float | None, request_id: str | None,
                on_draft: Callable[[Draft], None] | None, stream: bool, key: str | None,
-               is_event: bool, trace: bool) -> SayHandle:
-        prompt, utterance = self.prepare(character_id, speaker_id, text, is_event=is_event)
+               is_event: bool, trace: bool, values: Mapping[str, str] | None) -> SayHandle:
+        prompt, utterance, inputs = self._prepare(character_id, speaker_id, text, is_event=is_event)
         request = self.engine.submit(resolved, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
                                      priority=priority, deadline_ms=deadline_ms, request_id=request_id,
-                                     character_id=character_id, on_draft=on_draft, stream=stream, trace=trace)
+                                     character_id=character_id, on_draft=on_draft, stream=stream, trace=trace,
+                                     values={**line_values(inputs), **(values or {})})
         handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
 
         def on_generated(future: Future[FillResult]) -> None:
@@ -218,3 +227,15 @@ class Dialogue:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def line_values(inputs: PromptInputs) -> dict[str, str]:
+    """Pattern placeholders state fills: `{name}` the character's name, `{player}` the speaker's
+    (when someone speaks), `{town}` the world fact keyed "town" (when the world sets one)."""
+    values = {"name": inputs.character.name}
+    if inputs.speaker_name:
+        values["player"] = inputs.speaker_name
+    town = next((fact.text.strip().rstrip(".") for fact in inputs.world_facts if fact.key == "town"), None)
+    if town:
+        values["town"] = town
+    return values

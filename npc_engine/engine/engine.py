@@ -193,6 +193,7 @@ class Engine:
         on_draft: Callable[[Draft], None] | None = None,
         stream: bool = False,
         trace: bool = False,
+        values: Mapping[str, str] | None = None,
     ) -> RequestHandle:
         """Queue one generation and return at once.
 
@@ -201,10 +202,12 @@ class Engine:
         `deadline_ms` is a soft deadline from now: when it passes the request is finalized from
         its best canvas so far. `on_draft` is called on the engine thread after each step;
         `stream=True` makes `handle.drafts()` available. `trace=True` adds each step's canvas
-        (`Draft.trace`) to the drafts: a debugging aid that costs a host copy per step.
+        (`Draft.trace`) to the drafts: a debugging aid that costs a host copy per step. `values`
+        fill the `{name}` placeholders of the template's pattern slots.
         Raises TemplateError, PromptError, DeadlineError, DuplicateRequestError, QueueFullError.
         """
         plan = self.compiler.compile(self.resolve_template(template))
+        automata = self.compiler.slot_automata(plan, values or {})
         prefix_ids, turn_ids = self.prompts.check(prompt) if isinstance(prompt, EncodedPrompt) \
             else self.prompts.encode(prompt, prefix)
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) \
@@ -243,7 +246,7 @@ class Engine:
                 request_id=request_id, plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids, seed=seed,
                 generator=RequestNoise(seed),
                 priority=float(priority), deadline_s=deadline_s, character_id=character_id,
-                on_draft=draft_listener if (on_draft is not None or stream) else None,
+                on_draft=draft_listener if (on_draft is not None or stream) else None, automata=automata,
                 arrival_index=next(self._arrivals), submitted_s=time.perf_counter(), is_traced=bool(trace),
             )
             self.core.post_submit(request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..diffusion.noise import RequestNoise
 from ..templates import CanvasPlan
@@ -115,6 +115,7 @@ class Request:
     deadline_s: float | None = None
     character_id: str | None = None
     on_draft: Callable[[Draft], None] | None = None
+    automata: Mapping[str, Any] = field(default_factory=dict)  # pattern slot -> its filled TokenAutomaton
     arrival_index: int = 0
     submitted_s: float = 0.0
     status: RequestStatus = RequestStatus.WAITING

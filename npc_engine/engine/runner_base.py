@@ -111,4 +111,4 @@ class RunnerBase:
     def render(self, request: Request) -> dict[str, Any]:
         """The template's fields from the request's argmax canvas (valid after any step >= 1)."""
         return render(request.plan, request.argmax_canvas, request.self_conditioning_logits,
-                      self.backend.tokenizer)
+                      self.backend.tokenizer, request.automata)

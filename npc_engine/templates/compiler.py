@@ -6,16 +6,19 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
 from ..diffusion.constants import MASKED_LOGIT
 from ..errors import TemplateError, TemplateTooLargeError
+from .pattern import PatternCompiler
+from .placeholders import fill_placeholders, placeholders_of
 from .spec import ChoiceSlot, IntegerSlot, Template, TextSlot
 
 if TYPE_CHECKING:  # the plan is numpy; only the PyTorch runner asks for torch tensors
+    from ..diffusion.automaton import TokenAutomaton
     from ..diffusion.constraint import CanvasConstraint
 
 __all__ = ["CanvasPlan", "SlotPlan", "TemplateCompiler", "FORBIDDEN_TEXT_CHARS"]
@@ -42,6 +45,7 @@ class SlotPlan:
     min_tokens: int = 0
     values: tuple[Any, ...] = ()           # choice/integer/boolean: the Python value of each option
     option_ids: np.ndarray | None = None  # int64 (num_options, length), padded with the pad id
+    pattern: str | None = None             # text: the regular expression the line matches (unfilled)
 
 
 @dataclass
@@ -129,6 +133,7 @@ class TemplateCompiler:
         self.max_cached_bytes = max_cached_bytes
         self._lock = threading.Lock()
         self._text_vocab: np.ndarray | None = None
+        self._patterns: PatternCompiler | None = None
 
     @classmethod
     def for_backend(cls, backend: Any) -> "TemplateCompiler":
@@ -170,6 +175,30 @@ class TemplateCompiler:
     def num_cached_bytes(self) -> int:
         with self._lock:
             return sum(plan.num_bytes for plan in self._plans.values())
+
+    @property
+    def patterns(self) -> PatternCompiler:
+        """Compiles text-slot patterns to token automata over this tokenizer's text tokens."""
+        if self._patterns is None:
+            eos = self.eos_token_ids[0] if self.eos_token_ids else self.pad_token_id
+            self._patterns = PatternCompiler(self.tokenizer, self.text_vocabulary(), eos)
+        return self._patterns
+
+    def slot_automata(self, plan: CanvasPlan, values: Mapping[str, str]) -> dict[str, TokenAutomaton]:
+        """The automaton of each pattern slot of `plan`, its placeholders filled from `values`
+        (TemplateError, naming template, slot and placeholder, before anything is queued)."""
+        return {slot.name: self._automaton(plan.template.name, slot, values)
+                for slot in plan.slots if slot.pattern is not None}
+
+    def _automaton(self, template: str, slot: SlotPlan, values: Mapping[str, str]) -> TokenAutomaton:
+        regex = fill_placeholders(slot.pattern or "", values, template=template, slot=slot.name)
+        automaton = self.patterns.compile(regex, template=template, slot=slot.name)
+        fewest = automaton.min_tokens_to_accept()
+        if fewest is not None and fewest > slot.length:
+            raise TemplateError(f"template {template!r} slot {slot.name!r}: the shortest line its pattern "
+                                f"allows takes {fewest} tokens; max_tokens is {slot.length}",
+                                template=template, slot=slot.name)
+        return automaton
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -226,7 +255,10 @@ class TemplateCompiler:
                     raise TemplateError(f"template {template.name!r} slot {piece.name!r}: this "
                                         "tokenizer has no token a text slot may use",
                                         template=template.name, slot=piece.name)
-                plan = SlotPlan(piece.name, "text", start, piece.max_tokens, min_tokens=piece.min_tokens)
+                plan = SlotPlan(piece.name, "text", start, piece.max_tokens, min_tokens=piece.min_tokens,
+                                pattern=piece.pattern)
+                if piece.pattern is not None and not placeholders_of(piece.pattern):
+                    self._automaton(template.name, plan, {})  # refused now, not at the first say
             else:
                 plan = self._plan_options(template, piece, start)
             slot_plans.append(plan)
@@ -252,7 +284,8 @@ class TemplateCompiler:
             span = slice(plan.start, plan.start + plan.length)
             if plan.kind == "text":
                 allowed[span] = self.text_vocabulary()
-                allowed[plan.start + plan.min_tokens: span.stop, self.pad_token_id] = True
+                first_pad = plan.start if plan.pattern is not None else plan.start + plan.min_tokens
+                allowed[first_pad: span.stop, self.pad_token_id] = True
             else:
                 positions = np.broadcast_to(np.arange(plan.start, span.stop), plan.option_ids.shape)
                 allowed[positions.reshape(-1), plan.option_ids.reshape(-1)] = True

@@ -3,15 +3,18 @@
 Text slots are read from the argmax canvas up to the first pad. Choice, integer and boolean slots
 are resolved jointly: every option is scored by the summed log-probability of all its tokens
 (pads included) under the step's logits, and the best whole option wins. So the result is always
-exactly one option, even when one option is a prefix of another.
+exactly one option, even when one option is a prefix of another. A pattern text slot is resolved
+the same way over its automaton: the most probable token sequence the pattern accepts under the
+step's logits (diffusion/automaton.py), so every draft and the reply match it in full.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..diffusion.automaton import TokenAutomaton, best_accepted
 from ..errors import GenerationError
 from .compiler import CanvasPlan, SlotPlan
 
@@ -33,9 +36,7 @@ def choose_options(plan: CanvasPlan, logits: Any) -> dict[str, int]:
     for slot in plan.slots:
         if slot.option_ids is None:
             continue
-        span_logits = _host_float32(logits[slot.start: slot.start + slot.length])
-        peak = span_logits.max(axis=-1, keepdims=True)
-        log_probs = span_logits - peak - np.log(np.exp(span_logits - peak).sum(axis=-1, keepdims=True))
+        log_probs = _log_softmax(_host_float32(logits[slot.start: slot.start + slot.length]))
         positions = np.broadcast_to(np.arange(slot.length), slot.option_ids.shape)
         scores = log_probs[positions, slot.option_ids].sum(axis=-1)
         chosen[slot.name] = int(np.argmax(scores))
@@ -49,13 +50,28 @@ def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: 
     return tokenizer.decode(ids).strip()
 
 
-def render(plan: CanvasPlan, canvas: Any, logits: Any, tokenizer: Any) -> dict[str, Any]:
-    """Read every slot from one canvas (L,) and its logits (L, V); validate with the template's model."""
+def _log_softmax(span_logits: np.ndarray) -> np.ndarray:
+    peak = span_logits.max(axis=-1, keepdims=True)
+    return span_logits - peak - np.log(np.exp(span_logits - peak).sum(axis=-1, keepdims=True))
+
+
+def _read_pattern(slot: SlotPlan, automaton: TokenAutomaton, logits: Any, pad_token_id: int, tokenizer: Any) -> str:
+    log_probs = _log_softmax(_host_float32(logits[slot.start: slot.start + slot.length]))
+    ids = [int(i) for i in best_accepted(log_probs, automaton, pad_token_id)]
+    return tokenizer.decode(ids[: ids.index(pad_token_id)] if pad_token_id in ids else ids)
+
+
+def render(plan: CanvasPlan, canvas: Any, logits: Any, tokenizer: Any,
+           automata: Mapping[str, TokenAutomaton] | None = None) -> dict[str, Any]:
+    """Read every slot from one canvas (L,) and its logits (L, V); validate with the template's
+    model. `automata`: each pattern slot's filled automaton (the request's)."""
     canvas_ids = [int(token) for token in canvas.tolist()]
     chosen = choose_options(plan, logits)
     fields: dict[str, Any] = {}
     for slot in plan.slots:
-        if slot.kind == "text":
+        if slot.kind == "text" and automata and slot.name in automata:
+            fields[slot.name] = _read_pattern(slot, automata[slot.name], logits, plan.pad_token_id, tokenizer)
+        elif slot.kind == "text":
             fields[slot.name] = _read_text(slot, canvas_ids, plan.pad_token_id, tokenizer)
         else:
             fields[slot.name] = slot.values[chosen[slot.name]]

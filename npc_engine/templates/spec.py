@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import TemplateError
 from .effects import EFFECT_SLOT_KINDS, MAX_FLAG_STRING_CHARS, MAX_MOOD_CHARS, Effect
+from .placeholders import check_pattern_syntax
 
 __all__ = [
     "TextSlot",
@@ -26,10 +27,12 @@ __all__ = [
     "Template",
     "load_template",
     "MAX_INTEGER_RANGE",
+    "MAX_PATTERN_CHARS",
 ]
 
 # Integers are resolved jointly like choices (one option per value), so the range is bounded.
 MAX_INTEGER_RANGE = 10_001
+MAX_PATTERN_CHARS = 32_768
 _NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
@@ -39,16 +42,24 @@ class _SlotBase(BaseModel):
 
 
 class TextSlot(_SlotBase):
-    """Free text of 1..`max_tokens` tokens; never contains quotes, braces, newlines or special tokens."""
+    """Free text of 1..`max_tokens` tokens; never contains quotes, braces, newlines or special tokens.
+
+    With `pattern`, the line always matches that regular expression in full (alternatives,
+    optional groups, character classes, bounded repeats); `{name}` placeholders in it are filled
+    per say with escaped values (templates/placeholders.py)."""
 
     kind: Literal["text"] = "text"
     max_tokens: int = Field(default=32, ge=1, le=1024)
     min_tokens: int = Field(default=1, ge=0)
+    pattern: str | None = Field(default=None, min_length=1, max_length=MAX_PATTERN_CHARS, description=(
+        "a regular expression the whole line matches; {name} placeholders take the say's values"))
 
     @model_validator(mode="after")
     def _check_bounds(self) -> "TextSlot":
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens ({self.min_tokens}) > max_tokens ({self.max_tokens})")
+        if self.pattern is not None:
+            check_pattern_syntax(self.pattern)
         return self
 
 

@@ -1,0 +1,156 @@
+"""The most probable token sequence a token automaton accepts, under per-position distributions.
+
+On a diffusion canvas every position is decided at once, so a left-to-right grammar mask does not
+apply. Instead (as DINGO, "Constrained Inference for Diffusion LLMs", 2025, does for regular
+languages) a dynamic program over positions x automaton states finds, for a slot of L positions,
+the sequence t_1..t_k (k <= L) that the automaton accepts and that maximizes
+sum_p log p_p(t_p) + sum_{p>k} log p_p(pad): the accepted text, then padding to the slot's end,
+padding allowed only after an accepting state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["TokenAutomaton", "best_accepted", "best_accepted_batch"]
+
+
+@dataclass(frozen=True, eq=False)
+class TokenAutomaton:
+    """A deterministic automaton over token ids: state 0 starts; edge i goes from `edge_src[i]`
+    to `edge_dst[i]` on token `edge_token[i]`; `is_final[s]` says whether s accepts. Edges are
+    kept sorted by destination (the dynamic program reduces over each state's incoming edges)."""
+
+    num_states: int
+    edge_src: np.ndarray     # int64 (E,)
+    edge_token: np.ndarray   # int64 (E,)
+    edge_dst: np.ndarray     # int64 (E,), non-decreasing
+    is_final: np.ndarray     # bool (S,)
+
+    @classmethod
+    def from_edges(cls, num_states: int, edges: np.ndarray, is_final: np.ndarray) -> "TokenAutomaton":
+        """From (E, 3) rows of (source, token, destination), in any order."""
+        edges = np.asarray(edges, dtype=np.int64).reshape(-1, 3)
+        edges = edges[np.argsort(edges[:, 2], kind="stable")]
+        return cls(num_states, edges[:, 0].copy(), edges[:, 1].copy(), edges[:, 2].copy(),
+                   np.asarray(is_final, dtype=np.bool_))
+
+    @cached_property
+    def layout(self) -> "_Layout":
+        """The edges laid out for the dynamic program: states grouped by width (in-degree rounded
+        up to a power of two); within a group, column j holds every state's j-th incoming edge
+        (padding: an edge from a dead state), so a position's per-state maxima are a few
+        elementwise maxima of contiguous halves."""
+        first = np.searchsorted(self.edge_dst, np.arange(self.num_states + 1))
+        degree = np.diff(first)
+        width = np.where(degree > 0, 2 ** np.ceil(np.log2(np.maximum(degree, 1))).astype(np.int64), 0)
+        order, groups = [], []
+        slot_base, slot_stride = np.zeros(self.num_states, np.int64), np.ones(self.num_states, np.int64)
+        offset = 0
+        for size in np.unique(width[width > 0]):
+            states = np.flatnonzero(width == size)
+            columns = np.arange(size)[:, None]
+            block = np.where(columns < degree[states][None, :], first[states][None, :] + columns, self.num_edges)
+            order.append(block.reshape(-1))  # column-major: (width, num_states) flattened
+            slot_base[states] = offset + np.arange(states.shape[0])
+            slot_stride[states] = states.shape[0]
+            groups.append((states, offset, int(states.shape[0]), int(size)))
+            offset += block.size
+        edge_of = np.concatenate(order) if order else np.zeros(0, np.int64)   # slot -> edge (E = padding)
+        src = np.append(self.edge_src, self.num_states)[edge_of].astype(np.int32)  # int32: faster gathers
+        token = np.append(self.edge_token, 0)[edge_of].astype(np.int32)
+        return _Layout(edge_of, src, token, groups, slot_base, slot_stride, width)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_src.shape[0])
+
+    def min_tokens_to_accept(self) -> int | None:
+        """Fewest tokens from the start to an accepting state (None: it accepts nothing)."""
+        distance = np.full(self.num_states, -1, dtype=np.int64)
+        distance[0], frontier, steps = 0, np.array([0]), 0
+        while frontier.size:
+            if self.is_final[frontier].any():
+                return steps
+            steps += 1
+            leaving = np.isin(self.edge_src, frontier)
+            reached = np.unique(self.edge_dst[leaving])
+            frontier = reached[distance[reached] < 0]
+            distance[frontier] = steps
+        return None
+
+    def accepts(self, tokens: Sequence[int]) -> bool:
+        """Whether the automaton accepts exactly `tokens` (a test and debugging aid)."""
+        table = {(int(s), int(t)): int(d) for s, t, d in zip(self.edge_src, self.edge_token, self.edge_dst)}
+        state = 0
+        for token in tokens:
+            state = table.get((state, int(token)), -1)
+            if state < 0:
+                return False
+        return bool(self.is_final[state])
+
+
+def best_accepted(log_probs: np.ndarray, automaton: TokenAutomaton, pad_token_id: int) -> np.ndarray:
+    """(L,) token ids: the most probable sequence `automaton` accepts under `log_probs` ((L, V)
+    log-probabilities of one slot's positions), then padding to the slot's end.
+
+    NumPy on the host, so the PyTorch and ONNX runners share it. Each position is one gather over
+    the laid-out edges (at most twice the edges) and a row maximum per width group. All padding
+    when nothing is accepted within L tokens (refused at registration through
+    `TokenAutomaton.min_tokens_to_accept`)."""
+    log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)
+    length = log_probs.shape[0]
+    layout = automaton.layout
+    pad = log_probs[:, pad_token_id].astype(np.float64)
+    pad_suffix = np.concatenate([np.cumsum(pad[::-1])[::-1], [0.0]])
+    finals = np.flatnonzero(automaton.is_final)
+    score = np.full(automaton.num_states + 1, -np.inf, dtype=np.float32)  # the last: the dead state
+    score[0] = 0.0
+    candidates = np.empty((length, layout.src.shape[0]), dtype=np.float32)
+    ends = np.full((length + 1, finals.shape[0]), -np.inf)  # text of p tokens ending in a final state
+    for position in range(length):
+        ends[position] = score[finals] + pad_suffix[position]
+        candidate = candidates[position]
+        np.add(np.take(score, layout.src), np.take(log_probs[position], layout.token), out=candidate)
+        score = np.full(automaton.num_states + 1, -np.inf, dtype=np.float32)
+        for states, start, num_states, width in layout.groups:
+            block = candidate[start:start + num_states * width].reshape(width, num_states)
+            while width > 1:  # fold the halves: contiguous elementwise maxima
+                width //= 2
+                block = np.maximum(block[:width], block[width:])
+            score[states] = block[0]
+    ends[length] = score[finals]
+    out = np.full(length, pad_token_id, dtype=np.int64)
+    if not finals.size or not np.isfinite(ends).any():
+        return out
+    end, column = np.unravel_index(int(np.argmax(ends)), ends.shape)
+    state = int(finals[column])
+    for position in range(end - 1, -1, -1):
+        base, stride = layout.slot_base[state], layout.slot_stride[state]
+        column = int(np.argmax(candidates[position, base:base + layout.width[state] * stride:stride]))
+        edge = layout.edge_of[base + column * stride]
+        out[position] = automaton.edge_token[edge]
+        state = int(automaton.edge_src[edge])
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    edge_of: np.ndarray      # (E',) the edge at each slot; E (one past the last) pads
+    src: np.ndarray          # (E',) its source state (the dead state for padding)
+    token: np.ndarray        # (E',) its token (0 for padding: any id, its source is dead)
+    groups: list[tuple[np.ndarray, int, int, int]]  # (states, first slot, how many states, width)
+    slot_base: np.ndarray    # (S,) the slot of a state's first incoming edge
+    slot_stride: np.ndarray  # (S,) from one of its edges to the next (its group's size)
+    width: np.ndarray        # (S,)
+
+
+def best_accepted_batch(log_probs: np.ndarray, automata: Sequence[TokenAutomaton],
+                        pad_token_id: int) -> np.ndarray:
+    """(B, L): `best_accepted` for each row of (B, L, V) `log_probs` with its own automaton."""
+    return np.stack([best_accepted(log_probs[row], automaton, pad_token_id)
+                     for row, automaton in enumerate(automata)])

@@ -1,0 +1,64 @@
+"""The corpus grammar's NPC lines as one regular expression, for pattern text slots.
+
+A line is a mood opener, then an intent's (or a game event's) line, exactly as `compose_line`
+writes it: after an opener ending in a comma the line goes on in lower case, unless it starts
+with "I" or a name. `{player}`, `{name}`, `{town}`, `{signature}` and `{role}` stay placeholders
+(a say fills them from state); items and places become alternations of the world's own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .corpus import ITEMS, MOOD_OPENERS, PLACES
+from .data import TURN_KINDS
+
+__all__ = ["world_line_pattern", "LINE_PLACEHOLDERS"]
+
+LINE_PLACEHOLDERS = ("player", "name", "town", "signature", "role")
+_NAMES = ("{player}", "{name}", "{town}")
+
+
+def world_line_pattern(*, openers: dict[str, list[str]] = MOOD_OPENERS, items: list[str] = ITEMS,
+                       places: list[str] = PLACES) -> str:
+    """Every line the corpus grammar can produce, as a pattern with placeholders."""
+    bodies = sorted({line for kind in TURN_KINDS.values() for line in kind["lines"]})
+    all_openers = sorted({o for mood_openers in openers.values() for o in mood_openers})
+    plain = [o for o in all_openers if not o.endswith(",")]
+    comma = [o for o in all_openers if o.endswith(",")]
+    fillers = {"item": _any_of(items), "place": _any_of(places)}
+    upper = _any_of([_body(b, fillers, lower=False) for b in bodies], is_escaped=True)
+    lower = _any_of([_body(b, fillers, lower=True) for b in bodies], is_escaped=True)
+    return f"({_any_of(plain)} {upper}|{_any_of(comma)} {lower})"
+
+
+def _body(line: str, fillers: dict[str, str], *, lower: bool) -> str:
+    """One line as a regex: escaped text, placeholders kept, items and places as alternations."""
+    if lower and not line.startswith("I ") and not line.startswith(_NAMES):
+        if line.startswith(("{item}", "{place}")):
+            key = line[1:line.index("}")]
+            return _lower_first(fillers[key]) + _escaped(line[len(key) + 2:], fillers)
+        line = line[0].lower() + line[1:]
+    elif not lower and line.startswith(("{item}", "{place}")):
+        key = line[1:line.index("}")]
+        return _upper_first(fillers[key]) + _escaped(line[len(key) + 2:], fillers)
+    return _escaped(line, fillers)
+
+
+def _escaped(text: str, fillers: dict[str, str]) -> str:
+    parts = re.split(r"(\{[a-z]+\})", text)
+    return "".join(fillers.get(p[1:-1], p) if p.startswith("{") else re.escape(p) for p in parts)
+
+
+def _any_of(options: list[str], *, is_escaped: bool = False) -> str:
+    return "(" + "|".join(o if is_escaped else re.escape(o) for o in options) + ")"
+
+
+def _upper_first(alternation: str) -> str:
+    options = alternation[1:-1].split("|")
+    return "(" + "|".join(o[0].upper() + o[1:] for o in options) + ")"
+
+
+def _lower_first(alternation: str) -> str:
+    options = alternation[1:-1].split("|")
+    return "(" + "|".join(o[0].lower() + o[1:] for o in options) + ")"

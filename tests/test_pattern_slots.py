@@ -1,0 +1,94 @@
+"""Pattern text slots end to end in-process: a template whose line must match a pattern, its
+placeholders filled from state and per say, every draft and the reply matching it (tiny random
+model and the built-in model), and the refusals at registration and at submit."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from npc_engine import Dialogue, Store, TemplateError
+from npc_engine.diffusion import DiffusionSettings
+from npc_engine.engine import Engine
+from npc_engine.templates.placeholders import fill_placeholders
+from npc_engine.training.line_pattern import world_line_pattern
+
+GREETING = r"(Hello|Bah|Well met), {player}\. (I am {name}\.|Welcome to {town}\.|Safe roads\.)"
+TEMPLATE = {"name": "greeting", "slots": [
+    {"name": "say", "kind": "text", "max_tokens": 24, "pattern": GREETING},
+    {"name": "emotion", "kind": "choice", "options": ["glad", "cross"]}],
+    "effects": [{"kind": "set_mood", "slot": "emotion"}]}
+
+
+def _world(engine: Engine) -> tuple[Store, Dialogue]:
+    store = Store(":memory:")
+    store.upsert_speaker({"id": "player", "name": "Aria"})
+    store.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith of Thornvale."})
+    store.set_world_fact("town", "Thornvale")
+    return store, Dialogue(engine, store)
+
+
+@pytest.fixture(scope="module")
+def tiny(backend):
+    settings = DiffusionSettings.from_generation_config(backend.model.generation_config)
+    engine = Engine(backend, settings.with_overrides(max_denoising_steps=4))
+    engine.register_template(TEMPLATE)
+    return engine
+
+
+def test_every_draft_and_the_reply_match_with_names_from_state(tiny):
+    store, dialogue = _world(tiny)
+    expected = fill_placeholders(GREETING, {"player": "Aria", "name": "Brom", "town": "Thornvale"})
+    for seed in range(6):
+        drafts = []
+        handle = dialogue.submit("brom", "player", "Hi!", template="greeting", seed=seed,
+                                 on_draft=lambda draft: drafts.append(draft.fields["say"]))
+        tiny.wait(handle.request)
+        result = handle.result(30)
+        assert re.fullmatch(expected, result.fields["say"]), result.fields["say"]
+        assert drafts and all(re.fullmatch(expected, line) for line in drafts), drafts
+        assert store.get_character("brom").recent_turns[-1].text == result.fields["say"]
+
+
+def test_a_say_overrides_values_and_refuses_bad_ones_before_queueing(tiny):
+    store, dialogue = _world(tiny)
+    result = dialogue.say("brom", "player", "Hi!", template="greeting", seed=1, values={"player": "Old Tom"})
+    assert result.fields["say"].split(",")[0] in ("Hello", "Bah", "Well met") and ", Old Tom." in result.fields["say"]
+    before = store.get_character("brom")
+    with pytest.raises(TemplateError, match=r"value of \{player\}.*quote") as bad:
+        dialogue.say("brom", "player", "Hi!", template="greeting", values={"player": 'Aria"'})
+    assert bad.value.template == "greeting" and bad.value.slot == "say"
+    store.delete_world_fact("town")
+    with pytest.raises(TemplateError, match=r"placeholder \{town\} has no value"):
+        dialogue.say("brom", "player", "Hi!", template="greeting")
+    assert store.get_character("brom") == before  # nothing queued, nothing written
+
+
+def test_patterns_are_refused_at_registration_when_they_cannot_fit(tiny):
+    too_long = {"name": "long", "slots": [{"name": "say", "kind": "text", "max_tokens": 2,
+                                           "pattern": r"Well met, traveller, and welcome to the forge\."}]}
+    with pytest.raises(TemplateError, match="shortest line its pattern allows takes"):
+        tiny.register_template(too_long)
+    with pytest.raises(TemplateError, match="not a regular expression"):
+        tiny.register_template({"name": "bad", "slots": [{"name": "say", "kind": "text", "pattern": "(Hi"}]})
+    assert "long" not in tiny.templates and "bad" not in tiny.templates
+
+
+def test_the_built_in_model_speaks_its_world_lines_with_the_right_names():
+    engine = Engine.from_pretrained()
+    authored = {"name": "authored", "slots": [
+        {"name": "say", "kind": "text", "max_tokens": 32, "pattern": world_line_pattern()},
+        {"name": "emotion", "kind": "choice", "options": ["happy", "angry", "afraid", "sad", "curious",
+                                                          "neutral", "suspicious"]}]}
+    engine.register_template(authored)
+    store, dialogue = _world(engine)
+    values = {"signature": "Steel never lies", "role": "the smith"}
+    expected = fill_placeholders(world_line_pattern(), {"player": "Aria", "name": "Brom", "town": "Thornvale",
+                                                       **values})
+    lines = [dialogue.say("brom", "player", text, template="authored", seed=seed, values=values).fields["say"]
+             for seed, text in enumerate(["Hello there.", "I want to buy rope.", "You are a fool.",
+                                          "Heard any rumours?"])]
+    assert all(re.fullmatch(expected, line) for line in lines), lines
+    assert not any(name in line for line in lines for name in ("Lira", "Bram", "Cass"))  # other players' names
+    engine.close()
