@@ -154,6 +154,17 @@ def test_python_client_ops_through_the_gateway(cluster):
             client.say("tam", "player", "x", template="nope")
 
 
+def test_a_pattern_line_with_values_through_the_gateway(cluster):
+    template = {"name": "cluster_pattern", "slots": [
+        {"name": "say", "kind": "text", "max_tokens": 16, "pattern": r"(Hello|Bah), {player}\. I have {item}\."}]}
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "patterned", "name": "Pat", "persona": PERSONA})
+        client.register_template(template)
+        reply = client.say("patterned", "player", "Hello?", template="cluster_pattern", seed=1,
+                           values={"item": "rope"})
+    assert reply.fields["say"] in ("Hello, Aria. I have rope.", "Bah, Aria. I have rope.")
+
+
 def test_the_gateway_refuses_cross_protocol_posts_and_endless_messages(cluster):
     send_cross_protocol_posts(cluster.endpoint, "world.set", lambda i: {"key": f"web-{i}", "text": "pwned"})
     attacker, num_sent = RawZmtp3(cluster.endpoint), 0

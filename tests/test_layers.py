@@ -90,7 +90,7 @@ RANK = {"_lazy": 0, "errors": 0, "bounds": 0, "models": 1, "diffusion": 2, "temp
 LEAVES = {"client", "protocol"}
 LEAF_MAY_IMPORT = {"npc_engine", "npc_engine._lazy", "npc_engine.errors", "npc_engine.bounds", "npc_engine.characters",
                    "npc_engine.characters.model", "npc_engine.templates", "npc_engine.templates.spec",
-                   "npc_engine.templates.effects"}
+                   "npc_engine.templates.effects", "npc_engine.templates.placeholders"}
 
 
 def _layer(module: str) -> str:

@@ -92,3 +92,27 @@ def test_the_built_in_model_speaks_its_world_lines_with_the_right_names():
     assert all(re.fullmatch(expected, line) for line in lines), lines
     assert not any(name in line for line in lines for name in ("Lira", "Bram", "Cass"))  # other players' names
     engine.close()
+
+
+def test_pattern_templates_and_values_over_the_wire(backend):
+    from npc_engine import ServerError
+    from npc_engine.client import Client
+
+    from .server_helpers import make_server, running
+
+    with running(make_server(backend)) as server, Client(server.endpoint, timeout_s=60) as client:
+        assert "patterns" in client.hello().capabilities
+        client.register_template(TEMPLATE)
+        stream = client.say_stream("brom", "player", "Hi!", template="greeting", seed=2,
+                                   values={"town": "Ashford"})
+        drafts = [draft.fields["say"] for draft in stream]
+        expected = fill_placeholders(GREETING, {"player": "Aria", "name": "Brom", "town": "Ashford"})
+        assert re.fullmatch(expected, stream.result().fields["say"])
+        assert drafts and all(re.fullmatch(expected, line) for line in drafts), drafts
+        with pytest.raises(ServerError) as missing:
+            client.say("brom", "player", "Hi!", template="greeting")  # no town in the world, none given
+        assert missing.value.code == "invalid_template" and "{town}" in missing.value.server_message
+        with pytest.raises(ServerError) as bad:
+            client.say("brom", "player", "Hi!", template="greeting", values={"town": "a" * 65})
+        assert bad.value.code == "invalid_request"  # over the wire's 64 characters: refused at the boundary
+        assert client.ping()

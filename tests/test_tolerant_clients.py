@@ -1,4 +1,4 @@
-"""A client against a newer minor server (1.2), which may add fields and event kinds: the
+"""A client against a newer minor server (1.4), which may add fields and event kinds: the
 protocol's promise is that a minor version only adds, so the client must read what it knows and
 ignore the rest. And one request's bad event fails that request only."""
 
@@ -33,18 +33,18 @@ def grow(value, key: str | None = None):
 
 
 class NewerServer(Server):
-    """The real server, speaking "1.3": extra fields everywhere, and a new event kind before each draft."""
+    """The real server, speaking "1.4": extra fields everywhere, and a new event kind before each draft."""
 
     def _send(self, identity, payload, *, finishes=None, draft_of=None):
         message = msgpack.unpackb(payload, raw=False)
         if message.get("type") == "event" and message.get("event") == "draft":
             thought = {"type": "event", "event": "thought", "request_id": message["request_id"],
-                       "protocol_version": "1.3", "thought": {"text": "hmm", "weight": 0.5}}
+                       "protocol_version": "1.4", "thought": {"text": "hmm", "weight": 0.5}}
             super()._send(identity, encode(thought))
         message = grow(message)
-        message["protocol_version"] = "1.3"
+        message["protocol_version"] = "1.4"
         if message.get("type") == "reply" and message.get("op") == "hello" and message.get("ok"):
-            message["result"]["protocol_version"] = "1.3"
+            message["result"]["protocol_version"] = "1.4"
         super()._send(identity, encode(message), finishes=finishes, draft_of=draft_of)
 
 
@@ -74,7 +74,7 @@ def newer(backend, cls=NewerServer):
 def test_a_1_0_client_reads_a_1_1_server(backend):
     with running(newer(backend)) as server, Client(server.endpoint, timeout_s=60) as client:
         hello = client.hello()
-        assert hello.protocol_version == "1.3" and hello.model.num_parameters > 0
+        assert hello.protocol_version == "1.4" and hello.model.num_parameters > 0
         character = client.upsert_character({"id": "mira", "name": "Mira", "persona": "A herbalist.",
                                              "flags": {"met": True}})
         assert character.name == "Mira" and character.flags == {"met": True}
@@ -94,7 +94,7 @@ def test_a_1_0_client_reads_a_1_1_server(backend):
 def test_an_async_1_0_client_reads_a_1_1_server(backend):
     async def talk(endpoint):
         async with AsyncClient(endpoint, timeout_s=60) as client:
-            assert (await client.hello()).protocol_version == "1.3"
+            assert (await client.hello()).protocol_version == "1.4"
             assert (await client.get_character("brom")).name == "Brom"
             items = [item async for item in client.say_stream("brom", "player", "Hi", template="shopkeeper_reply",
                                                               seed=3)]

@@ -64,7 +64,8 @@ def _template_map(template: Template | Mapping[str, Any] | str | Path) -> dict[s
 
 
 def _say_fields(character_id: str, speaker_id: str | None, text: str, template: str, seed: int | None,
-                priority: float, deadline_ms: float | None, stream: bool, *, is_event: bool = False) -> dict[str, Any]:
+                priority: float, deadline_ms: float | None, stream: bool, *, is_event: bool = False,
+                values: Mapping[str, str] | None = None) -> dict[str, Any]:
     fields: dict[str, Any] = {"character_id": character_id, "event" if is_event else "text": text,
                               "template": template, "priority": float(priority), "stream": stream}
     if speaker_id is not None:
@@ -73,6 +74,8 @@ def _say_fields(character_id: str, speaker_id: str | None, text: str, template: 
         fields["seed"] = seed
     if deadline_ms is not None:
         fields["deadline_ms"] = float(deadline_ms)
+    if values:  # since 1.3; left out when empty, so a say to an older server stays valid
+        fields["values"] = dict(values)
     return fields
 
 
@@ -136,21 +139,23 @@ class Ops:
         return self._call("template.list", extract=lambda r: [Template.model_validate(t) for t in r.templates])
 
     def say(self, character_id: str, speaker_id: str, text: str, *, template: str, seed: int | None = None,
-            priority: float = 0.0, deadline_ms: float | None = None, timeout: float | None = None) -> m.SayResult:
+            priority: float = 0.0, deadline_ms: float | None = None, timeout: float | None = None,
+            values: Mapping[str, str] | None = None) -> m.SayResult:
         """The reply: fields, finish_reason and the state changes applied (a timed-out say is
-        cancelled on the server)."""
-        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False)
+        cancelled on the server). `values` (protocol 1.3) fill the template's pattern placeholders."""
+        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False,
+                             values=values)
         return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def react(self, character_id: str, event: str, *, template: str, causer_id: str | None = None,
               seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-              timeout: float | None = None) -> m.SayResult:
+              timeout: float | None = None, values: Mapping[str, str] | None = None) -> m.SayResult:
         """The character's reply to a game event ("Aria walks into the forge"), caused by
         `causer_id` or by no one (protocol 1.1: a `say` with `event`). An event while the
         character answers another is answered with that reply (`coalesced`); one sooner than the
         server's `min_event_interval_ms` raises ServerError code `rate_limited`."""
         fields = _say_fields(character_id, causer_id, event, template, seed, priority, deadline_ms, False,
-                             is_event=True)
+                             is_event=True, values=values)
         return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def cancel(self, request_id: str) -> None:
@@ -250,7 +255,7 @@ class Client(Ops):
 
     def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
                    seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-                   timeout: float | None = None) -> SayStream:
+                   timeout: float | None = None, values: Mapping[str, str] | None = None) -> SayStream:
         """Iterate drafts as they come; `.result()` afterwards (or at any time) is the reply."""
         drafts: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -259,7 +264,8 @@ class Client(Ops):
             if draft is not None:
                 drafts.put(draft)
 
-        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True)
+        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True,
+                             values=values)
         request_id, future = self.connection.submit("say", fields, on_event=on_event)
         return SayStream(self, request_id, future, drafts, self.timeout_s if timeout is None else timeout)
 
@@ -317,7 +323,8 @@ class AsyncClient(Ops):
 
     async def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
                          seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-                         timeout: float | None = None) -> AsyncIterator[DraftBody | m.SayResult]:
+                         timeout: float | None = None,
+                         values: Mapping[str, str] | None = None) -> AsyncIterator[DraftBody | m.SayResult]:
         """Yields each draft, then the final `SayResult` as the last item."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -327,7 +334,8 @@ class AsyncClient(Ops):
             if draft is not None:
                 loop.call_soon_threadsafe(events.put_nowait, draft)
 
-        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True)
+        fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True,
+                             values=values)
         request_id, future = self.sync.connection.submit("say", fields, on_event=on_event)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, _DONE))
         timeout = self.sync.timeout_s if timeout is None else timeout

@@ -63,11 +63,13 @@ class SayService(Protocol):
     def submit(self, character_id: str, speaker_id: str | None, text: str, *, template: Template,
                seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
                request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
-               is_event: bool = False, trace: bool = False) -> SayTicket:
+               is_event: bool = False, trace: bool = False,
+               values: Mapping[str, str] | None = None) -> SayTicket:
         """Raises, before queueing anything, what preparing the say raised (unknown character or
-        speaker, a prompt that does not fit, a full queue, an event too soon: RateLimitedError).
-        With `is_event`, `text` is a game event caused by `speaker_id` (or by no one); `trace`
-        asks for each step's canvas in the drafts (`Draft.trace`)."""
+        speaker, a prompt that does not fit, a full queue, an event too soon: RateLimitedError,
+        a pattern placeholder without a good value: TemplateError). With `is_event`, `text` is a
+        game event caused by `speaker_id` (or by no one); `trace` asks for each step's canvas in
+        the drafts (`Draft.trace`); `values` fill the template's pattern placeholders."""
         ...
 
     def close(self) -> None: ...

@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..bounds import MAX_PRIORITY, MIN_PRIORITY
+from ..templates.placeholders import MAX_VALUES
 from ..characters.model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Speaker
 from ..errors import ProtocolError
-from .base import Id, RequestId, Version
+from .base import Id, PlaceholderName, PlaceholderValue, RequestId, Version
 from .base import Wire as _Wire
 from .codes import ERROR_CODES
 from .results import (  # the op table below pairs each request with its result; ModelSummary: hello's
@@ -149,6 +150,10 @@ class SayRequest(Request):
                             description="higher steps first; a request left out ages, so none starves")
     deadline_ms: float | None = Field(default=None, gt=0)
     stream: bool = Field(default=True, description="send draft events while denoising")
+    values: dict[PlaceholderName, PlaceholderValue] | None = Field(
+        default=None, max_length=MAX_VALUES, description=(
+            "since 1.3: values for the template's pattern placeholders ({player}, {item}, ...), over "
+            "the ones the server reads from state"))
 
     @model_validator(mode="after")
     def _text_or_event(self) -> "SayRequest":

@@ -20,7 +20,8 @@ from ..protocol.chunks import from_chunks, to_chunks
 
 __all__ = ["Handlers", "CAPABILITIES"]
 
-CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events", "observe"]
+CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events", "observe",
+                "patterns"]
 
 
 class Handlers:

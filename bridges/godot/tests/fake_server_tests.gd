@@ -206,7 +206,7 @@ func test_fields_and_event_kinds_of_a_newer_minor_are_ignored() -> void:
 	var thought := {
 		"type": "event",
 		"event": "thought",
-		"protocol_version": "1.3",
+		"protocol_version": "1.4",
 		"request_id": id,
 		"thought": {"text": "hmm"}
 	}
@@ -214,17 +214,17 @@ func test_fields_and_event_kinds_of_a_newer_minor_are_ignored() -> void:
 	var draft := {
 		"type": "event",
 		"event": "draft",
-		"protocol_version": "1.3",
+		"protocol_version": "1.4",
 		"request_id": id,
-		"added_in_1_3": added,
-		"draft": {"fields": {"say": "Wel"}, "num_steps": 1, "added_in_1_3": added}
+		"added_in_1_4": added,
+		"draft": {"fields": {"say": "Wel"}, "num_steps": 1, "added_in_1_4": added}
 	}
 	fake.send_frame(0, NpcMsgPack.encode(draft))
 	fake.send_frame(
-		0, NpcMsgPack.encode({"type": "notice", "protocol_version": "1.3", "text": "new"})
+		0, NpcMsgPack.encode({"type": "notice", "protocol_version": "1.4", "text": "new"})
 	)
 	var change := {
-		"kind": "mood", "slot": "emotion", "path": "mood", "new": "glad", "added_in_1_3": added
+		"kind": "mood", "slot": "emotion", "path": "mood", "new": "glad", "added_in_1_4": added
 	}
 	var result := {
 		"character_id": "brom",
@@ -237,16 +237,16 @@ func test_fields_and_event_kinds_of_a_newer_minor_are_ignored() -> void:
 		"elapsed_ms": 12.5,
 		"num_prompt_tokens": 40,
 		"num_cached_prompt_tokens": 0,
-		"added_in_1_3": added
+		"added_in_1_4": added
 	}
 	var message := {
 		"type": "reply",
-		"protocol_version": "1.3",
+		"protocol_version": "1.4",
 		"request_id": id,
 		"op": "say",
 		"ok": true,
 		"result": result,
-		"added_in_1_3": added
+		"added_in_1_4": added
 	}
 	fake.send_frame(0, NpcMsgPack.encode(message))
 	var reply: NpcReply = await request.wait()

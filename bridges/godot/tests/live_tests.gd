@@ -93,6 +93,47 @@ func test_templates_register_and_list() -> void:
 	h.free_client(client)
 
 
+func test_a_pattern_line_takes_the_says_values() -> void:
+	var client := await _setup()
+	if client == null:
+		return
+	var template := {
+		"name": "pattern_greeting",
+		"slots":
+		[
+			{
+				"name": "say",
+				"kind": "text",
+				"max_tokens": 16,
+				"pattern": "(Hello|Bah), {player}\\. I have {item}\\."
+			}
+		]
+	}
+	var registered: NpcReply = await client.register_template(template)
+	h.check(registered.ok, "registered: %s" % registered)
+	var request := client.say(
+		"brom", "player", "Hello?", "pattern_greeting", {"seed": 4, "values": {"item": "rope"}}
+	)
+	var drafts := []
+	request.draft_received.connect(
+		func(fields: Dictionary, _steps: int) -> void: drafts.append(fields.get("say", ""))
+	)
+	var reply: NpcReply = await request.wait()
+	var line := RegEx.create_from_string("^(Hello|Bah), Aria\\. I have rope\\.$")
+	var said: String = reply.result.get("fields", {}).get("say", "") if reply.ok else ""
+	h.check(line.search(said) != null, "the line matches with the say's values: %s" % reply)
+	var bad := drafts.filter(func(d: String) -> bool: return line.search(d) == null)
+	h.check(not drafts.is_empty() and bad.is_empty(), "every draft matches: %s" % [drafts])
+	var missing: NpcReply = await client.say_and_wait(
+		"brom", "player", "Hello?", "pattern_greeting"
+	)
+	h.check(
+		missing.code == "invalid_template" and "{item}" in missing.message,
+		"a missing value is refused: %s" % missing
+	)
+	h.free_client(client)
+
+
 func test_say_streams_drafts_then_the_line() -> void:
 	var client := await _setup()
 	if client == null:

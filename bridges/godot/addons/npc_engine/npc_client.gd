@@ -81,7 +81,8 @@ func list_templates() -> NpcReply:
 
 
 ## Starts a say. [param options]: seed (int), priority (float), deadline_ms (float),
-## stream (bool, default true: send drafts), timeout_s (float).
+## stream (bool, default true: send drafts), timeout_s (float), values (Dictionary of String to
+## String, protocol 1.3: the template's pattern placeholders, over those read from state).
 func say(
 	character_id: String, speaker_id: String, text: String, template: String, options := {}
 ) -> NpcRequest:
@@ -119,6 +120,8 @@ func _start_say(
 		fields["seed"] = int(options.seed)
 	if options.has("deadline_ms"):
 		fields["deadline_ms"] = float(options.deadline_ms)
+	if not options.get("values", {}).is_empty():
+		fields["values"] = options.values
 	var request := send_request("say", fields, float(options.get("timeout_s", -1.0)))
 	request.character_id = character_id
 	return request

@@ -17,6 +17,9 @@ namespace NpcEngine
         public TimeSpan? Timeout;
         /// <summary>Called for each draft, on the client's IO thread (the Unity component moves it to the main thread).</summary>
         public Action<Draft> OnDraft;
+        /// <summary>Protocol 1.3: values for the template's pattern placeholders (<c>{player}</c>,
+        /// <c>{item}</c>, ...), over the ones the server reads from state. Left out when null or empty.</summary>
+        public Dictionary<string, string> Values;
     }
 
     /// <summary>A say in flight: its id, its result, and a way to cancel it.</summary>
@@ -305,6 +308,15 @@ namespace NpcEngine
             if (options.DeadlineMs.HasValue)
             {
                 fields["deadline_ms"] = options.DeadlineMs.Value;
+            }
+            if (options.Values != null && options.Values.Count > 0)
+            {
+                PackMap values = new PackMap();
+                foreach (KeyValuePair<string, string> value in options.Values)
+                {
+                    values[value.Key] = value.Value;
+                }
+                fields["values"] = values;
             }
             Action<Draft> onDraft = options.OnDraft;
             Action<PackMap> onEvent = null;

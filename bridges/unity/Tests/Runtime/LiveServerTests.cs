@@ -121,6 +121,32 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void APatternLineTakesTheSaysValues()
+        {
+            string json = "{\"name\": \"pattern_greeting\", \"slots\": [{\"name\": \"say\", \"kind\": \"text\", \"max_tokens\": 16, "
+                + "\"pattern\": \"(Hello|Bah), {player}\\\\. I have {item}\\\\.\"}]}";
+            Assert.AreEqual("pattern_greeting", Result(_client.RegisterTemplateJsonAsync(json)));
+            List<Draft> drafts = new List<Draft>();
+            SayResult result = Result(_client.SayAsync("brom", "player", "Hello?", "pattern_greeting", new SayOptions
+            {
+                Seed = 4,
+                Values = new Dictionary<string, string> { { "item", "rope" } },
+                OnDraft = delegate(Draft draft) { lock (drafts) { drafts.Add(draft); } },
+            }));
+            StringAssert.IsMatch("^(Hello|Bah), Aria\\. I have rope\\.$", result.GetText("say"));
+            lock (drafts)
+            {
+                foreach (Draft draft in drafts)
+                {
+                    StringAssert.IsMatch("^(Hello|Bah), Aria\\. I have rope\\.$", draft.Fields.GetString("say"));
+                }
+            }
+            ServerException missing = (ServerException)Failure(_client.SayAsync("brom", "player", "Hello?", "pattern_greeting"));
+            Assert.AreEqual("invalid_template", missing.Code);
+            StringAssert.Contains("{item}", missing.Message);
+        }
+
+        [Test]
         public void SayStreamsDraftsThenTheLineAndChangesState()
         {
             List<Draft> drafts = new List<Draft>();

@@ -33,22 +33,22 @@ namespace NpcEngine.Tests
                 {
                     SayRequest say = client.Say("brom", "player", "Hi", "shopkeeper_reply", new SayOptions { OnDraft = delegate(Draft d) { lock (drafts) { drafts.Add(d); } } });
                     string id = FakeServer.ReadRequest(stream).GetString("request_id");
-                    Send(stream, new PackMap { { "type", "event" }, { "event", "thought" }, { "protocol_version", "1.3" }, { "request_id", id }, { "thought", new PackMap { { "text", "hmm" } } } });
+                    Send(stream, new PackMap { { "type", "event" }, { "event", "thought" }, { "protocol_version", "1.4" }, { "request_id", id }, { "thought", new PackMap { { "text", "hmm" } } } });
                     Send(stream, new PackMap
                     {
-                        { "type", "event" }, { "event", "draft" }, { "protocol_version", "1.3" }, { "request_id", id }, { "added_in_1_3", Added },
-                        { "draft", new PackMap { { "fields", new PackMap { { "say", "Wel" } } }, { "num_steps", 1L }, { "added_in_1_3", Added } } },
+                        { "type", "event" }, { "event", "draft" }, { "protocol_version", "1.4" }, { "request_id", id }, { "added_in_1_4", Added },
+                        { "draft", new PackMap { { "fields", new PackMap { { "say", "Wel" } } }, { "num_steps", 1L }, { "added_in_1_4", Added } } },
                     });
-                    Send(stream, new PackMap { { "type", "notice" }, { "protocol_version", "1.3" }, { "text", "a message type from the future" } });
-                    PackMap change = new PackMap { { "kind", "mood" }, { "slot", "emotion" }, { "path", "mood" }, { "old", "neutral" }, { "new", "glad" }, { "added_in_1_3", Added } };
+                    Send(stream, new PackMap { { "type", "notice" }, { "protocol_version", "1.4" }, { "text", "a message type from the future" } });
+                    PackMap change = new PackMap { { "kind", "mood" }, { "slot", "emotion" }, { "path", "mood" }, { "old", "neutral" }, { "new", "glad" }, { "added_in_1_4", Added } };
                     PackMap result = new PackMap
                     {
                         { "character_id", "brom" }, { "speaker_id", "player" }, { "finish_reason", "complete" },
                         { "fields", new PackMap { { "say", "Welcome." }, { "emotion", "glad" } } }, { "changes", new List<object> { change } },
                         { "seed", 7L }, { "num_steps", 3L }, { "elapsed_ms", 12.5 }, { "num_prompt_tokens", 40L }, { "num_cached_prompt_tokens", 0L },
-                        { "added_in_1_3", Added },
+                        { "added_in_1_4", Added },
                     };
-                    Send(stream, new PackMap { { "type", "reply" }, { "protocol_version", "1.3" }, { "request_id", id }, { "op", "say" }, { "ok", true }, { "result", result }, { "added_in_1_3", Added } });
+                    Send(stream, new PackMap { { "type", "reply" }, { "protocol_version", "1.4" }, { "request_id", id }, { "op", "say" }, { "ok", true }, { "result", result }, { "added_in_1_4", Added } });
                     Assert.IsTrue(say.Task.Wait(10000));
                     SayResult reply = say.Task.Result;
                     Assert.AreEqual("Welcome.", reply.GetText("say"));
