@@ -89,7 +89,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 1
         try:
             with Client(server.endpoint, timeout_s=args.timeout) as client:
-                tavern = Tavern(client, seed=args.seed)
+                tavern = Tavern(client, seed=args.seed, template=args.template)
                 tavern.setup()
                 if lines is not None:
                     return 0 if tavern.play(lines) else 1
@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="fix the sampling seed")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply")
     demo.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="as for serve")
+    demo.add_argument("--template", default="shopkeeper_authored",
+                      help="the reply template (default: shopkeeper_authored, lines from the corpus with the right "
+                           "names; shopkeeper_reply: the model writes the line itself)")
     demo.set_defaults(handler=_cmd_demo)
 
     export = commands.add_parser("export-onnx", help="export a checkpoint for the ONNX Runtime backend")

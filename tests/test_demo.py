@@ -4,7 +4,9 @@ pygame prototype headless under SDL's dummy video driver against a live server."
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 
 from npc_engine.demo import ServerProcess
 from npc_engine.demo.tavern import clean_input
+from npc_engine.training.line_pattern import world_line_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "demos" / "terminal" / "tavern_script.txt"
@@ -45,6 +48,22 @@ def test_demo_plays_its_script_and_exits_zero():
     memory = out[out.index("> /memory"):out.index("> /who")]
     assert "Mira remembers 6 recent lines" in memory and "  Brom: " in memory and "  you: What grows" in memory
     assert "mood:" in out                                    # a state change was shown
+    # The default template is the authored one: every line is one of the corpus's own, with the
+    # names of whoever is there (the player is "Traveller"; in /wait they address each other).
+    line_pattern = world_line_pattern(placeholders=("player", "name"))
+    names = "(Brom|Mira|Tomas)"
+    regex = re.compile(line_pattern.replace("{player}", f"(Traveller|{names[1:-1]})").replace("{name}", names))
+    lines = re.findall(r'^(?:Brom|Mira|Tomas): "(.*)"$', out, flags=re.M)
+    assert len(lines) >= 6 and [line for line in lines if not regex.fullmatch(line)] == [], lines
+
+
+def test_the_shipped_authored_template_is_the_corpus_grammar():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from write_authored_template import TARGETS, authored_template
+
+    expected = authored_template()
+    for target in TARGETS:
+        assert json.loads(target.read_text()) == expected, f"{target}: run tools/write_authored_template.py"
 
 
 def test_demo_reports_a_taken_port_a_missing_model_and_a_missing_script(tmp_path):

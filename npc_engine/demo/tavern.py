@@ -23,7 +23,9 @@ from ..errors import ClientTimeoutError, ServerError
 __all__ = ["CHARACTERS", "Tavern"]
 
 PLAYER_ID = "player"
-TEMPLATE = "shopkeeper_reply"
+# The authored-line template: every line is one of the corpus's own, with the right names.
+TEMPLATE = "shopkeeper_authored"
+FREE_TEXT_TEMPLATE = "shopkeeper_reply"  # the model writes the line itself (`--template shopkeeper_reply`)
 CHARACTERS: dict[str, dict] = {
     "brom": {"id": "brom", "name": "Brom", "mood": "neutral",
              "persona": "The blacksmith of Thornvale: gruff, proud of his work, wary of strangers, fair in trade.",
@@ -55,8 +57,9 @@ class Tavern:
     """The demo's logic, separate from its input loop so a script and a person drive it alike."""
 
     def __init__(self, client: Client, out: TextIO = sys.stdout, *, is_tty: bool | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, template: str = TEMPLATE) -> None:
         self.client = client
+        self.template = template
         self.out = out
         self.current = "brom"
         self.options = _Options(is_tty=out.isatty() if is_tty is None else is_tty, seed=seed)
@@ -129,7 +132,7 @@ class Tavern:
         """The character's reply to a game event, shown like a line; returns what it said."""
         self.print(f"  [{event}]")
         try:
-            result = self.client.react(character_id, event, causer_id=causer_id, template=TEMPLATE,
+            result = self.client.react(character_id, event, causer_id=causer_id, template=self.template,
                                        seed=self.options.seed)
         except (ServerError, ClientTimeoutError) as exc:
             self._report(exc)
@@ -142,7 +145,7 @@ class Tavern:
         character_id = to or self.current
         name = self._name(character_id)
         try:
-            stream = self.client.say_stream(character_id, speaker_id, text, template=TEMPLATE,
+            stream = self.client.say_stream(character_id, speaker_id, text, template=self.template,
                                             seed=self.options.seed)
             num_drafts = 0
             for draft in stream:
@@ -175,7 +178,7 @@ class Tavern:
         keys = list(CHARACTERS)
         other = keys[(keys.index(self.current) + 1) % len(keys)]
         opener = self.react(other, f"The traveller stays silent; {self._name(other)} turns to "
-                                   f"{self._name(self.current)}.")
+                                   f"{self._name(self.current)}.", self.current)  # addressed: a line names them
         if not opener:
             return
         reply = self.say(opener, to=self.current, speaker_id=other)
@@ -238,6 +241,8 @@ class Tavern:
 
     def _help(self, _: str) -> None:
         self.print(__doc__.split("Commands", 1)[1].split("\n", 1)[1].rstrip())
+        other = FREE_TEXT_TEMPLATE if self.template == TEMPLATE else TEMPLATE
+        self.print(f"Replies use the template {self.template!r} (start with --template {other} for the other).")
 
     def _name(self, key: str) -> str:
         return CHARACTERS[key]["name"]

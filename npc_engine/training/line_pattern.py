@@ -19,10 +19,14 @@ LINE_PLACEHOLDERS = ("player", "name", "town", "signature", "role")
 _NAMES = ("{player}", "{name}", "{town}")
 
 
-def world_line_pattern(*, openers: dict[str, list[str]] = MOOD_OPENERS, items: list[str] = ITEMS,
+def world_line_pattern(*, placeholders: tuple[str, ...] = LINE_PLACEHOLDERS,
+                       openers: dict[str, list[str]] = MOOD_OPENERS, items: list[str] = ITEMS,
                        places: list[str] = PLACES) -> str:
-    """Every line the corpus grammar can produce, as a pattern with placeholders."""
-    bodies = sorted({line for kind in TURN_KINDS.values() for line in kind["lines"]})
+    """Every line the corpus grammar can produce, as a pattern: lines that need a placeholder
+    outside `placeholders` are left out (a game that cannot fill `{signature}` asks for
+    `placeholders=("player", "name")`)."""
+    bodies = sorted({line for kind in TURN_KINDS.values() for line in kind["lines"]
+                     if set(re.findall(r"\{([a-z]+)\}", line)) <= {*placeholders, "item", "place"}})
     all_openers = sorted({o for mood_openers in openers.values() for o in mood_openers})
     plain = [o for o in all_openers if not o.endswith(",")]
     comma = [o for o in all_openers if o.endswith(",")]
