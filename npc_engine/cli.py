@@ -200,7 +200,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = evaluate(args.model, num_samples=args.num_samples, seed=args.data_seed, device=args.device,
                        with_floor=not args.no_floor, slices=tuple(args.slices.split(",")), backend=args.backend,
-                       num_threads=args.threads)
+                       num_threads=args.threads, template_name=args.template)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                             help="onnx: score the model folder's onnx/ export on ONNX Runtime")
     evaluation.add_argument("--threads", type=int, default=None, help="onnx: onnxruntime CPU threads")
+    evaluation.add_argument("--template", default=None,
+                            help="score this template of the model's (e.g. shopkeeper_authored) in place of the "
+                                 "samples' own; the variant slice is then left out")
     evaluation.set_defaults(handler=_cmd_eval)
 
     demo = commands.add_parser("demo", help="a terminal tavern: talk to three characters (starts the server)")

@@ -116,3 +116,17 @@ def test_pattern_templates_and_values_over_the_wire(backend):
             client.say("brom", "player", "Hi!", template="greeting", values={"town": "a" * 65})
         assert bad.value.code == "invalid_request"  # over the wire's 64 characters: refused at the boundary
         assert client.ping()
+
+
+def test_the_onnx_runner_resolves_patterns_the_same_way():
+    from npc_engine.models import default_model_dir, default_onnx_dir
+
+    engine = Engine.from_pretrained(default_onnx_dir(), backend="onnx", num_threads=1)
+    engine.register_template(default_model_dir() / "templates" / "shopkeeper_authored.json")
+    values = {"player": "Aria", "name": "Brom"}
+    expected = fill_placeholders(engine.templates["shopkeeper_authored"].slots[0].pattern, values)
+    for seed in range(3):
+        fill = engine.fill("shopkeeper_authored", "Aria says: I want to buy rope.", prefix="You are Brom, a smith.",
+                           seed=seed, values=values)
+        assert re.fullmatch(expected, fill.fields["say"]), fill.fields["say"]
+    engine.close()

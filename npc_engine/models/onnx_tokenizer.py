@@ -36,6 +36,12 @@ class OnnxTokenizer:
     def __len__(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The `tokenizers.Tokenizer` underneath, as a Hugging Face fast tokenizer names it
+        (pattern slots read each token's piece and the decoder's kind from it)."""
+        return self._tokenizer
+
     def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
         self._tokenizer.encode_special_tokens = split_special_tokens
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids

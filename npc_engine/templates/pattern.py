@@ -95,8 +95,9 @@ def _targets(transitions: Mapping[int, Mapping[int, int]]) -> set[int]:
 def _outlines_vocabulary(tokenizer: Any, allowed: np.ndarray, eos_token_id: int) -> Any:
     from outlines_core import Vocabulary
 
-    pieces = tokenizer.convert_ids_to_tokens(list(range(len(allowed))))
-    is_byte_level = "ByteLevel" in str(getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", ""))
+    backend = tokenizer.backend_tokenizer  # `tokenizers.Tokenizer`: a fast HF tokenizer's, or the ONNX backend's
+    pieces = [backend.id_to_token(token_id) for token_id in range(len(allowed))]
+    is_byte_level = "ByteLevel" in str(backend.decoder)
     decode = _byte_level_decoder() if is_byte_level else None
     by_bytes: dict[bytes, list[int]] = {}
     for token_id, piece in enumerate(pieces):

@@ -3,6 +3,7 @@ sampler, no frame budget), next to the same architecture with random weights as 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -39,13 +40,20 @@ def _concept_fields(sample: Any, fields: dict[str, Any]) -> dict[str, Any]:
     return {concept: fields.get(name) for name, concept in sample.meta["concepts"].items()}
 
 
+def _line_values(sample: Any) -> dict[str, str]:
+    """What a game would fill a pattern's placeholders with for this sample: its world's names."""
+    world = sample.meta["world"]
+    return {key: world[key][0] for key in ("player", "name", "town", "signature", "role") if world.get(key)}
+
+
 def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str, Any]:
     for warm in samples[:3]:
-        engine.fill(warm.template, warm.prompt, prefix=warm.prefix, seed=0)
+        engine.fill(warm.template, warm.prompt, prefix=warm.prefix, seed=0, values=_line_values(warm))
     rows = []
     for index, sample in enumerate(samples):
         plan = engine.compiler.compile(sample.template)
-        result = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=index)
+        result = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=index,
+                             values=_line_values(sample))
         intent, mood = sample.meta["intent"], sample.meta["mood"]
         fields = result.fields or {}
         try:
@@ -98,10 +106,14 @@ SLICES = {"heldout": "held-out combinations", "paraphrase": "+ held-out phrasing
 
 def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, seed: int | None = None,
              device: str = "cpu", with_floor: bool = True, slices: tuple[str, ...] = tuple(SLICES),
-             backend: str = "torch", num_threads: int | None = None) -> dict[str, Any]:
+             backend: str = "torch", num_threads: int | None = None,
+             template_name: str | None = None) -> dict[str, Any]:
     """Scores per held-out slice for the model (and, with `with_floor`, random weights of the same
     architecture on the first slice). `backend="onnx"` scores the model's export (its `onnx/`
-    folder) on ONNX Runtime instead; the random floor then needs PyTorch and is skipped."""
+    folder) on ONNX Runtime instead; the random floor then needs PyTorch and is skipped.
+    `template_name`: score that template of the model's (e.g. `shopkeeper_authored`, whose line is a
+    pattern) in place of the one the samples were made with; its slots must name the same concepts
+    (the variant slice, whose templates differ by design, is then left out)."""
     unknown = [name for name in slices if name not in SLICES]
     if unknown or not slices:
         raise ConfigError(f"unknown slices {unknown}; expected some of {sorted(SLICES)}")
@@ -117,13 +129,19 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
     else:
         engine = Engine.from_pretrained(folder, device=device)
     results: dict[str, Any] = {"model": str(folder), "device": device, "backend": backend,
-                               "heldout_seed": heldout_config.seed, "slices": {}}
-    by_slice = {name: generate(heldout_config, split=name, template=template) for name in slices}
+                               "heldout_seed": heldout_config.seed, "slices": {}, "template": template_name}
+    if template_name is not None:
+        scored = engine.resolve_template(template_name)
+        slices = tuple(name for name in slices if name != "variant")
+        by_slice = {name: [dataclasses.replace(sample, template=scored) for sample in
+                           generate(heldout_config, split=name, template=template)] for name in slices}
+    else:
+        by_slice = {name: generate(heldout_config, split=name, template=template) for name in slices}
     for name, samples in by_slice.items():
         results["slices"][name] = _score(engine, samples, training_lines)
     examples = []
     for sample in by_slice[slices[0]][:5]:
-        fill = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=7)
+        fill = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=7, values=_line_values(sample))
         examples.append({"player": sample.prompt.splitlines()[-1], "combination": list(sample.combination),
                          "fields": fill.fields})
     results["examples"] = examples
@@ -136,6 +154,8 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
             engine.backend.tokenizer.save_pretrained(floor_dir)
             floor = Engine.from_pretrained(floor_dir, device=device)
             first = by_slice[slices[0]]
+            if template_name is not None:
+                floor.register_template(engine.resolve_template(template_name))
             results["random_weights"] = _score(floor, first[: min(len(first), 50)], training_lines)
     return results
 
@@ -150,7 +170,8 @@ def print_table(results: dict[str, Any]) -> None:
     columns = [(name, results["slices"][name]) for name in results["slices"]]
     if "random_weights" in results:
         columns.append(("random weights", results["random_weights"]))
-    print(f"{results['model']} ({results.get('backend', 'torch')}) on {results['device']}, batch 1; samples: "
+    print(f"{results['model']} ({results.get('backend', 'torch')}) on {results['device']}, batch 1, template "
+          f"{results.get('template') or 'as generated'}; samples: "
           + ", ".join(f"{name} {scores['num_samples']}" for name, scores in columns))
     print("| metric | " + " | ".join(SLICES.get(name, name) for name, _ in columns) + " |")
     print("|---|" + "---:|" * len(columns))
