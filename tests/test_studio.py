@@ -17,6 +17,7 @@ import pytest
 
 from npc_engine import ServerError
 from npc_engine.client import Client
+from npc_engine.protocol import PROTOCOL_VERSION
 from npc_engine.demo import ServerProcess
 from npc_engine.server import write_curve_keys
 
@@ -56,7 +57,7 @@ def test_the_api_reads_state_says_and_observes_through_the_protocol(backend):
         status, missing = call(url, "/api/say", {"character_id": "nobody", "speaker_id": "player", "text": "Hi",
                                                  "template": "shopkeeper_reply"})
         assert status == 400 and missing["error"]["code"] == "unknown_character"
-        assert call(url, "/api/hello")[1]["protocol_version"] == "1.2"
+        assert call(url, "/api/hello")[1]["protocol_version"] == PROTOCOL_VERSION
 
 
 def test_try_registers_the_edited_template_and_says_a_line_with_it(backend):

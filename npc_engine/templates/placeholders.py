@@ -12,7 +12,7 @@ from typing import Mapping
 
 from ..errors import TemplateError
 
-__all__ = ["placeholders_of", "fill_placeholders", "check_pattern_syntax", "MAX_VALUE_CHARS", "MAX_VALUES"]
+__all__ = ["placeholders_of", "fill_placeholders", "pattern_syntax_error", "MAX_VALUE_CHARS", "MAX_VALUES"]
 
 MAX_VALUE_CHARS = 64
 MAX_VALUES = 32
@@ -48,9 +48,10 @@ def fill_placeholders(pattern: str, values: Mapping[str, str], *, template: str 
     return _PLACEHOLDER.sub(value_of, pattern)
 
 
-def check_pattern_syntax(pattern: str) -> None:
-    """ValueError unless `pattern` is a regular expression once its placeholders hold a value."""
+def pattern_syntax_error(pattern: str) -> str | None:
+    """Why `pattern` is not a regular expression once its placeholders hold a value (None: it is)."""
     try:
         re.compile(_PLACEHOLDER.sub("x", pattern))
     except re.error as exc:
-        raise ValueError(f"pattern is not a regular expression: {exc}") from None
+        return f"pattern is not a regular expression: {exc}"
+    return None

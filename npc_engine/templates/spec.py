@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import TemplateError
 from .effects import EFFECT_SLOT_KINDS, MAX_FLAG_STRING_CHARS, MAX_MOOD_CHARS, Effect
-from .placeholders import check_pattern_syntax
+from .placeholders import pattern_syntax_error
 
 __all__ = [
     "TextSlot",
@@ -58,8 +58,9 @@ class TextSlot(_SlotBase):
     def _check_bounds(self) -> "TextSlot":
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens ({self.min_tokens}) > max_tokens ({self.max_tokens})")
-        if self.pattern is not None:
-            check_pattern_syntax(self.pattern)
+        problem = pattern_syntax_error(self.pattern) if self.pattern is not None else None
+        if problem:
+            raise ValueError(problem)
         return self
 
 
