@@ -26,7 +26,7 @@ import pygame  # noqa: E402
 from bridge import EngineBridge  # noqa: E402
 
 WIDTH, HEIGHT = 960, 540
-TEMPLATE = "shopkeeper_reply"
+TEMPLATE = "shopkeeper_authored"  # lines from the corpus with the right names; "shopkeeper_reply" for free text
 PLAYER = {"id": "player", "name": "Traveller"}
 CHARACTERS = [
     {"id": "brom", "name": "Brom", "persona": "The blacksmith: gruff, proud, fair in trade."},

@@ -7,7 +7,9 @@ extends Control
 @export var endpoint := "tcp://127.0.0.1:5555"
 @export var character_id := "brom"
 @export var speaker_id := "player"
-@export var template := "shopkeeper_reply"
+## shopkeeper_authored: lines from the built-in model's corpus with the right names;
+## shopkeeper_reply: the model writes the line itself.
+@export var template := "shopkeeper_authored"
 
 var is_ready_to_talk := false
 var last_line := ""

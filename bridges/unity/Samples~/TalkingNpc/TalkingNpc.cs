@@ -21,7 +21,8 @@ namespace NpcEngine.Samples
         public string persona = "A gruff but fair blacksmith in the village of Thornvale. Proud of his work, wary of strangers.";
         public string speakerId = "player";
         public string playerName = "Traveller";
-        public string template = "shopkeeper_reply";
+        [Tooltip("shopkeeper_authored: lines from the built-in model's corpus with the right names; shopkeeper_reply: free text")]
+        public string template = "shopkeeper_authored";
 
         private NpcEngineClient _engine;
         private SayRequest _current;
