@@ -156,13 +156,15 @@ def test_python_client_ops_through_the_gateway(cluster):
 
 def test_a_pattern_line_with_values_through_the_gateway(cluster):
     template = {"name": "cluster_pattern", "slots": [
-        {"name": "say", "kind": "text", "max_tokens": 16, "pattern": r"(Hello|Bah), {player}\. I have {item}\."}]}
+        {"name": "say", "kind": "text", "max_tokens": 16, "pattern": r"(Hello|Bah), {player}\. I have {item}\."},
+        {"name": "give_item", "kind": "choice", "options": ["nothing"]}]}
     with Client(cluster.endpoint, timeout_s=120) as client:
         client.upsert_character({"id": "patterned", "name": "Pat", "persona": PERSONA})
         client.register_template(template)
         reply = client.say("patterned", "player", "Hello?", template="cluster_pattern", seed=1,
-                           values={"item": "rope"})
+                           values={"item": "rope"}, options={"give_item": ["rope", "nails"]})
     assert reply.fields["say"] in ("Hello, Aria. I have rope.", "Bah, Aria. I have rope.")
+    assert reply.fields["give_item"] in ("rope", "nails")
 
 
 def test_the_gateway_refuses_cross_protocol_posts_and_endless_messages(cluster):

@@ -130,3 +130,43 @@ def test_the_onnx_runner_resolves_patterns_the_same_way():
                            seed=seed, values=values)
         assert re.fullmatch(expected, fill.fields["say"]), fill.fields["say"]
     engine.close()
+
+
+GIVE = {"name": "give", "slots": [
+    {"name": "say", "kind": "text", "max_tokens": 28, "pattern": r"Here, {player}\. Take it\."},
+    {"name": "give_item", "kind": "choice", "options": ["nothing"]}],
+    "effects": [{"kind": "remember", "slot": "give_item", "salience": 0.9}]}
+
+
+def test_a_says_options_choose_from_the_games_current_items(tiny):
+    tiny.register_template(GIVE)
+    store, dialogue = _world(tiny)
+    for seed in range(3):
+        result = dialogue.say("brom", "player", "Give me something.", template="give", seed=seed,
+                              options={"give_item": ["rope", "a lantern", "bread"]})
+        assert result.fields["give_item"] in ("rope", "a lantern", "bread")
+    memories = [m.text for m in store.get_character("brom").memories]
+    assert memories and set(memories) <= {"rope", "a lantern", "bread"}  # the effect used the chosen value
+    with pytest.raises(TemplateError, match="not a choice slot") as wrong:
+        dialogue.say("brom", "player", "Give.", template="give", options={"say": ["x"]})
+    assert wrong.value.slot == "say"
+    with pytest.raises(TemplateError, match="duplicate options"):
+        dialogue.say("brom", "player", "Give.", template="give", options={"give_item": ["rope", "rope"]})
+
+
+def test_options_over_the_wire(backend):
+    from npc_engine import ServerError
+    from npc_engine.client import Client
+
+    from .server_helpers import make_server, running
+
+    with running(make_server(backend)) as server, Client(server.endpoint, timeout_s=60) as client:
+        client.register_template(GIVE)
+        reply = client.say("brom", "player", "Give.", template="give", seed=1, options={"give_item": ["rope", "nails"]})
+        assert reply.fields["give_item"] in ("rope", "nails") and reply.fields["say"] == "Here, Aria. Take it."
+        with pytest.raises(ServerError) as too_many:
+            client.say("brom", "player", "Give.", template="give", options={"give_item": [f"i{n}" for n in range(257)]})
+        assert too_many.value.code == "invalid_request"
+        with pytest.raises(ServerError) as unknown:
+            client.say("brom", "player", "Give.", template="give", options={"nope": ["x"]})
+        assert unknown.value.code == "invalid_template" and "nope" in unknown.value.server_message

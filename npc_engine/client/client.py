@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,7 +65,8 @@ def _template_map(template: Template | Mapping[str, Any] | str | Path) -> dict[s
 
 def _say_fields(character_id: str, speaker_id: str | None, text: str, template: str, seed: int | None,
                 priority: float, deadline_ms: float | None, stream: bool, *, is_event: bool = False,
-                values: Mapping[str, str] | None = None) -> dict[str, Any]:
+                values: Mapping[str, str] | None = None,
+                options: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     fields: dict[str, Any] = {"character_id": character_id, "event" if is_event else "text": text,
                               "template": template, "priority": float(priority), "stream": stream}
     if speaker_id is not None:
@@ -76,6 +77,8 @@ def _say_fields(character_id: str, speaker_id: str | None, text: str, template: 
         fields["deadline_ms"] = float(deadline_ms)
     if values:  # since 1.3; left out when empty, so a say to an older server stays valid
         fields["values"] = dict(values)
+    if options:  # since 1.3
+        fields["options"] = {slot: list(offered) for slot, offered in options.items()}
     return fields
 
 
@@ -140,22 +143,24 @@ class Ops:
 
     def say(self, character_id: str, speaker_id: str, text: str, *, template: str, seed: int | None = None,
             priority: float = 0.0, deadline_ms: float | None = None, timeout: float | None = None,
-            values: Mapping[str, str] | None = None) -> m.SayResult:
+            values: Mapping[str, str] | None = None, options: Mapping[str, Sequence[str]] | None = None) -> m.SayResult:
         """The reply: fields, finish_reason and the state changes applied (a timed-out say is
-        cancelled on the server). `values` (protocol 1.3) fill the template's pattern placeholders."""
+        cancelled on the server). Protocol 1.3: `values` fill the template's pattern placeholders,
+        `options` replace choice slots' options for this say (e.g. the items the NPC has now)."""
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, False,
-                             values=values)
+                             values=values, options=options)
         return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def react(self, character_id: str, event: str, *, template: str, causer_id: str | None = None,
               seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-              timeout: float | None = None, values: Mapping[str, str] | None = None) -> m.SayResult:
+              timeout: float | None = None, values: Mapping[str, str] | None = None,
+              options: Mapping[str, Sequence[str]] | None = None) -> m.SayResult:
         """The character's reply to a game event ("Aria walks into the forge"), caused by
         `causer_id` or by no one (protocol 1.1: a `say` with `event`). An event while the
         character answers another is answered with that reply (`coalesced`); one sooner than the
         server's `min_event_interval_ms` raises ServerError code `rate_limited`."""
         fields = _say_fields(character_id, causer_id, event, template, seed, priority, deadline_ms, False,
-                             is_event=True, values=values)
+                             is_event=True, values=values, options=options)
         return self._call("say", extract=None, timeout=timeout, is_say=True, **fields)
 
     def cancel(self, request_id: str) -> None:
@@ -255,7 +260,8 @@ class Client(Ops):
 
     def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
                    seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-                   timeout: float | None = None, values: Mapping[str, str] | None = None) -> SayStream:
+                   timeout: float | None = None, values: Mapping[str, str] | None = None,
+                   options: Mapping[str, Sequence[str]] | None = None) -> SayStream:
         """Iterate drafts as they come; `.result()` afterwards (or at any time) is the reply."""
         drafts: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -265,7 +271,7 @@ class Client(Ops):
                 drafts.put(draft)
 
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True,
-                             values=values)
+                             values=values, options=options)
         request_id, future = self.connection.submit("say", fields, on_event=on_event)
         return SayStream(self, request_id, future, drafts, self.timeout_s if timeout is None else timeout)
 
@@ -323,8 +329,8 @@ class AsyncClient(Ops):
 
     async def say_stream(self, character_id: str, speaker_id: str, text: str, *, template: str,
                          seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
-                         timeout: float | None = None,
-                         values: Mapping[str, str] | None = None) -> AsyncIterator[DraftBody | m.SayResult]:
+                         timeout: float | None = None, values: Mapping[str, str] | None = None,
+                         options: Mapping[str, Sequence[str]] | None = None) -> AsyncIterator[DraftBody | m.SayResult]:
         """Yields each draft, then the final `SayResult` as the last item."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -335,7 +341,7 @@ class AsyncClient(Ops):
                 loop.call_soon_threadsafe(events.put_nowait, draft)
 
         fields = _say_fields(character_id, speaker_id, text, template, seed, priority, deadline_ms, True,
-                             values=values)
+                             values=values, options=options)
         request_id, future = self.sync.connection.submit("say", fields, on_event=on_event)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, _DONE))
         timeout = self.sync.timeout_s if timeout is None else timeout

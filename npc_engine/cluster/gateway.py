@@ -145,7 +145,8 @@ class ClusterEngine:
                seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
                request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
                is_event: bool = False, trace: bool = False,
-               values: Mapping[str, str] | None = None) -> _ClusterSay:
+               values: Mapping[str, str] | None = None,
+               options: Mapping[str, list[str]] | None = None) -> _ClusterSay:
         """Send the say to its character's replica on a worker thread; returns at once. Events are
         admitted (coalesced, rate limited) by the replica's Dialogue: a character's requests go to
         one replica."""
@@ -153,7 +154,7 @@ class ClusterEngine:
         payload = {"character_id": character_id, "speaker_id": speaker_id, "text": text, "template": template.name,
                    "seed": seed, "priority": priority, "deadline_ms": deadline_ms, "stream": on_draft is not None,
                    "key": f"{self._key_prefix}{next(self._keys)}", "is_event": is_event, "trace": trace,
-                   "values": dict(values or {})}
+                   "values": dict(values or {}), "options": {k: list(v) for k, v in (options or {}).items()}}
         self._workers.submit(self._run_say, say, payload, on_draft)
         return say
 

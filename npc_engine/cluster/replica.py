@@ -112,7 +112,7 @@ class EngineReplica:
             template=template, seed=request.get("seed"), priority=request.get("priority", 0.0),
             deadline_ms=request.get("deadline_ms"), on_draft=on_draft if request.get("stream") else None,
             key=request["key"], is_event=request.get("is_event", False), trace=request.get("trace", False),
-            values=request.get("values") or None)
+            values=request.get("values") or None, options=request.get("options") or None)
         handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         try:
             while (draft := await events.get()) is not None:

@@ -64,12 +64,14 @@ class SayService(Protocol):
                seed: int | None = None, priority: float = 0.0, deadline_ms: float | None = None,
                request_id: str | None = None, on_draft: Callable[[Draft], None] | None = None,
                is_event: bool = False, trace: bool = False,
-               values: Mapping[str, str] | None = None) -> SayTicket:
+               values: Mapping[str, str] | None = None,
+               options: Mapping[str, list[str]] | None = None) -> SayTicket:
         """Raises, before queueing anything, what preparing the say raised (unknown character or
         speaker, a prompt that does not fit, a full queue, an event too soon: RateLimitedError,
         a pattern placeholder without a good value: TemplateError). With `is_event`, `text` is a
         game event caused by `speaker_id` (or by no one); `trace` asks for each step's canvas in
-        the drafts (`Draft.trace`); `values` fill the template's pattern placeholders."""
+        the drafts (`Draft.trace`); `values` fill the template's pattern placeholders; `options`
+        replace choice slots' options for this say."""
         ...
 
     def close(self) -> None: ...

@@ -132,16 +132,20 @@ class Dialogue:
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
                on_draft: Callable[[Draft], None] | None = None, stream: bool = False,
                key: str | None = None, is_event: bool = False, trace: bool = False,
-               values: Mapping[str, str] | None = None) -> SayHandle | CoalescedEvent:
+               values: Mapping[str, str] | None = None,
+               options: Mapping[str, list[str]] | None = None) -> SayHandle | CoalescedEvent:
         """Queue a reply and return at once. `key` makes applying it idempotent (a retried say
         changes state once). With `is_event`, `text` is a game event caused by `speaker_id` (or by
         no one: None), admitted per character as events.py says: it may be coalesced into the
         reply already running (a `CoalescedEvent`) or refused (RateLimitedError). `trace` adds each
         step's canvas to the drafts (`Engine.submit`). `values` fill the template's pattern
-        placeholders, over the ones read from state (`line_values`). Raises (before
+        placeholders, over the ones read from state (`line_values`); `options` replace choice slots'
+        options for this say (`Template.with_choice_options`). Raises (before
         queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
         and the engine's RequestErrors."""
         resolved = self.engine.resolve_template(template)
+        if options:
+            resolved = resolved.with_choice_options(options)
 
         def start() -> SayHandle:
             return self._start(character_id, speaker_id, text, resolved, seed=seed, priority=priority,

@@ -14,9 +14,12 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..bounds import MAX_PRIORITY, MIN_PRIORITY
 from ..templates.placeholders import MAX_VALUES
+
+MAX_SAY_OPTION_SLOTS = 16   # choice slots a say may give options for
+MAX_SAY_OPTIONS = 256       # options per slot
 from ..characters.model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Speaker
 from ..errors import ProtocolError
-from .base import Id, PlaceholderName, PlaceholderValue, RequestId, Version
+from .base import Id, OptionText, PlaceholderName, PlaceholderValue, RequestId, Version
 from .base import Wire as _Wire
 from .codes import ERROR_CODES
 from .results import (  # the op table below pairs each request with its result; ModelSummary: hello's
@@ -154,6 +157,16 @@ class SayRequest(Request):
         default=None, max_length=MAX_VALUES, description=(
             "since 1.3: values for the template's pattern placeholders ({player}, {item}, ...), over "
             "the ones the server reads from state"))
+    options: dict[PlaceholderName, list[OptionText]] | None = Field(
+        default=None, max_length=MAX_SAY_OPTION_SLOTS, description=(
+            "since 1.3: this say's options for choice slots, by slot name (the items an NPC has now)"))
+
+    @model_validator(mode="after")
+    def _bounded_options(self) -> "SayRequest":
+        for slot, offered in (self.options or {}).items():
+            if not 1 <= len(offered) <= MAX_SAY_OPTIONS:
+                raise ValueError(f"options for {slot!r}: 1..{MAX_SAY_OPTIONS} options")
+        return self
 
     @model_validator(mode="after")
     def _text_or_event(self) -> "SayRequest":

@@ -280,7 +280,7 @@ class Server:
                 request.character_id, request.speaker_id, text, template=template, seed=request.seed,
                 priority=request.priority, deadline_ms=request.deadline_ms, request_id=say_id,
                 on_draft=on_draft if request.stream or is_observed else None, is_event=is_event,
-                trace=is_observed and self.observe.is_debug, values=request.values)
+                trace=is_observed and self.observe.is_debug, values=request.values, options=request.options)
         except Exception as exc:  # refused (unknown character, rate limited, ...): the caller replies
             if is_observed:
                 fields = error_reply_fields(exc)

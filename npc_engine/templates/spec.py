@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -162,6 +162,21 @@ class Template(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "Template":
         return load_template(path)
+
+    def with_choice_options(self, options: Mapping[str, Sequence[str]]) -> "Template":
+        """This template with the options of some choice slots replaced (a say's own options: the
+        items an NPC has now). TemplateError naming the slot for an unknown or non-choice slot or
+        options that are not valid choice options (empty, duplicated, too long for an effect)."""
+        slots = {slot.name: slot for slot in self.slots}
+        for name in options:
+            if name not in slots or slots[name].kind != "choice":
+                raise TemplateError(f"options given for {name!r}, which is not a choice slot of this template",
+                                    template=self.name, slot=name)
+        data = self.model_dump()
+        for slot in data["slots"]:
+            if slot["name"] in options:
+                slot["options"] = list(options[slot["name"]])
+        return load_template(data)
 
     def cache_key(self) -> str:
         """What the compiled canvas plan depends on (effects and descriptions do not change it)."""

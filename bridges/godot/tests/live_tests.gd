@@ -106,13 +106,18 @@ func test_a_pattern_line_takes_the_says_values() -> void:
 				"kind": "text",
 				"max_tokens": 16,
 				"pattern": "(Hello|Bah), {player}\\. I have {item}\\."
-			}
+			},
+			{"name": "give_item", "kind": "choice", "options": ["nothing"]}
 		]
 	}
 	var registered: NpcReply = await client.register_template(template)
 	h.check(registered.ok, "registered: %s" % registered)
 	var request := client.say(
-		"brom", "player", "Hello?", "pattern_greeting", {"seed": 4, "values": {"item": "rope"}}
+		"brom",
+		"player",
+		"Hello?",
+		"pattern_greeting",
+		{"seed": 4, "values": {"item": "rope"}, "options": {"give_item": ["rope", "nails"]}}
 	)
 	var drafts := []
 	request.draft_received.connect(
@@ -122,6 +127,8 @@ func test_a_pattern_line_takes_the_says_values() -> void:
 	var line := RegEx.create_from_string("^(Hello|Bah), Aria\\. I have rope\\.$")
 	var said: String = reply.result.get("fields", {}).get("say", "") if reply.ok else ""
 	h.check(line.search(said) != null, "the line matches with the say's values: %s" % reply)
+	var given: String = reply.result.get("fields", {}).get("give_item", "") if reply.ok else ""
+	h.check(given in ["rope", "nails"], "the choice is one of the say's options: %s" % given)
 	var bad := drafts.filter(func(d: String) -> bool: return line.search(d) == null)
 	h.check(not drafts.is_empty() and bad.is_empty(), "every draft matches: %s" % [drafts])
 	var missing: NpcReply = await client.say_and_wait(

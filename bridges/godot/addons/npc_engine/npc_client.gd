@@ -82,7 +82,9 @@ func list_templates() -> NpcReply:
 
 ## Starts a say. [param options]: seed (int), priority (float), deadline_ms (float),
 ## stream (bool, default true: send drafts), timeout_s (float), values (Dictionary of String to
-## String, protocol 1.3: the template's pattern placeholders, over those read from state).
+## String, protocol 1.3: the template's pattern placeholders, over those read from state),
+## options (Dictionary of slot name to Array of String, protocol 1.3: this say's choices for a
+## choice slot, e.g. the items the NPC has now).
 func say(
 	character_id: String, speaker_id: String, text: String, template: String, options := {}
 ) -> NpcRequest:
@@ -122,6 +124,8 @@ func _start_say(
 		fields["deadline_ms"] = float(options.deadline_ms)
 	if not options.get("values", {}).is_empty():
 		fields["values"] = options.values
+	if not options.get("options", {}).is_empty():
+		fields["options"] = options.options
 	var request := send_request("say", fields, float(options.get("timeout_s", -1.0)))
 	request.character_id = character_id
 	return request

@@ -20,6 +20,9 @@ namespace NpcEngine
         /// <summary>Protocol 1.3: values for the template's pattern placeholders (<c>{player}</c>,
         /// <c>{item}</c>, ...), over the ones the server reads from state. Left out when null or empty.</summary>
         public Dictionary<string, string> Values;
+        /// <summary>Protocol 1.3: this say's options for choice slots, by slot name (the items the NPC
+        /// has now, for a <c>give_item</c> slot). Left out when null or empty.</summary>
+        public Dictionary<string, List<string>> Options;
     }
 
     /// <summary>A say in flight: its id, its result, and a way to cancel it.</summary>
@@ -317,6 +320,15 @@ namespace NpcEngine
                     values[value.Key] = value.Value;
                 }
                 fields["values"] = values;
+            }
+            if (options.Options != null && options.Options.Count > 0)
+            {
+                PackMap offered = new PackMap();
+                foreach (KeyValuePair<string, List<string>> slot in options.Options)
+                {
+                    offered[slot.Key] = new List<object>(slot.Value.ConvertAll(delegate(string option) { return (object)option; }));
+                }
+                fields["options"] = offered;
             }
             Action<Draft> onDraft = options.OnDraft;
             Action<PackMap> onEvent = null;

@@ -124,16 +124,18 @@ namespace NpcEngine.Tests
         public void APatternLineTakesTheSaysValues()
         {
             string json = "{\"name\": \"pattern_greeting\", \"slots\": [{\"name\": \"say\", \"kind\": \"text\", \"max_tokens\": 16, "
-                + "\"pattern\": \"(Hello|Bah), {player}\\\\. I have {item}\\\\.\"}]}";
+                + "\"pattern\": \"(Hello|Bah), {player}\\\\. I have {item}\\\\.\"}, {\"name\": \"give_item\", \"kind\": \"choice\", \"options\": [\"nothing\"]}]}";
             Assert.AreEqual("pattern_greeting", Result(_client.RegisterTemplateJsonAsync(json)));
             List<Draft> drafts = new List<Draft>();
             SayResult result = Result(_client.SayAsync("brom", "player", "Hello?", "pattern_greeting", new SayOptions
             {
                 Seed = 4,
                 Values = new Dictionary<string, string> { { "item", "rope" } },
+                Options = new Dictionary<string, List<string>> { { "give_item", new List<string> { "rope", "nails" } } },
                 OnDraft = delegate(Draft draft) { lock (drafts) { drafts.Add(draft); } },
             }));
             StringAssert.IsMatch("^(Hello|Bah), Aria\\. I have rope\\.$", result.GetText("say"));
+            StringAssert.IsMatch("^(rope|nails)$", result.GetText("give_item"));
             lock (drafts)
             {
                 foreach (Draft draft in drafts)
