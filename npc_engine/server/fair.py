@@ -41,10 +41,6 @@ class FairPool:
             jobs.append((function, args))
             self._offer_turn(client)
 
-    def num_queued(self) -> int:
-        with self._condition:
-            return sum(len(jobs) for jobs in self._jobs.values())
-
     def shutdown(self) -> None:
         """Run what is queued, then stop the workers."""
         with self._condition:

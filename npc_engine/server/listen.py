@@ -15,7 +15,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from ..errors import BindError
 from ..protocol import Limits
 from .gate import MessageGate, private_endpoint, remove_private_folder
-from .security import enable_zap
+from .security import enable_zap, tcp_host_port
 
 __all__ = ["Listener"]
 
@@ -54,7 +54,7 @@ class Listener:
         return socket
 
     def _bind(self, socket: zmq.Socket) -> str:
-        gate_address = _tcp_host_port(self.bind) if self.curve_keys is None and self.is_gated else None
+        gate_address = _gate_address(self.bind) if self.curve_keys is None and self.is_gated else None
         target = self.bind
         if gate_address is not None:
             target, self._private_folder = private_endpoint()
@@ -80,13 +80,13 @@ class Listener:
             self._authenticator = None
 
 
-def _tcp_host_port(endpoint: str) -> tuple[str, int] | None:
+def _gate_address(endpoint: str) -> tuple[str, int] | None:
     """(host, port) a gate listens on for a tcp:// bind; None for ipc:// and inproc://."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme != "tcp":
+    address = tcp_host_port(endpoint)
+    if address is None:
         return None
-    host, _, port = rest.rpartition(":")
-    host = {"*": "0.0.0.0", "localhost": "127.0.0.1"}.get(host.strip("[]"), host.strip("[]"))
+    host, port = address
+    host = {"*": "0.0.0.0", "localhost": "127.0.0.1"}.get(host, host)
     if port == "*":
         return host, 0
     try:

@@ -23,21 +23,30 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from ..errors import ConfigError
 
-__all__ = ["is_loopback", "check_bind", "enable_zap", "write_curve_keys", "ZAP_DOMAIN"]
+__all__ = ["is_loopback", "tcp_host_port", "check_bind", "enable_zap", "write_curve_keys", "ZAP_DOMAIN"]
 
 ZAP_DOMAIN = "npc-engine"
 
 log = logging.getLogger("npc_engine.server")
 
 
+def tcp_host_port(endpoint: str) -> tuple[str, str] | None:
+    """(host without brackets, port text) of a tcp:// endpoint; None for any other scheme or form."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme != "tcp" or ":" not in rest:
+        return None
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]"), port
+
+
 def is_loopback(endpoint: str) -> bool:
     """True for tcp://127.x.x.x / [::1] / localhost and for ipc:// and inproc:// endpoints."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
+    if endpoint.partition("://")[0] in ("ipc", "inproc"):
         return True
-    if scheme != "tcp" or ":" not in rest:
+    address = tcp_host_port(endpoint)
+    if address is None:
         return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
+    host = address[0]
     if host == "localhost":
         return True
     try:
