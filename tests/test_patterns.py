@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npc_engine.diffusion.automaton import TokenAutomaton, best_accepted, best_accepted_batch
+from npc_engine.diffusion.automaton import TokenAutomaton, best_accepted
 from npc_engine.errors import TemplateError
 from npc_engine.models import default_model_dir
 from npc_engine.templates import TemplateCompiler
@@ -136,7 +136,7 @@ def _brute_force(log_probs: np.ndarray, automaton: TokenAutomaton) -> float:
 @given(automata=st.lists(_small_automata(), min_size=1, max_size=3), seed=st.integers(0, 2**31 - 1))
 def test_on_small_cases_the_choice_is_the_brute_force_optimum(automata, seed):
     log_probs = _log_softmax(torch.randn(len(automata), 3, 5, generator=torch.Generator().manual_seed(seed)))
-    chosen = best_accepted_batch(log_probs, automata, pad_token_id=0)  # batched: rows must not mix
+    chosen = [best_accepted(log_probs[row], automaton, pad_token_id=0) for row, automaton in enumerate(automata)]
     for row, automaton in enumerate(automata):
         optimum = _brute_force(log_probs[row], automaton)
         tokens = [int(t) for t in chosen[row]]
@@ -171,4 +171,4 @@ def test_bad_patterns_are_clear_errors(patterns, monkeypatch):
 
 def test_min_tokens_to_accept(patterns, tokenizer):
     automaton = patterns.compile(r"Safe road, Aria\.")
-    assert automaton.min_tokens_to_accept() == len(tokenizer.encode("Safe road, Aria.", add_special_tokens=False))
+    assert automaton.min_tokens_to_accept == len(tokenizer.encode("Safe road, Aria.", add_special_tokens=False))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["TokenAutomaton", "best_accepted", "best_accepted_batch"]
+__all__ = ["TokenAutomaton", "best_accepted"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +69,10 @@ class TokenAutomaton:
     def num_edges(self) -> int:
         return int(self.edge_src.shape[0])
 
+    @cached_property
     def min_tokens_to_accept(self) -> int | None:
-        """Fewest tokens from the start to an accepting state (None: it accepts nothing)."""
+        """Fewest tokens from the start to an accepting state (None: it accepts nothing); found
+        once per automaton (a say's check reads it from the cached automaton)."""
         distance = np.full(self.num_states, -1, dtype=np.int64)
         distance[0], frontier, steps = 0, np.array([0]), 0
         while frontier.size:
@@ -147,10 +149,3 @@ class _Layout:
     slot_base: np.ndarray    # (S,) the slot of a state's first incoming edge
     slot_stride: np.ndarray  # (S,) from one of its edges to the next (its group's size)
     width: np.ndarray        # (S,)
-
-
-def best_accepted_batch(log_probs: np.ndarray, automata: Sequence[TokenAutomaton],
-                        pad_token_id: int) -> np.ndarray:
-    """(B, L): `best_accepted` for each row of (B, L, V) `log_probs` with its own automaton."""
-    return np.stack([best_accepted(log_probs[row], automaton, pad_token_id)
-                     for row, automaton in enumerate(automata)])

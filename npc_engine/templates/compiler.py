@@ -193,7 +193,7 @@ class TemplateCompiler:
     def _automaton(self, template: str, slot: SlotPlan, values: Mapping[str, str]) -> TokenAutomaton:
         regex = fill_placeholders(slot.pattern or "", values, template=template, slot=slot.name)
         automaton = self.patterns.compile(regex, template=template, slot=slot.name)
-        fewest = automaton.min_tokens_to_accept()
+        fewest = automaton.min_tokens_to_accept
         if fewest is not None and fewest > slot.length:
             raise TemplateError(f"template {template!r} slot {slot.name!r}: the shortest line its pattern "
                                 f"allows takes {fewest} tokens; max_tokens is {slot.length}",

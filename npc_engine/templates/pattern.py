@@ -82,7 +82,7 @@ class PatternCompiler:
                                 template=template, slot=slot)
         is_final = np.array([s in finals for s in states], dtype=np.bool_)
         automaton = TokenAutomaton.from_edges(len(states), np.array(edges, dtype=np.int64), is_final)
-        if automaton.min_tokens_to_accept() is None:
+        if automaton.min_tokens_to_accept is None:
             raise TemplateError(f"pattern {pattern!r} matches no line this model's tokens can write",
                                 template=template, slot=slot)
         return automaton

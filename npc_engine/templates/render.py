@@ -43,11 +43,12 @@ def choose_options(plan: CanvasPlan, logits: Any) -> dict[str, int]:
     return chosen
 
 
+def _until_pad(ids: list[int], pad_token_id: int) -> list[int]:
+    return ids[: ids.index(pad_token_id)] if pad_token_id in ids else ids
+
+
 def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: Any) -> str:
-    ids = canvas[slot.start: slot.start + slot.length]
-    if pad_token_id in ids:
-        ids = ids[: ids.index(pad_token_id)]
-    return tokenizer.decode(ids).strip()
+    return tokenizer.decode(_until_pad(canvas[slot.start: slot.start + slot.length], pad_token_id)).strip()
 
 
 def _log_softmax(span_logits: np.ndarray) -> np.ndarray:
@@ -57,8 +58,8 @@ def _log_softmax(span_logits: np.ndarray) -> np.ndarray:
 
 def _read_pattern(slot: SlotPlan, automaton: TokenAutomaton, logits: Any, pad_token_id: int, tokenizer: Any) -> str:
     log_probs = _log_softmax(_host_float32(logits[slot.start: slot.start + slot.length]))
-    ids = [int(i) for i in best_accepted(log_probs, automaton, pad_token_id)]
-    return tokenizer.decode(ids[: ids.index(pad_token_id)] if pad_token_id in ids else ids)
+    return tokenizer.decode(_until_pad([int(i) for i in best_accepted(log_probs, automaton, pad_token_id)],
+                                       pad_token_id))
 
 
 def render(plan: CanvasPlan, canvas: Any, logits: Any, tokenizer: Any,
