@@ -19,7 +19,7 @@ MAX_SAY_OPTION_SLOTS = 16   # choice slots a say may give options for
 MAX_SAY_OPTIONS = 256       # options per slot
 from ..characters.model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Speaker
 from ..errors import ProtocolError
-from .base import Id, OptionText, PlaceholderName, PlaceholderValue, RequestId, Version
+from .base import Id, Identifier, OptionText, PlaceholderValue, RequestId, Version
 from .base import Wire as _Wire
 from .codes import ERROR_CODES
 from .results import (  # the op table below pairs each request with its result; ModelSummary: hello's
@@ -153,20 +153,13 @@ class SayRequest(Request):
                             description="higher steps first; a request left out ages, so none starves")
     deadline_ms: float | None = Field(default=None, gt=0)
     stream: bool = Field(default=True, description="send draft events while denoising")
-    values: dict[PlaceholderName, PlaceholderValue] | None = Field(
+    values: dict[Identifier, PlaceholderValue] | None = Field(
         default=None, max_length=MAX_VALUES, description=(
             "since 1.3: values for the template's pattern placeholders ({player}, {item}, ...), over "
             "the ones the server reads from state"))
-    options: dict[PlaceholderName, list[OptionText]] | None = Field(
-        default=None, max_length=MAX_SAY_OPTION_SLOTS, description=(
+    options: dict[Identifier, Annotated[list[OptionText], Field(min_length=1, max_length=MAX_SAY_OPTIONS)]] | None = \
+        Field(default=None, max_length=MAX_SAY_OPTION_SLOTS, description=(
             "since 1.3: this say's options for choice slots, by slot name (the items an NPC has now)"))
-
-    @model_validator(mode="after")
-    def _bounded_options(self) -> "SayRequest":
-        for slot, offered in (self.options or {}).items():
-            if not 1 <= len(offered) <= MAX_SAY_OPTIONS:
-                raise ValueError(f"options for {slot!r}: 1..{MAX_SAY_OPTIONS} options")
-        return self
 
     @model_validator(mode="after")
     def _text_or_event(self) -> "SayRequest":
