@@ -115,6 +115,9 @@ def test_pattern_templates_and_values_over_the_wire(backend):
         with pytest.raises(ServerError) as bad:
             client.say("brom", "player", "Hi!", template="greeting", values={"town": "a" * 65})
         assert bad.value.code == "invalid_request"  # over the wire's 64 characters: refused at the boundary
+        with pytest.raises(ServerError) as too_many:
+            client.say("brom", "player", "Hi!", template="greeting", values={f"v{n}": "x" for n in range(33)})
+        assert too_many.value.code == "invalid_request"  # at most 32 values a say
         assert client.ping()
 
 

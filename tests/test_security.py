@@ -159,3 +159,34 @@ def test_secret_key_files_are_for_their_owner_only(tmp_path, caplog):
     os.chmod(keys / "server.key_secret", 0o644)  # keys made by an older version, or copied carelessly
     _load_server_keys(keys)
     assert "readable by other users" in caplog.text
+
+
+def test_the_gate_bounds_unfinished_messages_across_connections(tmp_path):
+    """Each connection under its own limit, but together over the gate's: the one that crosses it
+    is closed, the first keeps its connection."""
+    import zmq
+
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind(f"ipc://{tmp_path}/router")
+    gate = MessageGate("127.0.0.1", 0, f"ipc://{tmp_path}/router", max_message_bytes=3 << 20,
+                       max_pending_bytes=4 << 20).start()
+    first, second = RawZmtp3(gate.endpoint), RawZmtp3(gate.endpoint)
+    try:
+        for _ in range(2):  # 2 MiB unfinished on the first connection
+            first.send_frame(b"x" * (1 << 20), has_more=True)
+        time.sleep(0.5)
+        try:
+            for _ in range(3):  # 3 MiB more on the second: 5 MiB in all, over 4
+                second.send_frame(b"y" * (1 << 20), has_more=True)
+        except OSError:
+            pass
+        assert second.is_closed_by_peer()
+        assert not first.is_closed_by_peer(timeout_s=0.5)  # still open: nothing came back, no EOF
+        assert gate.num_refused == 1
+    finally:
+        first.close()
+        second.close()
+        gate.stop()
+        router.close(0)
+        context.term()
