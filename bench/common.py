@@ -130,14 +130,17 @@ def engine_on_runner(folder: Path, runner: str, *, device: str | None, dtype: st
     return engine, time.perf_counter() - started
 
 
-def running_batch(engine: Engine, batch_size: int) -> list[Request]:
-    """`batch_size` requests prefilled and open, as the scheduler would hand them to a step."""
-    plan = engine.compiler.compile(engine.resolve_template(TEMPLATE))
+def running_batch(engine: Engine, batch_size: int, template: Any = TEMPLATE,
+                  values: dict[str, str] | None = None) -> list[Request]:
+    """`batch_size` requests prefilled and open, as the scheduler would hand them to a step
+    (`values`: a pattern template's placeholders)."""
+    plan = engine.compiler.compile(engine.resolve_template(template))
+    automata = engine.compiler.slot_automata(plan, values or {})
     requests = []
     for index in range(batch_size):
         prefix_ids, turn_ids = engine.prompts.encode(PROMPTS[index % len(PROMPTS)], PERSONA)
         request = Request(request_id=f"bench-{index}", plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids,
-                          seed=index, generator=RequestNoise(index))
+                          seed=index, generator=RequestNoise(index), automata=automata)
         while request.status != RequestStatus.RUNNING:
             engine.core.runner.prefill(request)
         requests.append(request)

@@ -140,6 +140,21 @@ def test_fill_through_the_engine_matches(tiny_model_dir, exported):
     onnx_engine.close()
 
 
+def test_pattern_slots_are_held_alike_on_both_backends(tiny_model_dir, exported):
+    greeting = {"name": "greeting", "slots": [
+        {"name": "say", "kind": "text", "max_tokens": 24,
+         "pattern": r"(Hello|Bah|Well met), {player}\. (Safe roads\.|Come in, come in\.)"},
+        {"name": "emotion", "kind": "choice", "options": ["glad", "cross"]}]}
+    engines = [Engine.from_pretrained(tiny_model_dir, device="cpu"), Engine.from_pretrained(exported[0], backend="onnx")]
+    fills = [[(fill.fields, fill.num_steps) for fill in (
+        engine.fill(greeting, f"Hello {seed}", prefix=PERSONA, seed=seed, values={"player": "Aria"})
+        for seed in range(3))] for engine in engines]
+    assert fills[0] == fills[1]
+    assert all(fields["say"].split(",")[0] in ("Hello", "Bah", "Well met") for fields, _ in fills[0])
+    for engine in engines:
+        engine.close()
+
+
 def test_traced_canvases_match_between_backends(tiny_model_dir, exported):
     """`trace=True` records the same canvas and accept/renoise states on both runners."""
     traces = []

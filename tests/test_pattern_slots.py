@@ -173,3 +173,55 @@ def test_options_over_the_wire(backend):
         with pytest.raises(ServerError) as unknown:
             client.say("brom", "player", "Give.", template="give", options={"nope": ["x"]})
         assert unknown.value.code == "invalid_template" and "nope" in unknown.value.server_message
+
+
+def _running(engine: Engine, plan, automata, seeds: list[int], *, is_traced: bool):
+    from npc_engine.diffusion import RequestNoise
+    from npc_engine.engine.request import Request, RequestStatus
+
+    requests = []
+    for seed in seeds:
+        prefix_ids, turn_ids = engine.prompts.encode("Aria says: I want to buy rope.", "You are Brom, a smith.")
+        request = Request(request_id=f"r{seed}-{bool(automata)}", plan=plan, prefix_ids=prefix_ids,
+                          turn_ids=turn_ids, seed=seed, generator=RequestNoise(seed), automata=automata,
+                          is_traced=is_traced)
+        while request.status != RequestStatus.RUNNING:
+            engine.core.runner.prefill(request)
+        requests.append(request)
+    return requests
+
+
+@pytest.mark.parametrize("runner", ["fast", "static", "onnx"])
+def test_every_step_holds_the_canvas_to_the_pattern(runner):
+    """After each step, on every runner: the slot's argmax is a line the pattern accepts, then
+    padding, and every position the step accepted holds that line's token (the next step denoises
+    around it); the same requests without the pattern get other canvases."""
+    import numpy as np
+
+    from npc_engine.models import default_model_dir, default_onnx_dir
+
+    engine = Engine.from_pretrained(default_onnx_dir(), backend="onnx", num_threads=1) if runner == "onnx" \
+        else Engine.from_pretrained(default_model_dir(), runner=runner)
+    plan = engine.compiler.compile(engine.resolve_template(default_model_dir() / "templates" / "shopkeeper_authored.json"))
+    automata = engine.compiler.slot_automata(plan, {"player": "Aria", "name": "Brom"})
+    slot = next(s for s in plan.slots if s.name in automata)
+    span, pad = slice(slot.start, slot.start + slot.length), plan.pad_token_id
+    held = _running(engine, plan, automata, [0, 1], is_traced=True)
+    free = _running(engine, plan, {}, [0, 1], is_traced=False)
+    num_differing = 0
+    for _ in range(6):
+        engine.core.runner.step(held)
+        engine.core.runner.forget_batch()
+        engine.core.runner.step(free)
+        engine.core.runner.forget_batch()
+        for request, twin in zip(held, free):
+            line = np.asarray(engine.core.runner._host_ids(request.argmax_canvas))[span].tolist()
+            text = line[: line.index(pad)] if pad in line else line
+            assert automata[slot.name].accepts(text) and all(t == pad for t in line[len(text):]), line
+            _, canvas, states = request.trace_rows[-1]
+            accepted = [p for p in range(span.start, span.stop) if states[p] == "a"]
+            assert accepted and all(canvas[p] == line[p - span.start] for p in accepted)
+            twin_canvas = np.asarray(engine.core.runner._host_ids(twin.canvas)).tolist()
+            num_differing += canvas[span] != twin_canvas[span]
+    assert num_differing > 0
+    engine.close()

@@ -20,6 +20,7 @@ from npc_engine.templates import TemplateCompiler
 from npc_engine.templates import pattern as pattern_module
 from npc_engine.templates.pattern import PatternCompiler
 from npc_engine.templates.placeholders import fill_placeholders, placeholders_of
+from npc_engine.training.line_pattern import world_line_pattern
 
 TAVERN_LINE = r"(Hmph\.|Bah\.) (Safe road, {player}\.|Until next time, then\.)"
 
@@ -132,11 +133,25 @@ def _brute_force(log_probs: np.ndarray, automaton: TokenAutomaton) -> float:
     return best
 
 
+def _accepted_sequences(automaton: TokenAutomaton, length: int) -> list[list[int]]:
+    return [list(tokens) for num_tokens in range(length + 1)
+            for tokens in itertools.product(range(1, 5), repeat=num_tokens) if automaton.accepts(tokens)]
+
+
 @settings(max_examples=150, deadline=None)
-@given(automata=st.lists(_small_automata(), min_size=1, max_size=3), seed=st.integers(0, 2**31 - 1))
-def test_on_small_cases_the_choice_is_the_brute_force_optimum(automata, seed):
-    log_probs = _log_softmax(torch.randn(len(automata), 3, 5, generator=torch.Generator().manual_seed(seed)))
-    chosen = [best_accepted(log_probs[row], automaton, pad_token_id=0) for row, automaton in enumerate(automata)]
+@given(automata=st.lists(_small_automata(), min_size=1, max_size=3), seed=st.integers(0, 2**31 - 1),
+       pick=st.integers(0, 10**6), as_logits=st.booleans())
+def test_on_small_cases_the_choice_is_the_brute_force_optimum(automata, seed, pick, as_logits):
+    """With or without an incumbent (any accepted sequence, padded), on logits or log-probs."""
+    logits = torch.randn(len(automata), 3, 5, generator=torch.Generator().manual_seed(seed)) * 3
+    log_probs = _log_softmax(logits)
+    chosen = []
+    for row, automaton in enumerate(automata):
+        accepted = _accepted_sequences(automaton, 3)
+        incumbents = [np.array(accepted[pick % len(accepted)] + [0] * (3 - len(accepted[pick % len(accepted)])))
+                      ] if accepted and pick % 2 else []
+        scores = logits[row].numpy() if as_logits else log_probs[row]
+        chosen.append(best_accepted(scores, automaton, pad_token_id=0, incumbents=incumbents))
     for row, automaton in enumerate(automata):
         optimum = _brute_force(log_probs[row], automaton)
         tokens = [int(t) for t in chosen[row]]
@@ -147,6 +162,52 @@ def test_on_small_cases_the_choice_is_the_brute_force_optimum(automata, seed):
         assert all(t == 0 for t in tokens[num_text:]) and automaton.accepts(tokens[:num_text])
         score = sum(float(log_probs[row, p, t]) for p, t in enumerate(tokens))
         assert score == pytest.approx(optimum, abs=1e-4)  # float32 sums
+
+
+def test_a_close_incumbent_bounds_the_search_to_the_same_answer(tokenizer, patterns, monkeypatch):
+    """A step's logits near the last step's: the last line bounds the search (no full search runs),
+    and the answer is the full search's, score for score."""
+    from npc_engine.diffusion import automaton as automaton_module
+
+    regex = fill_placeholders(world_line_pattern(placeholders=("player", "name")), {"player": "Aria", "name": "Brom"})
+    automaton = patterns.compile(regex)  # the tavern's every line: thousands of states
+    generator = torch.Generator().manual_seed(3)
+    full, calls = automaton_module._full, {"pruned": 0}
+    pruned = automaton_module._pruned
+
+    def counted(*args):
+        calls["pruned"] += 1
+        return pruned(*args)
+
+    wanted = tokenizer.encode("Bah. Until next time, then.", add_special_tokens=False)
+    assert automaton.accepts(wanted)
+    wanted = torch.tensor(wanted + [tokenizer.pad_token_id] * (24 - len(wanted)))
+    for _ in range(10):
+        before = torch.randn(24, len(tokenizer), generator=generator)
+        before[torch.arange(24), wanted] += 12.0  # a model sure of one line, far above the rest
+        after = before + torch.randn(before.shape, generator=generator) * 0.5
+        off = torch.randint(0, 24, (2,), generator=generator)  # ... with a doubt or two off the pattern
+        after[off, torch.randint(0, len(tokenizer), (2,), generator=generator)] += 13.0
+        after = after.numpy()
+        incumbent = best_accepted(before.numpy(), automaton, tokenizer.pad_token_id)
+        expected = full(after, automaton, tokenizer.pad_token_id, _pad_suffix(after, tokenizer.pad_token_id))
+        monkeypatch.setattr(automaton_module, "_full", _refused)
+        monkeypatch.setattr(automaton_module, "_pruned", counted)
+        got = best_accepted(after, automaton, tokenizer.pad_token_id, incumbents=[incumbent])
+        monkeypatch.undo()
+        rows = np.arange(after.shape[0])
+        assert after[rows, got].sum() == pytest.approx(after[rows, expected].sum(), abs=1e-3)
+        assert re.fullmatch(regex, _decode(tokenizer, got))
+    assert calls["pruned"] > 0  # some answers needed the bounded search (the rest: the argmax was accepted)
+
+
+def _refused(*args):
+    raise AssertionError("the full search ran")
+
+
+def _pad_suffix(scores: np.ndarray, pad_token_id: int) -> np.ndarray:
+    pad = scores[:, pad_token_id].astype(np.float64)
+    return np.concatenate([np.cumsum(pad[::-1])[::-1], [0.0]])
 
 
 def test_placeholders_are_filled_escaped_and_checked():

@@ -8,6 +8,7 @@ back with a log line (an error with strict)."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import torch
@@ -20,6 +21,8 @@ from npc_engine.engine.static_runner import StaticRunner
 from npc_engine.errors import GenerationError
 from npc_engine.models import TinyModelSpec, build_tiny_model, default_model_dir
 from npc_engine.models.backend import DiffusionGemmaBackend
+from npc_engine.templates import load_template
+from npc_engine.templates.placeholders import fill_placeholders
 
 from .conftest import SHOPKEEPER_TEMPLATE
 
@@ -35,8 +38,8 @@ def _engine(folder, runner: str, *, pads_batches: bool = False, max_batch_size: 
     return engine
 
 
-def _fills(engine: Engine, prompts: list[str]) -> list[tuple]:
-    handles = [engine.submit(SHOPKEEPER_TEMPLATE, prompt, prefix="You are Brom, a gruff smith.", seed=seed)
+def _fills(engine: Engine, prompts: list[str], template=SHOPKEEPER_TEMPLATE, values=None) -> list[tuple]:
+    handles = [engine.submit(template, prompt, prefix="You are Brom, a gruff smith.", seed=seed, values=values)
                for seed, prompt in enumerate(prompts)]
     return [(r.fields, r.num_steps, r.num_cached_prompt_tokens) for r in (engine.wait(h) for h in handles)]
 
@@ -57,6 +60,17 @@ def test_the_static_runner_fills_token_for_token_like_the_dynamic_one(folders, n
     assert expected[3][2] > 0  # the prefix-cache hit was exercised
     runner = static.core.runner
     assert runner.slots.num_free == runner.slots.num_slots  # every slot came back
+
+
+@pytest.mark.parametrize("pads_batches", [False, True])
+def test_pattern_slots_are_held_alike_on_both_runners(folders, pads_batches):
+    authored = default_model_dir() / "templates" / "shopkeeper_authored.json"
+    values = {"player": "Aria", "name": "Brom"}
+    fills = [_fills(_engine(folders["built-in"], runner, pads_batches=pads_batches), PROMPTS, authored, values)
+             for runner in ("fast", "static")]
+    assert fills[0] == fills[1]
+    pattern = fill_placeholders(load_template(authored).slots[0].pattern, values)
+    assert all(re.fullmatch(pattern, fields["say"]) for fields, _, _ in fills[0])
 
 
 def test_more_requests_than_slots_reuse_them(folders):

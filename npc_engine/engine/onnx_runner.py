@@ -100,14 +100,19 @@ class OnnxRunner(RunnerBase):
         canvas, argmax_canvas, mean_entropy, logits = self.backend.run_step(
             batch.binding, batch.canvas, batch.self_conditioning_logits, batch.has_self_conditioning,
             temperature, np.stack([u for u, _ in draws]), renoise, settings.entropy_bound)
-        if any(r.is_traced for r in requests):
-            self._record_traces(requests, np.asarray(canvas), renoise)
         is_done, history = stable_and_confident(argmax_canvas, mean_entropy, batch.stability_history,
                                                 settings.stability_threshold, settings.confidence_threshold)
         batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, logits, history
         batch.has_self_conditioning = np.ones(len(requests), dtype=np.bool_)
-        return self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas,
-                                  [LogitsRow(logits, row) for row in range(len(requests))], history)
+        is_done = self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas,
+                                     [LogitsRow(logits, row) for row in range(len(requests))], history)
+        self._after_step(requests, renoise)
+        return is_done
+
+    def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
+        request.argmax_canvas[span] = tokens
+        canvas = request.canvas[span]
+        canvas[canvas != renoise] = tokens[canvas != renoise]
 
     def forget_batch(self) -> None:
         self._resident = None

@@ -129,6 +129,7 @@ class Request:
     argmax_canvas: Any = None
     self_conditioning_logits: Any = None
     stability_history: Any = None
+    pattern_lines: dict[str, Any] = field(default_factory=dict)  # pattern slot -> its ids after the last step
     num_steps: int = 0
     num_steps_left: int = 0
     num_steps_skipped: int = 0
@@ -167,3 +168,4 @@ class Request:
         self.cache = None
         self.canvas = self.argmax_canvas = None
         self.self_conditioning_logits = self.stability_history = None
+        self.pattern_lines = {}

@@ -122,9 +122,20 @@ class ModelRunner(RunnerBase):
         sc_logits = logits.to(self._embeddings_dtype)
 
         batch.canvas, batch.self_conditioning_logits, batch.stability_history = canvas, sc_logits, history
-        if any(r.is_traced for r in requests):
-            self._record_traces(requests, canvas.cpu().numpy(), np.stack([t for _, t in draws]))
-        return self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas, sc_logits, history)
+        is_done = self._advance_rows(requests, is_done.tolist(), canvas, argmax_canvas, sc_logits, history)
+        self._after_step(requests, np.stack([t for _, t in draws]))
+        return is_done
+
+    @staticmethod
+    def _host_ids(row: torch.Tensor) -> np.ndarray:
+        return row.cpu().numpy()
+
+    def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
+        device = request.argmax_canvas.device
+        constrained = torch.from_numpy(tokens).to(device)
+        request.argmax_canvas[span] = constrained
+        canvas = request.canvas[span]
+        canvas.copy_(torch.where(canvas == torch.from_numpy(renoise).to(device), canvas, constrained))
 
     def forget_batch(self) -> None:
         self._resident = None

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..diffusion import DiffusionSettings
 from ..templates import render
+from ..templates.render import constrain_patterns
 from .prefix_cache import PrefixCache
 from .request import Request, RequestStatus, StepTrace
 
@@ -83,17 +86,40 @@ class RunnerBase:
             is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
         return is_done
 
-    @staticmethod
-    def _record_traces(requests: list[Request], canvas: Any, renoise: Any) -> None:
-        """For traced requests, keep this step's canvas and which positions were accepted (numpy
-        rows; called only when some request is traced, so untraced steps copy nothing)."""
+    def _constrain_patterns(self, requests: list[Request], renoise: np.ndarray) -> None:
+        """Hold each pattern slot to its automaton after a step: its argmax becomes the most
+        probable sequence the automaton accepts under the step's logits, and so do the canvas's
+        accepted positions (those not holding this step's `renoise` (B, L) draw), so the next step
+        denoises around a line that matches. Host NumPy, the same for every runner; rows without
+        a pattern cost nothing. Stability was judged on the model's own argmax, inside the step."""
         for row, request in enumerate(requests):
-            if request.is_traced:
-                ids = canvas[row]
+            if request.automata:
+                spans = constrain_patterns(request.plan, request.automata, request.self_conditioning_logits,
+                                           request.pattern_lines)
+                for name, (span, tokens) in spans.items():
+                    self._write_span(request, span, tokens, renoise[row, span])
+                    request.pattern_lines[name] = tokens
+
+    def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
+        """Write `tokens` into the request's argmax canvas and, where the canvas does not hold
+        `renoise`, into its canvas (in place: the rows are views of what the next step reads)."""
+        raise NotImplementedError
+
+    def _after_step(self, requests: list[Request], renoise: np.ndarray) -> None:
+        """Once a step's rows are in the requests: hold pattern slots, then record traces."""
+        self._constrain_patterns(requests, renoise)
+        for row, request in enumerate(requests):
+            if request.is_traced:  # a host copy per traced row; untraced steps copy nothing
+                ids = self._host_ids(request.canvas)
                 clamped = request.plan.clamp_ids >= 0
                 states = "".join("s" if is_clamped else ("r" if is_renoised else "a")
                                  for is_clamped, is_renoised in zip(clamped, ids == renoise[row]))
-                request.trace_rows.append((request.num_steps + 1, ids.tolist(), states))  # 1: the first step
+                request.trace_rows.append((request.num_steps, ids.tolist(), states))
+
+    @staticmethod
+    def _host_ids(row: Any) -> np.ndarray:
+        """A canvas row as host numpy."""
+        return np.asarray(row)
 
     def trace(self, request: Request) -> tuple[StepTrace, ...]:
         """The traced steps since the last call, as token strings (host work, outside the budget)."""

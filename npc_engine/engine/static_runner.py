@@ -144,26 +144,25 @@ class StaticRunner(ModelRunner):
             batch_size, num_keys = self._bucket(self.batch_buckets, num_rows), self._bucket(self.length_buckets, longest)
         else:  # exact shapes: without graphs (compiled: dynamic shapes), padding only adds work
             batch_size, num_keys = num_rows, longest
-        inputs = self._step_inputs(batch_size, requests)
+        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
+        inputs = self._step_inputs(batch_size, requests, draws)
         if self.graphs is not None:
             outputs = self.graphs.replay(batch_size, num_keys)
         else:
             outputs = self._step(inputs, num_keys)
         is_done = outputs.is_done[:num_rows].tolist()
-        if any(r.is_traced for r in requests):
-            self._record_traces(requests, outputs.canvas[:num_rows].cpu().numpy(),
-                                inputs.renoise[:num_rows].cpu().numpy())
         for row, request in enumerate(requests):
             request.num_steps += 1
             request.num_steps_left -= 1
             is_done[row] = bool(is_done[row]) or request.num_steps_left == 0
+        self._after_step(requests, np.stack([t for _, t in draws]))
         return is_done
 
-    def _step_inputs(self, batch_size: int, requests: list[Request]) -> StepInputs:
-        """The step's inputs for `requests`, padded to `batch_size` with the scratch slot; with
-        graphs, written into the bucket's captured input tensors."""
+    def _step_inputs(self, batch_size: int, requests: list[Request],
+                     draws: list[tuple[np.ndarray, np.ndarray]]) -> StepInputs:
+        """The step's inputs for `requests` (their `draws`), padded to `batch_size` with the
+        scratch slot; with graphs, written into the bucket's captured input tensors."""
         num_pad = batch_size - len(requests)
-        draws = [r.generator.step_draws(self.canvas_length, self.vocab_size) for r in requests]
         uniform, renoise = (np.stack(rows) for rows in zip(*draws))
         if num_pad:
             uniform, renoise = (np.pad(rows, ((0, num_pad), (0, 0))) for rows in (uniform, renoise))

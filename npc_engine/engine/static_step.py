@@ -49,7 +49,7 @@ class StepInputs:
 @dataclass(frozen=True)
 class StepOutputs:
     is_done: torch.Tensor            # (B,) bool: stable and confident
-    canvas: torch.Tensor             # (B, L) long: the canvas after the step (what traces show)
+    canvas: torch.Tensor             # (B, L) long: the canvas after the step (graph capture checks it)
 
 
 class StaticStep:

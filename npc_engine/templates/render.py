@@ -18,7 +18,7 @@ from ..diffusion.automaton import TokenAutomaton, best_accepted
 from ..errors import GenerationError
 from .compiler import CanvasPlan, SlotPlan
 
-__all__ = ["render", "choose_options"]
+__all__ = ["render", "choose_options", "constrain_patterns"]
 
 
 def _host_float32(span: Any) -> np.ndarray:
@@ -47,8 +47,11 @@ def _until_pad(ids: list[int], pad_token_id: int) -> list[int]:
     return ids[: ids.index(pad_token_id)] if pad_token_id in ids else ids
 
 
-def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: Any) -> str:
-    return tokenizer.decode(_until_pad(canvas[slot.start: slot.start + slot.length], pad_token_id)).strip()
+def _read_text(slot: SlotPlan, canvas: list[int], pad_token_id: int, tokenizer: Any, *, strips: bool) -> str:
+    """The slot's text up to its first pad; a pattern's line is kept whole (the pattern owns its
+    spaces), free text is stripped."""
+    text = tokenizer.decode(_until_pad(canvas[slot.start: slot.start + slot.length], pad_token_id))
+    return text.strip() if strips else text
 
 
 def _log_softmax(span_logits: np.ndarray) -> np.ndarray:
@@ -56,24 +59,35 @@ def _log_softmax(span_logits: np.ndarray) -> np.ndarray:
     return span_logits - peak - np.log(np.exp(span_logits - peak).sum(axis=-1, keepdims=True))
 
 
-def _read_pattern(slot: SlotPlan, automaton: TokenAutomaton, logits: Any, pad_token_id: int, tokenizer: Any) -> str:
-    log_probs = _log_softmax(_host_float32(logits[slot.start: slot.start + slot.length]))
-    return tokenizer.decode(_until_pad([int(i) for i in best_accepted(log_probs, automaton, pad_token_id)],
-                                       pad_token_id))
+def constrain_patterns(plan: CanvasPlan, automata: Mapping[str, TokenAutomaton], logits: Any,
+                       previous: Mapping[str, np.ndarray]) -> dict[str, tuple[slice, np.ndarray]]:
+    """For each pattern slot, its span and the most probable token sequence its automaton accepts
+    under one canvas's (L, V) logits, padded to the slot's end: what a runner writes into the
+    argmax canvas (and the canvas's accepted positions) after a step. `previous`: each slot's
+    sequence after the step before, which bounds the search (an exact bound: same answer)."""
+    spans = {}
+    for slot in plan.slots:
+        automaton = automata.get(slot.name)
+        if automaton is not None:
+            span = slice(slot.start, slot.start + slot.length)
+            incumbents = (previous[slot.name],) if slot.name in previous else ()
+            spans[slot.name] = (span, best_accepted(_host_float32(logits[span]), automaton, plan.pad_token_id,
+                                                    incumbents=incumbents))
+    return spans
 
 
 def render(plan: CanvasPlan, canvas: Any, logits: Any, tokenizer: Any,
            automata: Mapping[str, TokenAutomaton] | None = None) -> dict[str, Any]:
     """Read every slot from one canvas (L,) and its logits (L, V); validate with the template's
-    model. `automata`: each pattern slot's filled automaton (the request's)."""
+    model. A pattern slot is read from the canvas as it stands (held to its automaton after every
+    step by `constrain_patterns`); `automata` names those slots (the request's)."""
     canvas_ids = [int(token) for token in canvas.tolist()]
     chosen = choose_options(plan, logits)
     fields: dict[str, Any] = {}
     for slot in plan.slots:
-        if slot.kind == "text" and automata and slot.name in automata:
-            fields[slot.name] = _read_pattern(slot, automata[slot.name], logits, plan.pad_token_id, tokenizer)
-        elif slot.kind == "text":
-            fields[slot.name] = _read_text(slot, canvas_ids, plan.pad_token_id, tokenizer)
+        if slot.kind == "text":
+            is_pattern = bool(automata) and slot.name in automata
+            fields[slot.name] = _read_text(slot, canvas_ids, plan.pad_token_id, tokenizer, strips=not is_pattern)
         else:
             fields[slot.name] = slot.values[chosen[slot.name]]
     try:
