@@ -141,6 +141,10 @@ GIVE = {"name": "give", "slots": [
     "effects": [{"kind": "remember", "slot": "give_item", "salience": 0.9}]}
 
 
+GIVE_TOLD = {**GIVE, "name": "give_told", "effects": [
+    {"kind": "remember", "slot": "give_item", "text": "gave {give_item} to {player} in {town}"}]}
+
+
 def test_a_says_options_choose_from_the_games_current_items(tiny):
     tiny.register_template(GIVE)
     store, dialogue = _world(tiny)
@@ -150,6 +154,17 @@ def test_a_says_options_choose_from_the_games_current_items(tiny):
         assert result.fields["give_item"] in ("rope", "a lantern", "bread")
     memories = [m.text for m in store.get_character("brom").memories]
     assert memories and set(memories) <= {"rope", "a lantern", "bread"}  # the effect used the chosen value
+    tiny.register_template(GIVE_TOLD)
+    result = dialogue.say("brom", "player", "Give me something.", template="give_told", seed=4,
+                          options={"give_item": ["rope", "bread"]}, values={"town": "Ashford"})
+    told = f"gave {result.fields['give_item']} to Aria in Ashford"  # a slot, a name from state, a say's value
+    assert [c.new for c in result.changes if c.kind == "memory"] == [told]
+    assert store.get_character("brom").memories[-1].text == told
+    before = store.get_character("brom")
+    with pytest.raises(TemplateError, match=r"placeholder \{town\} has no value") as missing:
+        store.delete_world_fact("town")
+        dialogue.say("brom", "player", "Give.", template="give_told")
+    assert missing.value.slot == "give_item" and store.get_character("brom") == before  # nothing queued
     with pytest.raises(TemplateError, match="not a choice slot") as wrong:
         dialogue.say("brom", "player", "Give.", template="give", options={"say": ["x"]})
     assert wrong.value.slot == "say"

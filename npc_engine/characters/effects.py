@@ -9,6 +9,7 @@ from typing import Any
 
 from ..templates import Template
 from ..templates.effects import MAX_MEMORY_CHARS
+from ..templates.placeholders import substitute
 from . import rows
 from .model import MAX_UTTERANCE_CHARS, StateChange, Turn
 from .store import Store
@@ -82,7 +83,8 @@ def _apply(store: Store, character_id: str, speaker_id: str | None, template: Te
                 kind="relationship", slot=effect.slot, path=f"relationships.{speaker_id}.{effect.dimension}",
                 old=getattr(before, effect.dimension), new=getattr(after, effect.dimension), delta=value))
         elif effect.kind == "remember":
-            text = " ".join(str(value).split())[:MAX_MEMORY_CHARS]
+            said = substitute(effect.text, fields) if effect.text and str(value).strip() else value
+            text = " ".join(str(said).split())[:MAX_MEMORY_CHARS]
             if text:
                 store.add_memory(character_id, text, effect.salience)
                 changes.append(StateChange(kind="memory", slot=effect.slot, path="memories", new=text))

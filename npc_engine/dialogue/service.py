@@ -139,8 +139,8 @@ class Dialogue:
         no one: None), admitted per character as events.py says: it may be coalesced into the
         reply already running (a `CoalescedEvent`) or refused (RateLimitedError). `trace` adds each
         step's canvas to the drafts (`Engine.submit`). `values` fill the template's pattern
-        placeholders, over the ones read from state (`line_values`); `options` replace choice slots'
-        options for this say (`Template.with_choice_options`). Raises (before
+        placeholders and its `remember` texts, over the ones read from state (`line_values`); `options`
+        replace choice slots' options for this say (`Template.with_choice_options`). Raises (before
         queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
         and the engine's RequestErrors."""
         resolved = self.engine.resolve_template(template)
@@ -161,10 +161,12 @@ class Dialogue:
                on_draft: Callable[[Draft], None] | None, stream: bool, key: str | None,
                is_event: bool, trace: bool, values: Mapping[str, str] | None) -> SayHandle:
         prompt, utterance, inputs = self._prepare(character_id, speaker_id, text, is_event=is_event)
+        say_values = {**line_values(inputs), **(values or {})}
+        resolved = resolved.with_effect_values(say_values)
         request = self.engine.submit(resolved, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
                                      priority=priority, deadline_ms=deadline_ms, request_id=request_id,
                                      character_id=character_id, on_draft=on_draft, stream=stream, trace=trace,
-                                     values={**line_values(inputs), **(values or {})})
+                                     values=say_values)
         handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
 
         def on_generated(future: Future[FillResult]) -> None:

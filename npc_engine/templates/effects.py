@@ -58,10 +58,17 @@ class AddToRelationship(_EffectBase):
 
 
 class Remember(_EffectBase):
-    """Store the slot's text as a memory (empty text is skipped; longer than 500 characters is cut)."""
+    """Store the slot's text as a memory (empty text is skipped; longer than 500 characters is cut),
+    or, with `text`, that text with its placeholders filled: `{slot}` from the reply's slots,
+    any other `{name}` from the say's values (as a pattern's are), e.g. "gave {give_item} to
+    {player}"."""
 
     kind: Literal["remember"] = "remember"
     salience: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_MEMORY_CHARS,
+                             pattern=r"^[^\x00-\x1f\x7f]*$", description=(
+                                 "The memory to store in place of the slot's value: {slot} placeholders "
+                                 "take the reply's slots, others the say's values."))
 
 
 class SetFlag(_EffectBase):

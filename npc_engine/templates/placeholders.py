@@ -1,4 +1,5 @@
-"""Placeholders in text-slot patterns: `{name}`, filled per say with escaped values.
+"""Placeholders: `{name}` in text-slot patterns (filled per say with escaped values) and in a
+`remember` effect's text (filled per say with the say's values, then with the reply's slots).
 
 A placeholder is an identifier in braces; a regular expression's bounded repeats (`{2,3}`) are
 digits, so the two never clash. Values are checked here: a value is 1..64 characters of one
@@ -8,11 +9,12 @@ line, with nothing a line cannot hold (quotes, braces, backslashes, control char
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Callable, Collection, Mapping
 
 from ..errors import TemplateError
 
-__all__ = ["placeholders_of", "fill_placeholders", "pattern_syntax_error", "MAX_VALUE_CHARS", "MAX_VALUES"]
+__all__ = ["placeholders_of", "fill_placeholders", "fill_text", "substitute", "pattern_syntax_error",
+           "MAX_VALUE_CHARS", "MAX_VALUES"]
 
 MAX_VALUE_CHARS = 64
 MAX_VALUES = 32
@@ -39,13 +41,33 @@ def fill_placeholders(pattern: str, values: Mapping[str, str], *, template: str 
                       slot: str | None = None) -> str:
     """`pattern` with each `{name}` replaced by its escaped value (TemplateError when one is
     missing or not a value a line can hold)."""
+    return _filled(pattern, values, re.escape, (), template, slot)
+
+
+def fill_text(text: str, values: Mapping[str, str], *, keep: Collection[str] = (), template: str | None = None,
+              slot: str | None = None) -> str:
+    """`text` with each `{name}` replaced by its value as it is, except the names in `keep`, left
+    for later (TemplateError as `fill_placeholders`)."""
+    return _filled(text, values, str, keep, template, slot)
+
+
+def substitute(text: str, values: Mapping[str, object]) -> str:
+    """`text` with each `{name}` that `values` holds replaced by str(value), unchecked: for values
+    valid by construction (a reply's fields)."""
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
+
+
+def _filled(text: str, values: Mapping[str, str], escape: Callable[[str], str], keep: Collection[str],
+            template: str | None, slot: str | None) -> str:
     def value_of(match: re.Match) -> str:
         name = match.group(1)
+        if name in keep:
+            return match.group(0)
         if name not in values:
             raise TemplateError(f"placeholder {{{name}}} has no value (give it in the say's values)",
                                 template=template, slot=slot)
-        return re.escape(check_value(name, values[name], template=template, slot=slot))
-    return _PLACEHOLDER.sub(value_of, pattern)
+        return escape(check_value(name, values[name], template=template, slot=slot))
+    return _PLACEHOLDER.sub(value_of, text)
 
 
 def pattern_syntax_error(pattern: str) -> str | None:

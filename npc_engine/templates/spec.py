@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import TemplateError
 from .effects import EFFECT_SLOT_KINDS, MAX_FLAG_STRING_CHARS, MAX_MOOD_CHARS, Effect
-from .placeholders import pattern_syntax_error
+from .placeholders import fill_text, pattern_syntax_error
 
 __all__ = [
     "TextSlot",
@@ -177,6 +177,18 @@ class Template(BaseModel):
             if slot["name"] in options:
                 slot["options"] = list(options[slot["name"]])
         return load_template(data)
+
+    def with_effect_values(self, values: Mapping[str, str]) -> "Template":
+        """This template with the say's `values` in its `remember` effects' texts (their `{slot}`
+        placeholders stay, for the reply's fields); itself when no effect has a text. TemplateError
+        naming the slot and placeholder for one neither a slot nor in `values`."""
+        if not any(getattr(effect, "text", None) for effect in self.effects):
+            return self
+        slots = [slot.name for slot in self.slots]
+        effects = [effect.model_copy(update={"text": fill_text(effect.text, values, keep=slots, template=self.name,
+                                                                slot=effect.slot)})
+                   if getattr(effect, "text", None) else effect for effect in self.effects]
+        return self.model_copy(update={"effects": effects})
 
     def cache_key(self) -> str:
         """What the compiled canvas plan depends on (effects and descriptions do not change it)."""
