@@ -182,6 +182,10 @@ def test_options_over_the_wire(backend):
         client.register_template(GIVE)
         reply = client.say("brom", "player", "Give.", template="give", seed=1, options={"give_item": ["rope", "nails"]})
         assert reply.fields["give_item"] in ("rope", "nails") and reply.fields["say"] == "Here, Aria. Take it."
+        client.register_template(GIVE_TOLD)
+        told = client.say("brom", "player", "Give.", template="give_told", seed=1, options={"give_item": ["rope"]},
+                          values={"town": "Ashford"})
+        assert [c.new for c in told.changes if c.kind == "memory"] == ["gave rope to Aria in Ashford"]
         with pytest.raises(ServerError) as too_many:
             client.say("brom", "player", "Give.", template="give", options={"give_item": [f"i{n}" for n in range(257)]})
         assert too_many.value.code == "invalid_request"
