@@ -84,7 +84,7 @@ def main() -> None:
           f"compile first use {first_ms:.0f} ms, cached {statistics.median(cached) * 1000:.1f} us (median of 100)")
     print(f"\nServed ({AUTHORED.name}, the demo's {len(PROMPTS)} prompts, every step held to the pattern):\n"
           "| batch | steps | step ms without the constraint | constraint ms per step | constraint / step "
-          "| answer was the argmax or previous line / bounded search / full search |\n|---:|---:|---:|---:|---:|---|")
+          "| the argmax was accepted / bounded search / full search |\n|---:|---:|---:|---:|---:|---|")
     for batch_size, row in rows.items():
         served = row["served"]
         rest_ms = (served["step_ms"] - served["constraint_ms"]) / served["num_steps"]
