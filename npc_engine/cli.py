@@ -131,13 +131,14 @@ def _default_checkpoint() -> Path:
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
     from .protocol.export import check_schemas, write_schemas
+    from .training.world import world_schema
 
-    folder = Path(args.dir)
+    folder, extra = Path(args.dir), {"world.json": world_schema()}
     if args.write:
-        for path in write_schemas(folder):
+        for path in write_schemas(folder, extra):
             print(path)
         return 0
-    stale = check_schemas(folder)
+    stale = check_schemas(folder, extra)
     for line in stale:
         print(line, file=sys.stderr)
     return 1 if stale else 0
@@ -162,9 +163,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for flag, value in (("--event-fraction", args.event_fraction), ("--npc-fraction", args.npc_fraction)):
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{flag} must be in 0..1, got {value}")
+    if args.world:
+        from .training.world import load_world
+        load_world(args.world)  # a bad world file fails here, naming what is wrong, before any work
     data = DataConfig(num_train=args.num_train, num_heldout=args.num_validation, seed=args.data_seed,
                       variant_fraction=args.variant_fraction, paraphrase_file=args.paraphrases,
-                      event_fraction=args.event_fraction, npc_fraction=args.npc_fraction)
+                      event_fraction=args.event_fraction, npc_fraction=args.npc_fraction, world=args.world)
     # A field left at None adds nothing to the data, so it stays out of the checkpoint fingerprint.
     description = {"generator": {k: getattr(data, k) for k in data.__dataclass_fields__
                                  if getattr(data, k) is not None},
@@ -200,7 +204,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = evaluate(args.model, num_samples=args.num_samples, seed=args.data_seed, device=args.device,
                        with_floor=not args.no_floor, slices=tuple(args.slices.split(",")), backend=args.backend,
-                       num_threads=args.threads, template_name=args.template)
+                       num_threads=args.threads, template_name=args.template, world=args.world)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -245,11 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fresh generated samples every step (--num-train then only builds the tokenizer)")
     training.add_argument("--ar-weight", type=float, default=1.0, help="weight of the encoder's next-token loss")
     training.add_argument("--event-fraction", type=float, default=0.0,
-                          help="share of training samples that answer a game event (corpus_events.py)")
+                          help="share of training samples that answer a game event (the world's events)")
     training.add_argument("--npc-fraction", type=float, default=0.0,
                           help="share of training samples whose speaker is another character")
     training.add_argument("--variant-fraction", type=float, default=0.5,
                           help="share of generated samples on a template-family variant")
+    training.add_argument("--world", default=None,
+                          help="a world file to generate from (docs/worlds.md; default: the tavern)")
     training.add_argument("--paraphrases", default=None,
                           help='extra player lines, JSONL {"intent": ..., "text": ...} (see docs/model-card.md)')
     training.add_argument("--stop-at", type=int, default=None,
@@ -286,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                             help="onnx: score the model folder's onnx/ export on ONNX Runtime")
     evaluation.add_argument("--threads", type=int, default=None, help="onnx: onnxruntime CPU threads")
+    evaluation.add_argument("--world", default=None,
+                            help="a world file to draw the samples from (default: the model's training.json's, "
+                                 "else the tavern)")
     evaluation.add_argument("--template", default=None,
                             help="score this template of the model's (e.g. shopkeeper_authored) in place of the "
                                  "samples' own; the variant slice is then left out")

@@ -3,8 +3,7 @@ training), and the line grammar checker on event lines, shown strict."""
 
 from __future__ import annotations
 
-from npc_engine.training.corpus import PLAYER_NAMES
-from npc_engine.training.corpus_events import EVENTS
+from npc_engine.training.world import tavern_world
 from npc_engine.training.data import DataConfig, event_combinations, generate, stream
 from npc_engine.training.evaluate import SLICES
 from npc_engine.training.grammar import grammar_lines, is_grammatical
@@ -21,14 +20,14 @@ def test_event_samples_are_laid_out_as_events():
     events = [s for s in samples if s.meta["is_event"]]
     assert 0.2 < len(events) / len(samples) < 0.4
     for sample in events:
-        kind = EVENTS[sample.meta["intent"]]
+        kind = tavern_world().events[sample.meta["intent"]]
         last = sample.prompt.splitlines()[-1]
         assert last.startswith("Event: ") and " says: " not in last
         has_relationship = "How you feel about" in sample.prompt
-        assert has_relationship == kind["causer"], sample.prompt
+        assert has_relationship == kind.causer, sample.prompt
         line_slots = [name for name, concept in sample.meta["concepts"].items() if concept == "line"]
         assert all(sample.fields[name] in grammar_lines(sample.meta) for name in line_slots)
-    assert {s.meta["intent"] for s in events} == set(EVENTS)  # every kind is drawn
+    assert {s.meta["intent"] for s in events} == set(tavern_world().events)  # every kind is drawn
 
 
 def test_npc_speaker_samples_address_another_character():
@@ -37,7 +36,7 @@ def test_npc_speaker_samples_address_another_character():
     assert 0.35 < len(npc) / len(samples) < 0.65
     for sample in npc:
         speaker = sample.meta["player"]
-        assert speaker not in PLAYER_NAMES and speaker != sample.meta["name"]
+        assert speaker not in tavern_world().player_names and speaker != sample.meta["name"]
         assert sample.prompt.splitlines()[-1].startswith(f"{speaker} says: ")
         assert f"How you feel about {speaker}:" in sample.prompt
 
@@ -63,7 +62,7 @@ def test_the_grammar_checker_is_strict_on_event_lines():
     assert not is_grammatical(" ".join(words[:-1]), sample.meta)       # truncated
     assert not is_grammatical(line + " " + words[-1], sample.meta)     # a word repeated
     opener = words[0]
-    other_kind = EVENTS["gives_gift"]["lines"][0].replace("{player}", sample.meta["player"])
+    other_kind = tavern_world().events["gives_gift"].lines[0].replace("{player}", sample.meta["player"])
     assert not is_grammatical(f"{opener} {other_kind}", sample.meta)    # another event's line
     other_name = "Zz" + sample.meta["player"]
     assert not is_grammatical(line.replace(sample.meta["player"], other_name), sample.meta)  # wrong name

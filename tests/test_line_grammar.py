@@ -7,7 +7,10 @@ import random
 import pytest
 
 from npc_engine.training import DataConfig, generate
-from npc_engine.training.corpus import INTENTS, MOOD_OPENERS
+from npc_engine.training.world import tavern_world
+
+INTENTS = tavern_world().intents
+MOOD_OPENERS = tavern_world().mood_openers
 from npc_engine.training.grammar import grammar_lines, is_grammatical
 
 CONFIG = DataConfig(num_train=600, num_heldout=200, seed=5)

@@ -25,10 +25,12 @@ from npc_engine.training import (
 from npc_engine.models.tiny import build_tiny_tokenizer
 from npc_engine.templates import TemplateCompiler
 from npc_engine.training import PRESETS, stream
-from npc_engine.training.corpus import ARCHETYPES, INTENTS
 from npc_engine.training.data import default_template_path, expected_emotion, iter_texts
 from npc_engine.training.family import is_heldout_variant, largest_variant
 from npc_engine.training.utterances import load_paraphrases, pattern_split
+from npc_engine.training.world import tavern_world
+
+TAVERN = tavern_world()
 
 SMALL = DataConfig(num_train=120, num_heldout=24, seed=3)
 QUICK = TrainConfig(steps=12, batch_size=8, eval_every=4, checkpoint_every=4, warmup_steps=3, learning_rate=3e-3,
@@ -40,7 +42,7 @@ def _by_concept(sample):
 
 
 def test_generator_variety_and_split_by_combination():
-    assert len(ARCHETYPES) >= 30 and len(INTENTS) >= 15
+    assert len(TAVERN.archetypes) >= 30 and len(TAVERN.intents) >= 15
     train_combos, heldout_combos = combinations(SMALL)
     assert not set(train_combos) & set(heldout_combos)
     train_samples, heldout = generate(SMALL, split="train"), generate(SMALL, split="heldout")
@@ -51,7 +53,7 @@ def test_generator_variety_and_split_by_combination():
         _, intent, mood = sample.combination
         truth = _by_concept(sample)
         assert truth.get("emotion", expected_emotion(intent, mood)) == expected_emotion(intent, mood)
-        assert truth.get("action", INTENTS[intent]["actions"][0]) in INTENTS[intent]["actions"]
+        assert truth.get("action", TAVERN.intents[intent].actions[0]) in TAVERN.intents[intent].actions
         assert sample.prompt.endswith(sample.prompt.splitlines()[-1]) and " says: " in sample.prompt.splitlines()[-1]
     assert all(s.template.name == "shopkeeper_reply" for s in heldout)
     assert len({s.fields["say"] for s in heldout}) > 20  # lines are not a handful of sentences
@@ -65,8 +67,8 @@ def test_held_out_phrasings_and_template_variants_never_train():
     seen_patterns = {(s.meta["intent"], s.meta["pattern"]) for s in train_samples}
     held_patterns = {(s.meta["intent"], s.meta["pattern"]) for s in paraphrases}
     assert held_patterns and not held_patterns & seen_patterns
-    for intent in INTENTS:
-        train_ids, heldout_ids = pattern_split(intent, SMALL.seed)
+    for intent in TAVERN.intents:
+        train_ids, heldout_ids = pattern_split(TAVERN, intent, SMALL.seed)
         assert heldout_ids and not set(train_ids) & set(heldout_ids)
     seen_templates = {s.template.cache_key() for s in train_samples}
     assert len(seen_templates) > 50  # a family, not one template

@@ -42,9 +42,11 @@ def generate() -> dict[str, str]:
     return files
 
 
-def write_schemas(folder: Path) -> list[Path]:
+def write_schemas(folder: Path, extra: dict[str, str] | None = None) -> list[Path]:
+    """Write every generated file; `extra` adds files owned by layers above this one (the world
+    file's schema), relative path -> text."""
     written = []
-    for relative, text in generate().items():
+    for relative, text in {**generate(), **(extra or {})}.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -52,10 +54,10 @@ def write_schemas(folder: Path) -> list[Path]:
     return written
 
 
-def check_schemas(folder: Path) -> list[str]:
+def check_schemas(folder: Path, extra: dict[str, str] | None = None) -> list[str]:
     """What differs between the files under `folder` and the code (empty: in sync)."""
     problems = []
-    expected = generate()
+    expected = {**generate(), **(extra or {})}
     for relative, text in expected.items():
         path = folder / relative
         if not path.is_file():

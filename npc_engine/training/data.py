@@ -21,29 +21,13 @@ from ..characters.prompt import PromptBuilder, normalize_utterance
 from ..errors import NpcEngineError, TemplateError
 from ..templates import Template, load_template
 from ..templates.compiler import _output_model
-from .family import TOPICS, TemplateVariant, random_variant, variant_of_base
-from .utterances import PATTERNS, load_paraphrases, pattern_split, player_line
-from .corpus_events import EVENT_EMOTION_RULES, EVENT_TOPICS, EVENTS
-from .corpus import (
-    ARCHETYPES,
-    EMOTION_RULES,
-    INTENTS,
-    MEMORIES,
-    MOOD_OPENERS,
-    MOODS,
-    PLACES,
-    PLAYER_NAMES,
-    TOWNS,
-    WORLD_FACTS,
-)
+from .family import TemplateVariant, random_variant, variant_of_base
+from .utterances import load_paraphrases, pattern_split, player_line
+from .world import DataError, World, tavern_world, world_at
 
-__all__ = ["Sample", "DataConfig", "SPLITS", "TURN_KINDS", "generate", "stream", "combinations", "event_combinations",
-           "expected_emotion", "load_jsonl", "DataError", "default_template_path", "iter_texts"]
+__all__ = ["Sample", "DataConfig", "SPLITS", "generate", "stream", "combinations", "event_combinations",
+           "expected_emotion", "load_jsonl", "DataError", "default_template_path", "iter_texts", "world_of"]
 
-# What a sample's reply answers: a player's intent, or a game event (corpus_events.py).
-TURN_KINDS: dict[str, dict] = {**INTENTS, **EVENTS}
-_EMOTION_RULES = {**EMOTION_RULES, **EVENT_EMOTION_RULES}
-_TOPICS = {**TOPICS, **EVENT_TOPICS}
 
 def default_template_path() -> Path:
     """The template the default model is trained on: from the repository, else the shipped model."""
@@ -53,10 +37,6 @@ def default_template_path() -> Path:
         if candidate.is_file():
             return candidate
     raise TemplateError("the shopkeeper_reply template is missing from this installation")
-
-
-class DataError(NpcEngineError, ValueError):
-    """A training data file cannot be used (a malformed line under --strict, no usable lines)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +62,7 @@ class DataConfig:
     paraphrase_file: str | None = None  # extra player-line patterns for training (utterances.load_paraphrases)
     event_fraction: float = 0.0     # training samples answering a game event (corpus_events.py)
     npc_fraction: float = 0.0       # training samples whose speaker is another character, not the player
+    world: str | None = None        # a world file (world.py); None: the tavern, the built-in model's
 
 
 # split -> (combinations, utterance patterns, templates) it draws from
@@ -94,16 +75,20 @@ SPLITS = {
 }
 
 
-def expected_emotion(intent: str, mood: str) -> str:
-    rules = _EMOTION_RULES.get(intent)
-    if rules is None:
-        return mood
-    return rules.get(mood, rules["*"])
+def world_of(config: DataConfig) -> World:
+    """The world a config draws from."""
+    return world_at(config.world)
+
+
+def expected_emotion(intent: str, mood: str, world: World | None = None) -> str:
+    """The emotion a reply to `intent` (or an event) shows in `mood` (default world: the tavern)."""
+    return (world or tavern_world()).expected_emotion(intent, mood)
 
 
 def combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """(train, held-out) (archetype, intent, mood) triples; disjoint, fixed by the seed."""
-    triples = [(a[0], i, m) for a in ARCHETYPES for i in INTENTS for m in MOODS]
+    world = world_of(config)
+    triples = [(a.key, i, m) for a in world.archetypes for i in world.intents for m in world.moods]
     random.Random(config.seed).shuffle(triples)
     num_heldout = max(1, int(len(triples) * config.heldout_fraction))
     return triples[num_heldout:], triples[:num_heldout]
@@ -112,7 +97,8 @@ def combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[t
 @functools.lru_cache(maxsize=8)
 def event_combinations(config: DataConfig) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """(train, held-out) (archetype, event, mood) triples, split as `combinations` splits intents."""
-    triples = [(a[0], e, m) for a in ARCHETYPES for e in EVENTS for m in MOODS]
+    world = world_of(config)
+    triples = [(a.key, e, m) for a in world.archetypes for e in world.events for m in world.moods]
     random.Random(f"{config.seed}-events").shuffle(triples)
     num_heldout = max(1, int(len(triples) * config.heldout_fraction))
     return triples[num_heldout:], triples[:num_heldout]
@@ -134,81 +120,84 @@ def compose_line(opener: str, pattern: str, slots: dict[str, str]) -> str:
     return f"{opener} {body}"
 
 
-def _truth(concept: str, intent_key: str, mood: str, line: str, rng: random.Random) -> Any:
-    intent = TURN_KINDS[intent_key]
+def _truth(world: World, concept: str, intent_key: str, mood: str, line: str, rng: random.Random) -> Any:
+    intent = world.turn_kinds[intent_key]
     if concept == "line":
         return line
     if concept == "emotion":
-        return expected_emotion(intent_key, mood)
+        return world.expected_emotion(intent_key, mood)
     if concept == "action":
-        return rng.choice(intent["actions"])
+        return rng.choice(intent.actions)
     if concept == "trust":
-        return intent["trust"] * rng.randint(1, 3) if intent["trust"] else 0
+        return intent.trust * rng.randint(1, 3) if intent.trust else 0
     if concept == "ends":
-        return intent["ends"]
-    return _TOPICS[intent_key]
+        return intent.ends
+    return intent.topic
 
 
-def _sample(rng: random.Random, combination: tuple[str, str, str], variant: TemplateVariant, max_history: int,
-            pattern_pool: str, seed: int, extra_patterns: dict[str, list[str]], *,
+def _sample(world: World, rng: random.Random, combination: tuple[str, str, str], variant: TemplateVariant,
+            max_history: int, pattern_pool: str, seed: int, extra_patterns: dict[str, list[str]], *,
             is_npc_speaker: bool = False) -> Sample:
     archetype_key, intent_key, mood = combination
-    archetype = next(a for a in ARCHETYPES if a[0] == archetype_key)
-    _, names, persona, style, goods, signature = archetype
-    intent = TURN_KINDS[intent_key]
-    is_event = intent_key in EVENTS
-    town, name = rng.choice(TOWNS), rng.choice(names)
+    archetype = world.archetype(archetype_key)
+    names, goods = archetype.names, archetype.goods
+    intent = world.turn_kinds[intent_key]
+    is_event = intent_key in world.events
+    town, name = rng.choice(world.towns), rng.choice(names)
     # The one spoken to as {player}: the player, or (NPC-to-NPC) a character of another archetype.
     speaker = "other" if is_npc_speaker else "player"
-    player = rng.choice([n for a in ARCHETYPES if a[0] != archetype_key for n in a[1]] if is_npc_speaker
-                        else PLAYER_NAMES)
-    items = goods + ["rope", "bread"]
-    slots = {"town": town, "name": name, "player": player, "place": rng.choice(PLACES),
-             "item": rng.choice(items), "signature": signature, "role": archetype_key}
+    player = rng.choice([n for a in world.archetypes if a.key != archetype_key for n in a.names] if is_npc_speaker
+                        else world.player_names)
+    items = goods + world.common_goods
+    slots = {"town": town, "name": name, "player": player, "place": rng.choice(world.places),
+             "item": rng.choice(items), "signature": archetype.signature, "role": archetype_key}
     character = Character(
-        id="npc", name=name, persona=_fill(persona, slots) + ".", speaking_style=style.capitalize() + ".",
+        id="npc", name=name, persona=_fill(archetype.persona, slots) + ".",
+        speaking_style=archetype.style.capitalize() + ".",
         knowledge=[f"You live in {town}.", f"You sell {', '.join(goods)}."], mood=mood,
         relationships={speaker: {"trust": rng.choice([-50, -10, 0, 15, 40]),
                                  "affinity": rng.choice([-20, 0, 20]), "familiarity": rng.choice([0, 10, 60])}},
-        memories=[{"text": m, "salience": 0.5, "created_ms": 0} for m in rng.sample(MEMORIES, rng.randint(0, 2))],
-        recent_turns=_history(rng, archetype, player, slots, max_history, speaker))
-    facts = [WorldFact(key=f"fact{i}", text=t) for i, t in enumerate(rng.sample(WORLD_FACTS, rng.randint(0, 2)))]
+        memories=[{"text": m, "salience": 0.5, "created_ms": 0}
+                  for m in rng.sample(world.memories, rng.randint(0, 2))],
+        recent_turns=_history(world, rng, slots, max_history, speaker))
+    facts = [WorldFact(key=f"fact{i}", text=t) for i, t in enumerate(rng.sample(world.world_facts, rng.randint(0, 2)))]
     if is_event:
-        event_text = rng.choice(intent["texts"])
-        pattern_index, used = intent["texts"].index(event_text), event_text
+        event_text = rng.choice(intent.texts)
+        pattern_index, used = intent.texts.index(event_text), event_text
         utterance = normalize_utterance(_fill(event_text, slots), is_event=True)
-        causer = speaker if intent["causer"] else None
+        causer = speaker if intent.causer else None
     else:
-        train_patterns, heldout_patterns = pattern_split(intent_key, seed)
-        patterns = PATTERNS[intent_key] + extra_patterns.get(intent_key, [])  # extras only ever train
-        candidates = (train_patterns + list(range(len(PATTERNS[intent_key]), len(patterns)))
+        train_patterns, heldout_patterns = pattern_split(world, intent_key, seed)
+        own = intent.phrasings
+        patterns = own + extra_patterns.get(intent_key, [])  # extras only ever train
+        candidates = (train_patterns + list(range(len(own), len(patterns)))
                       if pattern_pool == "train" else heldout_patterns)
         pattern_index = rng.choice(candidates)
         used = patterns[pattern_index]
-        utterance = normalize_utterance(player_line(used, rng, slots))
+        utterance = normalize_utterance(player_line(world, used, rng, slots))
         causer = speaker
     prefix, prompt = PromptBuilder.layout(character, speaker_id=causer, speaker_name=player if causer else None,
                                           utterance=utterance, world_facts=facts,
                                           name_of={speaker: player, "npc": name}.get, is_event=is_event)
-    line = compose_line(rng.choice(MOOD_OPENERS[mood]), rng.choice(intent["lines"]), slots)
-    fields = {slot: _truth(concept, intent_key, mood, line, rng) for slot, concept in variant.concepts.items()}
-    world = {**{key: [slots[key]] for key in ("town", "name", "player", "signature", "role")},
-             "place": [slots["place"]] if "{place}" in used else list(PLACES),
-             "item": [slots["item"]] if "{item}" in used else items}
+    line = compose_line(rng.choice(world.mood_openers[mood]), rng.choice(intent.lines), slots)
+    fields = {slot: _truth(world, concept, intent_key, mood, line, rng) for slot, concept in variant.concepts.items()}
+    world_values = {**{key: [slots[key]] for key in ("town", "name", "player", "signature", "role")},
+                    "place": [slots["place"]] if "{place}" in used else list(world.places),
+                    "item": [slots["item"]] if "{item}" in used else items}
     meta = {"player": player, "name": name, "intent": intent_key, "mood": mood, "pattern": pattern_index,
-            "world": world, "concepts": dict(variant.concepts), "is_base_template": variant.is_base,
+            "world": world_values, "concepts": dict(variant.concepts), "is_base_template": variant.is_base,
             "is_event": is_event, "is_npc_speaker": is_npc_speaker}
     return Sample(prefix, prompt, variant.template, fields, combination, meta)
 
 
-def _history(rng: random.Random, archetype: tuple, player: str, slots: dict[str, str], max_turns: int,
+def _history(world: World, rng: random.Random, slots: dict[str, str], max_turns: int,
              speaker: str = "player") -> list:
     turns = []
     for _ in range(rng.randint(0, max_turns)):
-        intent = INTENTS[rng.choice(["greet", "ask_rumours", "ask_price", "ask_weather"])]
-        turns.append({"speaker_id": speaker, "text": _fill(rng.choice(intent["utterances"]), slots),
+        intent = world.intents[rng.choice(world.history_intents)]
+        turns.append({"speaker_id": speaker, "text": _fill(rng.choice(intent.utterances), slots),
                       "created_ms": 0})
-        turns.append({"speaker_id": "npc", "text": _fill(rng.choice(intent["lines"]), slots), "created_ms": 0})
+        turns.append({"speaker_id": "npc", "text": _fill(rng.choice(intent.lines), slots), "created_ms": 0})
     return turns
 
 
@@ -224,17 +213,18 @@ def _draw(rng: random.Random, config: DataConfig, split: str, base: TemplateVari
     is_npc_speaker = bool(not is_event and config.npc_fraction and split == "train"
                           and rng.random() < config.npc_fraction)
     pool = pools[0] if combos == "train" else pools[1]
+    world = world_of(config)
     if templates == "base" or (templates == "train" and rng.random() >= config.variant_fraction):
         variant = base
     else:
-        variant = random_variant(rng, seed=config.seed, is_heldout=templates == "heldout")
-    extra = _extra_patterns(config.paraphrase_file) if config.paraphrase_file else {}
-    return _sample(rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra,
+        variant = random_variant(world, rng, seed=config.seed, is_heldout=templates == "heldout")
+    extra = _extra_patterns(config.paraphrase_file, config.world) if config.paraphrase_file else {}
+    return _sample(world, rng, rng.choice(pool), variant, config.max_history_turns, patterns, config.seed, extra,
                    is_npc_speaker=is_npc_speaker)
 
 
 def _setup(config: DataConfig, template: Template | None) -> tuple[TemplateVariant, tuple[list, list]]:
-    """The base template and the combination split; with the default template, read once per
+    """The base template and the combination split; with the world's own template, read once per
     config (`stream` runs every optimizer step)."""
     if template is None:
         return _default_setup(config)
@@ -243,12 +233,12 @@ def _setup(config: DataConfig, template: Template | None) -> tuple[TemplateVaria
 
 @functools.lru_cache(maxsize=8)
 def _default_setup(config: DataConfig) -> tuple[TemplateVariant, tuple[list, list]]:
-    return variant_of_base(load_template(default_template_path())), combinations(config)
+    return variant_of_base(world_of(config).template), combinations(config)
 
 
 @functools.lru_cache(maxsize=4)
-def _extra_patterns(path: str) -> dict[str, list[str]]:
-    return load_paraphrases(path)
+def _extra_patterns(path: str, world: str | None) -> dict[str, list[str]]:
+    return load_paraphrases(path, world_at(world))
 
 
 def generate(config: DataConfig, *, split: str, template: Template | None = None,

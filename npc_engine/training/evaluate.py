@@ -17,22 +17,28 @@ from ..errors import ConfigError
 from ..engine import Engine
 from ..models import default_model_dir
 from ..templates import load_template
-from .data import TURN_KINDS, DataConfig, expected_emotion, generate
+from .data import DataConfig, generate, world_of
 from .grammar import is_grammatical
+from .world import World
 
 __all__ = ["SLICES", "evaluate", "print_table"]
 
 
-def _data_config(model_dir: Path, num_samples: int, seed: int | None) -> tuple[DataConfig, DataConfig]:
-    """(held-out config, the training data config) from the model's training.json when present."""
+def _data_config(model_dir: Path, num_samples: int, seed: int | None,
+                 world: str | None = None) -> tuple[DataConfig, DataConfig]:
+    """(held-out config, the training data config) from the model's training.json when present;
+    `world` overrides the world file it names (none named: the tavern)."""
     trained = {}
     report = model_dir / "training.json"
     if report.is_file():
         trained = json.loads(report.read_text()).get("data", {}).get("generator", {})
     base = DataConfig(**trained) if trained else DataConfig()
     seed = base.seed if seed is None else seed
-    return (DataConfig(num_train=0, num_heldout=num_samples, heldout_fraction=base.heldout_fraction, seed=seed),
-            DataConfig(num_train=base.num_train, num_heldout=0, heldout_fraction=base.heldout_fraction, seed=seed))
+    world = world if world is not None else base.world
+    return (DataConfig(num_train=0, num_heldout=num_samples, heldout_fraction=base.heldout_fraction, seed=seed,
+                       world=world),
+            DataConfig(num_train=base.num_train, num_heldout=0, heldout_fraction=base.heldout_fraction, seed=seed,
+                       world=world))
 
 
 def _concept_fields(sample: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +52,7 @@ def _line_values(sample: Any) -> dict[str, str]:
     return {key: world[key][0] for key in ("player", "name", "town", "signature", "role") if world.get(key)}
 
 
-def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str, Any]:
+def _score(engine: Engine, samples: list, training_lines: set[str], world: World) -> dict[str, Any]:
     for warm in samples[:3]:
         engine.fill(warm.template, warm.prompt, prefix=warm.prefix, seed=0, values=_line_values(warm))
     rows = []
@@ -66,13 +72,13 @@ def _score(engine: Engine, samples: list, training_lines: set[str]) -> dict[str,
                "num_steps": result.num_steps, "ms": result.elapsed_ms}
         if "line" in got:
             row["line"] = str(got["line"] or "")
-            row["is_grammatical"] = is_grammatical(row["line"], sample.meta)
+            row["is_grammatical"] = is_grammatical(row["line"], sample.meta, world)
         if "action" in got:
-            row["is_action_ok"] = got["action"] in TURN_KINDS[intent]["actions"]
+            row["is_action_ok"] = got["action"] in world.turn_kinds[intent].actions
         if "emotion" in got:
-            row["is_emotion_ok"] = got["emotion"] == expected_emotion(intent, mood)
+            row["is_emotion_ok"] = got["emotion"] == world.expected_emotion(intent, mood)
         if "trust" in got:
-            delta, sign = got["trust"] or 0, TURN_KINDS[intent]["trust"]
+            delta, sign = got["trust"] or 0, world.turn_kinds[intent].trust
             row["is_sign_ok"] = (delta > 0) - (delta < 0) == sign
         rows.append(row)
     lines = [r["line"] for r in rows if "line" in r]
@@ -107,19 +113,22 @@ SLICES = {"heldout": "held-out combinations", "paraphrase": "+ held-out phrasing
 def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, seed: int | None = None,
              device: str = "cpu", with_floor: bool = True, slices: tuple[str, ...] = tuple(SLICES),
              backend: str = "torch", num_threads: int | None = None,
-             template_name: str | None = None) -> dict[str, Any]:
+             template_name: str | None = None, world: str | Path | None = None) -> dict[str, Any]:
     """Scores per held-out slice for the model (and, with `with_floor`, random weights of the same
     architecture on the first slice). `backend="onnx"` scores the model's export (its `onnx/`
     folder) on ONNX Runtime instead; the random floor then needs PyTorch and is skipped.
     `template_name`: score that template of the model's (e.g. `shopkeeper_authored`, whose line is a
     pattern) in place of the one the samples were made with; its slots must name the same concepts
-    (the variant slice, whose templates differ by design, is then left out)."""
+    (the variant slice, whose templates differ by design, is then left out). `world`: a world
+    file to draw the samples from (default: the one the model's training.json names, else the
+    tavern)."""
     unknown = [name for name in slices if name not in SLICES]
     if unknown or not slices:
         raise ConfigError(f"unknown slices {unknown}; expected some of {sorted(SLICES)}")
     folder = Path(model_dir) if model_dir else default_model_dir()
-    heldout_config, train_config = _data_config(folder, num_samples, seed)
-    template = load_template(folder / "templates" / "shopkeeper_reply.json")
+    heldout_config, train_config = _data_config(folder, num_samples, seed, None if world is None else str(world))
+    grammar = world_of(heldout_config)
+    template = load_template(folder / "templates" / f"{grammar.template.name}.json")
     training_lines = {s.fields["say"] for s in generate(train_config, split="train", template=template)
                       if "say" in s.fields}
     torch.manual_seed(0)
@@ -138,7 +147,7 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
     else:
         by_slice = {name: generate(heldout_config, split=name, template=template) for name in slices}
     for name, samples in by_slice.items():
-        results["slices"][name] = _score(engine, samples, training_lines)
+        results["slices"][name] = _score(engine, samples, training_lines, grammar)
     examples = []
     for sample in by_slice[slices[0]][:5]:
         fill = engine.fill(sample.template, sample.prompt, prefix=sample.prefix, seed=7, values=_line_values(sample))
@@ -156,7 +165,7 @@ def evaluate(model_dir: str | Path | None = None, *, num_samples: int = 200, see
             first = by_slice[slices[0]]
             if template_name is not None:
                 floor.register_template(engine.resolve_template(template_name))
-            results["random_weights"] = _score(floor, first[: min(len(first), 50)], training_lines)
+            results["random_weights"] = _score(floor, first[: min(len(first), 50)], training_lines, grammar)
     return results
 
 

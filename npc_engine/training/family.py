@@ -14,8 +14,9 @@ import zlib
 from dataclasses import dataclass
 
 from ..templates import Template, load_template
+from .world import World, tavern_world
 
-__all__ = ["CONCEPTS", "TOPICS", "TemplateVariant", "is_heldout_variant", "random_variant", "largest_variant",
+__all__ = ["CONCEPTS", "TemplateVariant", "is_heldout_variant", "random_variant", "largest_variant",
            "variant_of_base"]
 
 # concept -> slot names a variant may give it
@@ -27,19 +28,6 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "ends": ("ends_conversation", "leaves", "is_leaving"),
     "topic": ("topic", "subject"),
 }
-_EMOTIONS = ["happy", "angry", "afraid", "sad", "curious", "neutral", "suspicious"]
-_ACTIONS = ["nod", "wave", "shrug", "frown", "laugh", "point_north", "hand_over_item"]
-_EXTRA_ACTIONS = ["bow", "smile", "sigh", "spit"]
-# intent -> the coarse topic a `topic` slot names
-TOPICS: dict[str, str] = {
-    "greet": "greeting", "farewell": "farewell", "ask_rumours": "rumours", "buy": "trade", "sell": "trade",
-    "haggle": "trade", "threaten": "threat", "flatter": "praise", "insult": "insult", "ask_directions": "directions",
-    "ask_quest": "work", "ask_about_character": "small_talk", "ask_price": "trade", "offer_help": "help",
-    "apologize": "apology", "ask_weather": "small_talk",
-}
-_TOPIC_OPTIONS = sorted(set(TOPICS.values()))
-
-
 @dataclass(frozen=True)
 class TemplateVariant:
     template: Template
@@ -54,7 +42,7 @@ def variant_of_base(template: Template) -> TemplateVariant:
     return TemplateVariant(template, {slot.name: names[slot.name] for slot in template.slots}, is_base=True)
 
 
-def _spec(concepts: list[str], rng: random.Random, line_tokens: int | None = None) -> dict:
+def _spec(world: World, concepts: list[str], rng: random.Random, line_tokens: int | None = None) -> dict:
     slots, mapping = [], {}
     trust_max = rng.choice([3, 5])
     for concept in concepts:
@@ -63,17 +51,17 @@ def _spec(concepts: list[str], rng: random.Random, line_tokens: int | None = Non
         if concept == "line":
             slots.append({"name": name, "kind": "text", "max_tokens": line_tokens or rng.choice([16, 24, 32])})
         elif concept == "emotion":
-            slots.append({"name": name, "kind": "choice", "options": rng.sample(_EMOTIONS, len(_EMOTIONS))})
+            slots.append({"name": name, "kind": "choice", "options": rng.sample(world.moods, len(world.moods))})
         elif concept == "action":
-            extra = rng.sample(_EXTRA_ACTIONS, rng.randint(0, 2))
-            options = _ACTIONS + extra
+            extra = rng.sample(world.extra_actions, min(rng.randint(0, 2), len(world.extra_actions)))
+            options = world.actions + extra
             slots.append({"name": name, "kind": "choice", "options": rng.sample(options, len(options))})
         elif concept == "trust":
             slots.append({"name": name, "kind": "integer", "min": -trust_max, "max": trust_max})
         elif concept == "ends":
             slots.append({"name": name, "kind": "boolean"})
         else:
-            slots.append({"name": name, "kind": "choice", "options": list(_TOPIC_OPTIONS)})
+            slots.append({"name": name, "kind": "choice", "options": world.topics})
     key = zlib.crc32(repr(slots).encode())
     return {"name": f"reply_variant_{key:08x}", "slots": slots, "_concepts": mapping}
 
@@ -88,7 +76,7 @@ def is_heldout_variant(template: Template, seed: int) -> bool:
     return zlib.crc32(f"{seed}-{template.name}".encode()) % 8 == 0
 
 
-def random_variant(rng: random.Random, *, seed: int, is_heldout: bool) -> TemplateVariant:
+def random_variant(world: World, rng: random.Random, *, seed: int, is_heldout: bool) -> TemplateVariant:
     """A random family member from the training (or held-out) side of the split."""
     while True:
         concepts = [c for c in CONCEPTS if c != "topic"]
@@ -98,15 +86,15 @@ def random_variant(rng: random.Random, *, seed: int, is_heldout: bool) -> Templa
         if len(keep) < 2:
             continue
         rng.shuffle(keep)
-        variant = _build(_spec(keep, rng))
+        variant = _build(_spec(world, keep, rng))
         if is_heldout_variant(variant.template, seed) == is_heldout:
             return variant
 
 
-def largest_variant() -> TemplateVariant:
+def largest_variant(world: World | None = None) -> TemplateVariant:
     """Six fields with a 32-token line, the longest names: what the canvas must hold."""
     rng = random.Random(0)
-    spec = _spec(list(CONCEPTS), rng, line_tokens=32)
+    spec = _spec(world or tavern_world(), list(CONCEPTS), rng, line_tokens=32)
     for slot in spec["slots"]:
         concept = spec["_concepts"].pop(slot["name"])
         slot["name"] = max(CONCEPTS[concept], key=len)

@@ -1,4 +1,4 @@
-"""The corpus grammar's NPC lines as one regular expression, for pattern text slots.
+"""A world's NPC lines (world.py) as one regular expression, for pattern text slots.
 
 A line is a mood opener, then an intent's (or a game event's) line, exactly as `compose_line`
 writes it: after an opener ending in a comma the line goes on in lower case, unless it starts
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .corpus import ITEMS, MOOD_OPENERS, PLACES
-from .data import TURN_KINDS
+from .world import World, tavern_world
 
 __all__ = ["world_line_pattern", "LINE_PLACEHOLDERS"]
 
@@ -19,20 +18,23 @@ LINE_PLACEHOLDERS = ("player", "name", "town", "signature", "role")
 _NAMES = ("{player}", "{name}", "{town}")
 
 
-def world_line_pattern(*, placeholders: tuple[str, ...] = LINE_PLACEHOLDERS,
-                       openers: dict[str, list[str]] = MOOD_OPENERS, items: list[str] = ITEMS,
-                       places: list[str] = PLACES) -> str:
-    """Every line the corpus grammar can produce, as a pattern: lines that need a placeholder
-    outside `placeholders` are left out (a game that cannot fill `{signature}` asks for
-    `placeholders=("player", "name")`)."""
-    bodies = sorted({line for kind in TURN_KINDS.values() for line in kind["lines"]
+def world_line_pattern(world: World | None = None, *, placeholders: tuple[str, ...] = LINE_PLACEHOLDERS) -> str:
+    """Every line the world's grammar (default: the tavern's) can produce, as a pattern: lines that
+    need a placeholder outside `placeholders` are left out (a game that cannot fill `{signature}`
+    asks for `placeholders=("player", "name")`)."""
+    world = world or tavern_world()
+    bodies = sorted({line for kind in world.turn_kinds.values() for line in kind.lines
                      if set(re.findall(r"\{([a-z]+)\}", line)) <= {*placeholders, "item", "place"}})
-    all_openers = sorted({o for mood_openers in openers.values() for o in mood_openers})
+    all_openers = sorted({o for mood_openers in world.mood_openers.values() for o in mood_openers})
     plain = [o for o in all_openers if not o.endswith(",")]
     comma = [o for o in all_openers if o.endswith(",")]
-    fillers = {"item": _any_of(items), "place": _any_of(places)}
+    fillers = {"item": _any_of(world.items), "place": _any_of(world.places)}
     upper = _any_of([_body(b, fillers, lower=False) for b in bodies], is_escaped=True)
     lower = _any_of([_body(b, fillers, lower=True) for b in bodies], is_escaped=True)
+    if not comma:
+        return f"{_any_of(plain)} {upper}"
+    if not plain:
+        return f"{_any_of(comma)} {lower}"
     return f"({_any_of(plain)} {upper}|{_any_of(comma)} {lower})"
 
 
