@@ -61,13 +61,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .characters.store import default_database_path
     from .client import Client
-    from .demo import ServerProcess, ServerStartError, Tavern
+    from .demo import TAVERN, ServerProcess, ServerStartError, Tavern, world_scene
 
     model_file = "manifest.json" if args.backend == "onnx" else "config.json"
     if args.model and not (Path(args.model) / model_file).is_file():
         print(f"npc-engine demo: no model at {args.model} (a folder with config.json, weights and tokenizer); "
               "leave --model out to use the built-in one", file=sys.stderr)
         return 2
+    scene = TAVERN
+    if args.world:
+        from .training.world import load_world
+        scene = world_scene(load_world(args.world))  # DataError (exit 2) naming what is wrong
     lines: list[str] | None = None
     if args.script:
         try:
@@ -89,7 +93,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 1
         try:
             with Client(server.endpoint, timeout_s=args.timeout) as client:
-                tavern = Tavern(client, seed=args.seed, template=args.template)
+                tavern = Tavern(client, seed=args.seed, template=args.template, scene=scene)
                 tavern.setup()
                 if lines is not None:
                     return 0 if tavern.play(lines) else 1
@@ -194,6 +198,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    is_overwrite=args.overwrite, is_resume=args.resume, is_fp16=args.fp16,
                    log=lambda line: print(line, file=sys.stderr, flush=True), sample_stream=sample_stream,
                    stop_at=args.stop_at)
+    if not args.data:  # the world's lines as an authored-line template, beside the free-text one
+        from .training.data import world_of
+        from .training.line_pattern import authored_template
+
+        authored = authored_template(world_of(data))
+        (Path(args.out) / "templates" / f"{authored['name']}.json").write_text(json.dumps(authored, indent=2) + "\n")
     print(json.dumps({"out": str(args.out), "train_seconds": report["train_seconds"],
                       "final": report["history"][-1] if report["history"] else None}))
     return 0
@@ -308,9 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="fix the sampling seed")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply")
     demo.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="as for serve")
-    demo.add_argument("--template", default="shopkeeper_authored",
+    demo.add_argument("--template", default=None,
                       help="the reply template (default: shopkeeper_authored, lines from the corpus with the right "
-                           "names; shopkeeper_reply: the model writes the line itself)")
+                           "names; shopkeeper_reply: the model writes the line itself; with --world, the world's)")
+    demo.add_argument("--world", default=None,
+                      help="play in this world file's first town with three of its characters (use the --model "
+                           "trained on it; docs/worlds.md)")
     demo.set_defaults(handler=_cmd_demo)
 
     export = commands.add_parser("export-onnx", help="export a checkpoint for the ONNX Runtime backend")

@@ -34,7 +34,7 @@ def test_demo_plays_its_script_and_exits_zero():
     assert "model with 2,117,984 parameters" in out          # the shipped model, through the server
     assert 'Brom: "' in out and 'Mira: "' in out and "emotion:" in out
     assert "drafts," in out                                  # streamed over the protocol
-    assert "Saved the tavern to slot 'evening'" in out
+    assert "Saved the Crooked Flagon to slot 'evening'" in out
     assert "There is no save slot 'no_such_slot'. Slots: evening." in out  # and it kept going
     assert "Loaded slot 'evening'" in out
     # Walking in, Brom greets the player (a game event), before the player says anything.

@@ -99,8 +99,18 @@ def test_a_world_trains_with_one_command_and_its_folder_round_trips(tmp_path, ca
     result = engine.fill("keeper_reply", sample.prompt, prefix=sample.prefix, seed=1)
     assert result.finish_reason == "complete" and result.fields["emotion"] in ("happy", "angry", "neutral")
     assert "shopkeeper_reply" not in engine.templates
+    authored = engine.resolve_template(out / "templates" / "keeper_authored.json")  # written beside keeper_reply
+    engine.register_template(authored)
+    line = engine.fill("keeper_authored", sample.prompt, prefix=sample.prefix, seed=2,
+                       values={"player": "Aria", "name": "Ewan"}).fields["say"]
+    assert line.split()[0] in ("Ha!", "Oh,", "Hmph.", "Enough.", "Aye.", "Well,"), line
     assert main(["eval", "--model", str(out), "--num-samples", "4", "--no-floor", "--slices", "heldout,events"]) == 0
     assert "game events" in capsys.readouterr().out
+    script = tmp_path / "visit.txt"
+    script.write_text("Good day.\n/wait\n/quit\n")
+    assert main(["demo", "--world", str(EXAMPLE), "--model", str(out), "--script", str(script)]) == 0
+    shown = capsys.readouterr().out
+    assert "You step into Skerry Point. Ewan (ewan), Finlay (finlay) are here." in shown and "Ewan: " in shown
     assert main(["train", "--world", str(_broken(tmp_path, lambda w: w.pop("moods"))), "--out",
                  str(tmp_path / "never"), "--steps", "1"]) == 2
     assert not (tmp_path / "never").exists()  # refused before any work
@@ -108,3 +118,15 @@ def test_a_world_trains_with_one_command_and_its_folder_round_trips(tmp_path, ca
 
 def test_the_guide_shows_the_example_file_as_it_is():
     assert EXAMPLE.read_text() in (ROOT / "docs" / "worlds.md").read_text()
+
+
+def test_a_world_scene_takes_its_characters_and_arrival_from_the_world():
+    from npc_engine.demo import world_scene
+
+    scene = world_scene(load_world(ROOT / "demos" / "worlds" / "outpost.json"))
+    assert scene.place == "Kestrel Deep" and list(scene.characters) == ["hollis", "dr_amara", "cade"]
+    assert scene.arrival == "Traveller steps out of the docking ring."
+    assert (scene.template, scene.free_text_template) == ("crew_authored", "crew_reply")
+    script = (ROOT / "demos" / "terminal" / "outpost_script.txt").read_text()
+    talked_to = [line.split()[1] for line in script.splitlines() if line.startswith("/talk ")]
+    assert talked_to and set(talked_to) <= set(scene.characters)  # the script names the scene's own

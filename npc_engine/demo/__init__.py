@@ -2,6 +2,6 @@
 subprocess, shared with the pygame prototype in demos/."""
 
 from .server_process import ServerProcess, ServerStartError
-from .tavern import CHARACTERS, Tavern
+from .tavern import CHARACTERS, TAVERN, Scene, Tavern, world_scene
 
-__all__ = ["CHARACTERS", "ServerProcess", "ServerStartError", "Tavern"]
+__all__ = ["CHARACTERS", "Scene", "ServerProcess", "ServerStartError", "TAVERN", "Tavern", "world_scene"]

@@ -12,15 +12,16 @@ event, not a line of yours).
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from ..client import Client
 from ..errors import ClientTimeoutError, ServerError
 
-__all__ = ["CHARACTERS", "Tavern"]
+__all__ = ["CHARACTERS", "Scene", "TAVERN", "Tavern", "world_scene"]
 
 PLAYER_ID = "player"
 # The authored-line template: every line is one of the corpus's own, with the right names.
@@ -42,6 +43,47 @@ CHARACTERS: dict[str, dict] = {
 }
 
 
+@dataclass(frozen=True)
+class Scene:
+    """Where the demo plays: its characters, the place, the walk-in event and the templates."""
+
+    place: str
+    characters: dict[str, dict]
+    arrival: str                 # the game event when the player walks in
+    template: str                # authored lines
+    free_text_template: str      # the model writes the line itself
+    town: str = "Thornvale"      # where the player is a stranger
+
+
+TAVERN = Scene("the Crooked Flagon", CHARACTERS, "A traveller walks into the Crooked Flagon and comes to you.",
+               TEMPLATE, FREE_TEXT_TEMPLATE)
+
+
+def world_scene(world: Any) -> Scene:
+    """A scene from a world file (training/world.py): one character of each of its first three
+    archetypes, described as the model saw characters in training, in the world's first town;
+    the walk-in is the first event the player causes (a plain arrival if it has none)."""
+    town = world.towns[0]
+    characters = {}
+    for index, archetype in enumerate(world.archetypes[:3]):
+        name = archetype.names[0]
+        key = re.sub(r"[^a-z0-9_]", "_", name.lower())
+        persona = archetype.persona.replace("{town}", town)
+        characters[key] = {"id": key, "name": name, "mood": world.moods[(index * 3) % len(world.moods)],
+                           "persona": persona[0].upper() + persona[1:] + ".",
+                           "speaking_style": archetype.style[0].upper() + archetype.style[1:] + ".",
+                           "knowledge": [f"You live in {town}.", f"You sell {', '.join(archetype.goods)}."]}
+    caused = next((event for event in world.events.values() if event.causer), None)
+    fillers = {"player": "Traveller", "town": town, "place": world.places[0], "item": world.items[0]}
+    arrival = f"Traveller arrives in {town}."
+    if caused is not None:
+        arrival = caused.texts[0]
+        for key, value in fillers.items():
+            arrival = arrival.replace("{" + key + "}", value)
+    free = world.template.name
+    return Scene(town, characters, arrival, free.removesuffix("_reply") + "_authored", free, town)
+
+
 def clean_input(text: str) -> str:
     """Drops control characters (a pasted escape sequence must not reach the terminal or the model)."""
     return "".join(ch for ch in text if ch in "\t " or unicodedata.category(ch)[0] != "C").strip()
@@ -57,28 +99,30 @@ class Tavern:
     """The demo's logic, separate from its input loop so a script and a person drive it alike."""
 
     def __init__(self, client: Client, out: TextIO = sys.stdout, *, is_tty: bool | None = None,
-                 seed: int | None = None, template: str = TEMPLATE) -> None:
+                 seed: int | None = None, template: str | None = None, scene: Scene = TAVERN) -> None:
         self.client = client
-        self.template = template
+        self.scene = scene
+        self.characters = scene.characters
+        self.template = template or scene.template
         self.out = out
-        self.current = "brom"
+        self.current = next(iter(scene.characters))
         self.options = _Options(is_tty=out.isatty() if is_tty is None else is_tty, seed=seed)
         self.num_errors = 0
 
     def setup(self) -> None:
         hello = self.client.hello(client_name="npc-engine-demo")
-        self.client.upsert_speaker(PLAYER_ID, "Traveller", "A stranger passing through Thornvale.")
+        self.client.upsert_speaker(PLAYER_ID, "Traveller", f"A stranger passing through {self.scene.town}.")
         known = set(self.client.list_characters())
-        for character in CHARACTERS.values():
+        for character in self.characters.values():
             # Only the definition on a first visit; later visits keep mood, trust and memories.
             self.client.upsert_character(character if character["id"] not in known else
                                          {k: character[k] for k in ("id", "name", "persona")})
         self.print(f"Connected: {hello.server} {hello.server_version}, model with "
                    f"{hello.model.num_parameters:,} parameters on {hello.model.device}.")
-        self.print("You step into the Crooked Flagon. " + ", ".join(
-            f"{c['name']} ({c['id']})" for c in CHARACTERS.values()) + " are here. Type /help for commands.")
+        self.print(f"You step into {self.scene.place}. " + ", ".join(
+            f"{c['name']} ({c['id']})" for c in self.characters.values()) + " are here. Type /help for commands.")
         self.print(f"You are talking to {self._name(self.current)}.")
-        self.react(self.current, "A traveller walks into the Crooked Flagon and comes to you.", PLAYER_ID)
+        self.react(self.current, self.scene.arrival, PLAYER_ID)
 
     def play(self, lines: list[str]) -> bool:
         """Plays a script, echoing each line; True when every say got its reply."""
@@ -175,7 +219,7 @@ class Tavern:
 
     def _wait(self, _: str) -> None:
         """The player stays silent: the one they face and the next one talk to each other."""
-        keys = list(CHARACTERS)
+        keys = list(self.characters)
         other = keys[(keys.index(self.current) + 1) % len(keys)]
         opener = self.react(other, f"The traveller stays silent; {self._name(other)} turns to "
                                    f"{self._name(self.current)}.", self.current)  # addressed: a line names them
@@ -187,14 +231,14 @@ class Tavern:
 
     def _talk(self, argument: str) -> None:
         key = argument.lower()
-        if key not in CHARACTERS:
-            self.print(f"Nobody here is called {argument!r}. Try: {', '.join(CHARACTERS)}.")
+        if key not in self.characters:
+            self.print(f"Nobody here is called {argument!r}. Try: {', '.join(self.characters)}.")
             return
         self.current = key
         self.print(f"You turn to {self._name(key)}.")
 
     def _who(self, _: str) -> None:
-        for key in CHARACTERS:
+        for key in self.characters:
             character = self.client.get_character(key)
             trust = character.relationships.get(PLAYER_ID)
             self.print(f"  {key:6} {character.name:7} mood {character.mood:10} trust "
@@ -208,7 +252,7 @@ class Tavern:
             if turn.kind == "event":
                 self.print(f"  [{turn.text}]")
                 continue
-            speaker = "you" if turn.speaker_id == PLAYER_ID else CHARACTERS.get(turn.speaker_id, {}).get(
+            speaker = "you" if turn.speaker_id == PLAYER_ID else self.characters.get(turn.speaker_id, {}).get(
                 "name", turn.speaker_id)
             self.print(f"  {speaker}: {turn.text}")
         for memory in character.memories[-5:]:
@@ -219,7 +263,7 @@ class Tavern:
             self.print("Usage: /save SLOT")
             return
         info = self.client.save_snapshot(slot)
-        self.print(f"Saved the tavern to slot {info.name!r} ({info.num_bytes:,} bytes).")
+        self.print(f"Saved {self.scene.place} to slot {info.name!r} ({info.num_bytes:,} bytes).")
 
     def _load(self, slot: str) -> None:
         if not slot:
@@ -241,11 +285,11 @@ class Tavern:
 
     def _help(self, _: str) -> None:
         self.print(__doc__.split("Commands", 1)[1].split("\n", 1)[1].rstrip())
-        other = FREE_TEXT_TEMPLATE if self.template == TEMPLATE else TEMPLATE
+        other = self.scene.free_text_template if self.template == self.scene.template else self.scene.template
         self.print(f"Replies use the template {self.template!r} (start with --template {other} for the other).")
 
     def _name(self, key: str) -> str:
-        return CHARACTERS[key]["name"]
+        return self.characters[key]["name"]
 
     def _report(self, exc: Exception) -> None:
         self.num_errors += 1

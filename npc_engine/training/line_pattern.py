@@ -12,7 +12,7 @@ import re
 
 from .world import World, tavern_world
 
-__all__ = ["world_line_pattern", "LINE_PLACEHOLDERS"]
+__all__ = ["world_line_pattern", "authored_template", "LINE_PLACEHOLDERS"]
 
 LINE_PLACEHOLDERS = ("player", "name", "town", "signature", "role")
 _NAMES = ("{player}", "{name}", "{town}")
@@ -36,6 +36,21 @@ def world_line_pattern(world: World | None = None, *, placeholders: tuple[str, .
     if not plain:
         return f"{_any_of(comma)} {lower}"
     return f"({_any_of(plain)} {upper}|{_any_of(comma)} {lower})"
+
+
+def authored_template(world: World | None = None) -> dict:
+    """The world's reply template with an authored line (JSON, as a template file holds it): its
+    `say` slot carries `world_line_pattern(world, placeholders=("player", "name"))`, so a game
+    fills the names per say and every other line is the world's own. Named after the world's
+    template: `shopkeeper_reply` -> `shopkeeper_authored`, `crew_reply` -> `crew_authored`."""
+    world = world or tavern_world()
+    reply = world.template.model_dump(mode="json", exclude_unset=True)
+    base = reply["name"].removesuffix("_reply")
+    reply["name"] = f"{base}_authored"
+    reply["description"] = (f"The {base} reply with an authored line: a mood opener and one of the world's lines, "
+                            "items and places from the world, names from state ({player}, {name}).")
+    reply["slots"][0]["pattern"] = world_line_pattern(world, placeholders=("player", "name"))
+    return reply
 
 
 def _body(line: str, fillers: dict[str, str], *, lower: bool) -> str:
