@@ -14,13 +14,7 @@
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source bench/gpu_env.sh
 run() { echo "== $*"; timeout "${LIMIT:-200}" python3 "$@" 2>&1 | grep -v -E "Loading weights|Writing model"; }
 engine() {
   run bench/batch_invariance.py --device cuda --dtype float32 --out "$OUT/invariance_fp32.json"
