@@ -197,3 +197,20 @@ def test_shipped_model_loads_offline_and_evaluates(tmp_path, capsys):
     assert results["random_weights"]["num_samples"] == 6
     printed = capsys.readouterr().out
     assert "grammatical_lines" in printed and "held-out template variants" in printed
+
+
+def test_samples_drawn_ahead_are_the_step_s_own():
+    from npc_engine.training.trainer import StepSamples
+
+    calls = []
+
+    def draw(step):
+        calls.append(step)
+        return [step] * 2
+
+    ahead = StepSamples(draw, 3, 6)
+    assert [ahead.take(step) for step in (3, 4, 5)] == [[3, 3], [4, 4], [5, 5]]
+    assert calls == [3, 4, 5]  # one step ahead, never past the last
+    with pytest.raises(TrainError, match="no samples drawn for step 6"):
+        ahead.take(6)
+    ahead.close()

@@ -21,6 +21,7 @@ import math
 import random
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -119,6 +120,28 @@ def encode_samples(samples: list[Sample], encoder: PromptEncoder,
         encoded.append(Encoded([*prefix_ids, *turn_ids], canvas, torch.from_numpy(plan.clamp_ids < 0),
                                torch.from_numpy(plan.allowed_tokens)))
     return encoded, num_skipped
+
+
+class StepSamples:
+    """A streamed run's samples, drawn and encoded one step ahead on a thread: drawing is Python
+    and a step's compute releases the GIL, so the two overlap. A step gets the same samples as
+    when drawn in the loop (they depend on the step alone), so runs and resumes are unchanged."""
+
+    def __init__(self, draw: Callable[[int], list[Encoded]], first: int, last: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npc-train-samples")
+        self._draw, self._last = draw, last
+        self._next = self._pool.submit(draw, first) if first < last else None
+
+    def take(self, step: int) -> list[Encoded]:
+        """Step `step`'s samples (steps are taken in order); starts drawing the next step's."""
+        if self._next is None:
+            raise TrainError(f"no samples drawn for step {step}")
+        chosen = self._next.result()
+        self._next = self._pool.submit(self._draw, step + 1) if step + 1 < self._last else None
+        return chosen
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _batch(items: list[Encoded], device: torch.device) -> dict[str, torch.Tensor]:
@@ -241,9 +264,11 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
     started = time.perf_counter()
     model.train()
     last_step = config.steps if stop_at is None else min(config.steps, stop_at)
+    ahead = None if sample_stream is None else StepSamples(
+        lambda at: encode_samples(sample_stream(at, config.batch_size), encoder, compiler)[0], start_step, last_step)
     for step in range(start_step, last_step):
-        if sample_stream is not None:
-            chosen, _ = encode_samples(sample_stream(step, config.batch_size), encoder, compiler)
+        if ahead is not None:
+            chosen = ahead.take(step)
         else:
             chosen = order.sample(train_set, min(config.batch_size, len(train_set)))
         loss = loss_on(backend, _batch(chosen, backend.device), generator, config.ar_weight)
@@ -268,6 +293,8 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
             torch.save({"step": step + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "fingerprint": fingerprint, "history": history},
                        checkpoint_path)
+    if ahead is not None:
+        ahead.close()
     model.eval()
     seconds = time.perf_counter() - started
     if is_fp16:
