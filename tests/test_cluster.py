@@ -103,8 +103,9 @@ def test_a_reply_changes_state_exactly_once(cluster, tmp_path):
     template = load_template(SHOPKEEPER_TEMPLATE)
     fields = {"say": "Welcome.", "emotion": "happy", "action": "nod", "trust_delta": 2, "ends_conversation": False}
     first = state.apply_reply("key-1", "mara", "player", template, fields, "Hi")
-    again = state.apply_reply("key-1", "mara", "player", template, fields, "Hi")
-    assert first == again
+    again = state.apply_reply("key-1", "mara", "player", template, {**fields, "say": "Another line."}, "Hi")
+    assert (again.fields, again.changes, again.turns) == (first.fields, first.changes, first.turns)
+    assert again.is_repeat and not first.is_repeat and again.fields["say"] == "Welcome."
     assert len(state.call("get_character", ("mara",)).recent_turns) == 2
     state.apply_reply("key-2", "mara", "player", template, fields, "Hi")
     assert len(state.call("get_character", ("mara",)).recent_turns) == 4

@@ -203,3 +203,19 @@ def test_persona_prefix_hits_the_prefix_cache(backend):
     assert first.fill.num_cached_prompt_tokens == 0
     assert second.fill.num_cached_prompt_tokens == len(prefix_ids) > 0
     assert engine.stats().prefix_cache.hit_rate > 0
+
+
+def test_a_retried_say_returns_the_reply_that_was_stored(backend):
+    """A say retried with the same key (its first answer was lost) is applied once and answers
+    with the first attempt's fields, changes and turns, never the new generation's line."""
+    engine, store, dialogue = make_engine(backend)
+    first = dialogue.say("brom", "player", "Any news?", template="reply", seed=5, key="say-1")
+    retried = [dialogue.say("brom", "player", "Any news?", template="reply", seed=seed, key="say-1")
+               for seed in (6, 7, 8)]
+    assert any(engine.fill("reply", "x", seed=s).fields != engine.fill("reply", "x", seed=5).fields
+               for s in (6, 7, 8))  # other seeds generate other replies here
+    for again in retried:
+        assert again.fields == first.fields
+        assert again.changes == first.changes and again.turns == first.turns
+    brom = store.get_character("brom")
+    assert [t.text for t in brom.recent_turns] == ["Any news?", first.fields["line"]]  # applied once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..templates import Template
@@ -14,16 +15,27 @@ from . import rows
 from .model import MAX_UTTERANCE_CHARS, StateChange, Turn
 from .store import Store
 
-__all__ = ["StateChange", "apply_reply"]
+__all__ = ["AppliedReply", "StateChange", "apply_reply"]
 
 
 # How many idempotency keys are remembered; the oldest are forgotten beyond this.
 MAX_APPLIED_KEYS = 10_000
 
 
+@dataclass(frozen=True)
+class AppliedReply:
+    """What a reply changed, as stored: for a retried key, the first attempt's fields, changes and
+    turns (`is_repeat`), never the retry's own generation."""
+
+    fields: dict[str, Any]
+    changes: list[StateChange]
+    turns: list[Turn]
+    is_repeat: bool = False
+
+
 def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, template: Template,
                 fields: Mapping[str, Any], utterance: str, idempotency_key: str | None = None,
-                is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
+                is_event: bool = False) -> AppliedReply:
     """Record the exchange and apply `template.effects` for `fields`; all or nothing.
 
     With `is_event`, `utterance` is a game event: it is recorded as an event turn (caused by
@@ -32,8 +44,8 @@ def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, temp
     exchange in its own recent turns too (its relationships change when it is the one replying).
 
     With `idempotency_key`, a second call with the same key changes nothing and returns what the
-    first call changed (the key is stored in the same transaction as the changes, so a retried
-    reply lands exactly once). Raises UnknownCharacterError / UnknownSpeakerError when either was
+    first call stored: its fields, changes and turns (the key is stored in the same transaction as
+    the changes, so a retried reply lands exactly once and answers with the reply that landed). Raises UnknownCharacterError / UnknownSpeakerError when either was
     deleted meanwhile (then nothing is written).
     """
     with store.transaction() as conn:
@@ -41,17 +53,18 @@ def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, temp
             row = conn.execute("SELECT result FROM applied_replies WHERE key = ?", (idempotency_key,)).fetchone()
             if row is not None:
                 recorded = json.loads(row[0])
-                return ([StateChange.model_validate(c) for c in recorded["changes"]],
-                        [Turn.model_validate(t) for t in recorded["turns"]])
+                return AppliedReply(dict(recorded.get("fields", fields)),  # rows written before fields were kept
+                                    [StateChange.model_validate(c) for c in recorded["changes"]],
+                                    [Turn.model_validate(t) for t in recorded["turns"]], is_repeat=True)
         changes, turns = _apply(store, character_id, speaker_id, template, fields, utterance, is_event)
         if idempotency_key is not None:
-            result = {"changes": [c.model_dump(mode="json") for c in changes],
+            result = {"fields": dict(fields), "changes": [c.model_dump(mode="json") for c in changes],
                       "turns": [t.model_dump(mode="json") for t in turns]}
             conn.execute("INSERT INTO applied_replies (key, result, created_ms) VALUES (?, ?, ?)",
                          (idempotency_key, json.dumps(result), int(time.time() * 1000)))
             conn.execute("DELETE FROM applied_replies WHERE rowid <= "
                          "(SELECT MAX(rowid) FROM applied_replies) - ?", (MAX_APPLIED_KEYS,))
-    return changes, turns
+    return AppliedReply(dict(fields), changes, turns)
 
 
 def _apply(store: Store, character_id: str, speaker_id: str | None, template: Template, fields: Mapping[str, Any],

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
 from ..characters.inputs import PromptInputs
-from ..characters.model import StateChange, Turn
+from ..characters.effects import AppliedReply
 from ..dialogue import Dialogue
 from ..engine import Draft, Engine, EngineConfig
 from ..errors import UnknownRequestError, UnknownTemplateError
@@ -54,7 +54,7 @@ class RemoteState:
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
                     fields: Mapping[str, Any], utterance: str, *,
-                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
+                    is_event: bool = False) -> AppliedReply:
         return result_of(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
                                                              utterance, is_event=is_event))
 

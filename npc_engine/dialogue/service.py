@@ -32,8 +32,9 @@ __all__ = ["Dialogue", "SayHandle", "SayResult"]
 
 @dataclass(frozen=True)
 class SayResult:
-    """A finished `say`: the reply's fields (None when cancelled or failed), what it changed, and
-    the generation's own result (`fill`: seed, steps, timings)."""
+    """A finished `say`: the reply's fields as applied (None when cancelled or failed; for a say
+    retried with a key already applied, the first attempt's), what it changed, and this
+    generation's own result (`fill`: seed, steps, timings)."""
 
     character_id: str
     speaker_id: str | None  # None: an event nobody caused
@@ -208,17 +209,18 @@ class Dialogue:
     def _finish(self, handle: SayHandle, template: Template, utterance: str, fill: FillResult,
                 key: str | None) -> None:
         try:
+            fields: dict[str, Any] | None = None
             changes: list[StateChange] = []
             turns: list[Turn] = []
             reason = FinishReason(fill.finish_reason)
-            has_reply = reason.applies_state and fill.fields is not None
-            if has_reply:
-                changes, turns = self.state.apply_reply(key, handle.character_id, handle.speaker_id, template,
-                                                        fill.fields, utterance, is_event=handle.is_event)
+            if reason.applies_state and fill.fields is not None:
+                # A retried key answers with what the first attempt stored, not this generation.
+                applied = self.state.apply_reply(key, handle.character_id, handle.speaker_id, template,
+                                                 fill.fields, utterance, is_event=handle.is_event)
+                fields, changes, turns = applied.fields, applied.changes, applied.turns
             handle.future.set_result(SayResult(
                 character_id=handle.character_id, speaker_id=handle.speaker_id, request_id=handle.request_id,
-                finish_reason=reason, fields=fill.fields if has_reply else None, fill=fill,
-                changes=changes, turns=turns, prompt=handle.prompt))
+                finish_reason=reason, fields=fields, fill=fill, changes=changes, turns=turns, prompt=handle.prompt))
         except BaseException as exc:  # the handle must always resolve
             handle.future.set_exception(exc)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..characters.effects import apply_reply
+from ..characters.effects import AppliedReply, apply_reply
 from ..characters.inputs import PromptInputs, read_prompt_inputs
-from ..characters.model import StateChange, Turn
 from ..characters.store import Store
 from ..templates import Template
 
@@ -29,10 +28,10 @@ class StateAccess(Protocol):
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
                     fields: Mapping[str, Any], utterance: str, *,
-                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
+                    is_event: bool = False) -> AppliedReply:
         """Apply the reply's effects and record the turns, all or nothing; a second call with the
-        same `key` changes nothing and returns what the first changed. `is_event`: `utterance` is
-        a game event caused by `speaker_id` (or by no one)."""
+        same `key` changes nothing and returns what the first stored (its fields too). `is_event`:
+        `utterance` is a game event caused by `speaker_id` (or by no one)."""
         ...
 
 
@@ -47,6 +46,6 @@ class LocalState:
 
     def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
                     fields: Mapping[str, Any], utterance: str, *,
-                    is_event: bool = False) -> tuple[list[StateChange], list[Turn]]:
+                    is_event: bool = False) -> AppliedReply:
         return apply_reply(self.store, character_id=character_id, speaker_id=speaker_id, template=template,
                            fields=fields, utterance=utterance, idempotency_key=key, is_event=is_event)
