@@ -98,15 +98,15 @@ class _Options:
 class Tavern:
     """The demo's logic, separate from its input loop so a script and a person drive it alike."""
 
-    def __init__(self, client: Client, out: TextIO = sys.stdout, *, is_tty: bool | None = None,
+    def __init__(self, client: Client, out: TextIO | None = None, *, is_tty: bool | None = None,
                  seed: int | None = None, template: str | None = None, scene: Scene = TAVERN) -> None:
         self.client = client
         self.scene = scene
         self.characters = scene.characters
         self.template = template or scene.template
-        self.out = out
+        self.out = out if out is not None else sys.stdout  # read now: a redirect after import is honoured
         self.current = next(iter(scene.characters))
-        self.options = _Options(is_tty=out.isatty() if is_tty is None else is_tty, seed=seed)
+        self.options = _Options(is_tty=self.out.isatty() if is_tty is None else is_tty, seed=seed)
         self.num_errors = 0
 
     def setup(self) -> None:
