@@ -112,7 +112,8 @@ class OnnxRunner(RunnerBase):
     def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
         request.argmax_canvas[span] = tokens
         canvas = request.canvas[span]
-        canvas[canvas != renoise] = tokens[canvas != renoise]
+        is_accepted = canvas != renoise
+        canvas[is_accepted] = tokens[is_accepted]
 
     def forget_batch(self) -> None:
         self._resident = None

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import NpcEngineError
 from ..templates import Template
@@ -136,6 +136,10 @@ class Event(_Turn):
 
 
 class World(_Model):
+    _turn_kinds: dict[str, Any] = PrivateAttr()
+    _by_key: dict[str, Archetype] = PrivateAttr()
+    _topics: list[str] = PrivateAttr()
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     description: str = ""
     towns: list[str] = _Texts
@@ -193,10 +197,16 @@ class World(_Model):
             raise ValueError(f"template: the action slot lacks {unknown_actions[0]!r}, which a turn uses")
         return self
 
+    def model_post_init(self, context: Any) -> None:
+        # Derived once: the generator reads these for every sample it draws.
+        self._turn_kinds = {**self.intents, **self.events}
+        self._by_key = {archetype.key: archetype for archetype in self.archetypes}
+        self._topics = sorted({turn.topic for turn in self._turn_kinds.values()})
+
     @property
     def turn_kinds(self) -> dict[str, Intent | Event]:
         """Intents and events by key: what a sample's reply answers."""
-        return {**self.intents, **self.events}
+        return self._turn_kinds
 
     @property
     def actions(self) -> list[str]:
@@ -204,16 +214,16 @@ class World(_Model):
         return list(self.template.slots[2].options)
 
     def archetype(self, key: str) -> Archetype:
-        return next(a for a in self.archetypes if a.key == key)
+        return self._by_key[key]
 
     def expected_emotion(self, kind: str, mood: str) -> str:
-        rules = self.turn_kinds[kind].emotions
+        rules = self._turn_kinds[kind].emotions
         return rules.get(mood, rules["*"]) if rules else mood
 
     @property
     def topics(self) -> list[str]:
         """The options of a variant's topic slot: every turn's topic, sorted."""
-        return sorted({turn.topic for turn in self.turn_kinds.values()})
+        return list(self._topics)
 
 
 def world_schema() -> str:
@@ -241,13 +251,10 @@ def load_world(path: str | Path) -> World:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(path: str) -> World:
-    return load_world(path)
-
-
 def world_at(path: str | Path | None) -> World:
-    """The world at `path` (None: the tavern), loaded once per path."""
-    return _cached(str(Path(path).resolve()) if path is not None else str(TAVERN_PATH))
+    """The world at `path` (None: the tavern), loaded once per path as given (the generator asks
+    for it for every sample it draws)."""
+    return load_world(TAVERN_PATH if path is None else path)
 
 
 def tavern_world() -> World:
