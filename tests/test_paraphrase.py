@@ -20,7 +20,7 @@ from npc_engine.training.paraphrase import (
     write_jsonl,
 )
 from npc_engine.training.utterances import load_paraphrases, pattern_split, player_line
-from npc_engine.training.world import DataError, load_world, tavern_world
+from npc_engine.training.world import DataError, World, load_world, tavern_world
 
 OUTPOST = load_world("demos/worlds/outpost.json")
 
@@ -70,11 +70,13 @@ class _CannedTeacher(Teacher):
 
 
 def test_only_new_plain_on_intent_lines_are_kept(tmp_path):
-    buy = OUTPOST.intents["buy"]
     _, heldout = pattern_split(OUTPOST, "buy", 0)
-    marked = buy.model_copy(update={"phrasings": [("Zebra " + p if i in heldout else p)
-                                                  for i, p in enumerate(buy.phrasings)]})
-    world = OUTPOST.model_copy(update={"intents": {"buy": marked, "insult": OUTPOST.intents["insult"]}})
+    data = OUTPOST.model_dump(mode="json", exclude_unset=True)
+    data["intents"]["buy"]["phrasings"] = [("Zebra " + p if i in heldout else p)
+                                           for i, p in enumerate(data["intents"]["buy"]["phrasings"])]
+    data["intents"] = {key: data["intents"][key] for key in ("buy", "insult")}
+    data["history_intents"] = ["buy"]
+    world = World.model_validate(data)
     teacher = _CannedTeacher([
         "I need a med kit.",                          # one of buy's own phrasings: a copy
         '"Could you spare a med kit for me?"',        # new, on intent: kept, the item a filler again
@@ -83,7 +85,7 @@ def test_only_new_plain_on_intent_lines_are_kept(tmp_path):
         "Could you spare a med kit for me?",          # the same again: refused
         "Any chance I could buy some coffee off you?",  # new, on intent
     ])
-    records = paraphrase(world, teacher, per_intent=2, batch=3,
+    records = paraphrase(world, teacher, per_intent=2, batch=3, intents=["buy", "insult"],
                          check=IntentCheck(world))
     buys = [r["text"] for r in records if r["intent"] == "buy"]
     assert buys == ["Could you spare {item} for me?", "Any chance I could buy some {item} off you?"]

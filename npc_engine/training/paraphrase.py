@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .utterances import expand, pattern_split
 from .world import DataError, World
@@ -168,13 +168,15 @@ def _messages(world: World, intent: str, examples: list[str]) -> list[dict[str, 
 
 
 def paraphrase(world: World, teacher: Teacher, *, per_intent: int, seed: int = 0, batch: int = 4,
-               check: IntentCheck | None = None, log: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """Up to `per_intent` new phrasing patterns per intent, filtered; returns the JSONL records
-    ({"intent", "text"}) in the order they were written."""
+               intents: Sequence[str] | None = None, check: IntentCheck | None = None,
+               log: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """Up to `per_intent` new phrasing patterns for each of `intents` (default: all the world's),
+    filtered; returns the JSONL records ({"intent", "text"}) in the order they were written."""
     check = check or IntentCheck(world, seed=seed)
     rng = random.Random(seed)
     kept: list[dict] = []
-    for intent, spec in world.intents.items():
+    for intent in intents or list(world.intents):
+        spec = world.intents[intent]
         train, heldout = pattern_split(world, intent, seed)
         fillers = {"item": rng.choice(world.items), "place": rng.choice(world.places), "town": world.towns[0],
                    "name": world.archetypes[0].names[0]}
