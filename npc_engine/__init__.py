@@ -27,6 +27,7 @@ _EXPORTS = {
     "NpcEngineError": ".errors", "PromptError": ".errors", "ProtocolError": ".errors",
     "QueueFullError": ".errors", "RateLimitedError": ".errors", "RequestError": ".errors", "ServerError": ".errors",
     "SnapshotError": ".errors", "SnapshotVersionError": ".errors", "StateError": ".errors",
+    "StateChangedError": ".errors", "KeyExpiredError": ".errors",
     "StoreError": ".errors", "TemplateError": ".errors", "TemplateTooLargeError": ".errors",
     "UnknownCharacterError": ".errors", "UnknownRequestError": ".errors", "UnknownSnapshotError": ".errors",
     "UnknownSpeakerError": ".errors", "UnknownTemplateError": ".errors", "VersionMismatchError": ".errors",

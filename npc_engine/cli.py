@@ -378,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GPUs per replica (default: 1 when the Ray cluster has GPUs, else 0)")
     up.add_argument("--max-queued", type=int, default=64, help="queued says per replica before `busy`")
     up.add_argument("--model", help="model folder on every node (default: the built-in model)")
-    up.add_argument("--db", help="the state database (on the node running the state service)")
+    up.add_argument("--db", help="the state database, on the node running the state service (default: "
+                                 "cluster-state.db in that user's data folder; `:memory:` keeps state only "
+                                 "until the state service restarts)")
     up.add_argument("--templates", action="append", default=[], help="folder of template JSON files (repeatable)")
     up.add_argument("--device", default=None, help="cpu or cuda (default: cuda when replicas get GPUs)")
     up.add_argument("--frame-budget-ms", type=float, default=None, help="per replica (default: none)")

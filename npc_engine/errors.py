@@ -30,6 +30,10 @@ NpcEngineError                 base class; carries optional request_id and chara
  |    |                        the wrong type, oversized persona, bad id); nothing was changed
  |    +-- UnknownCharacterError  no character has this id
  |    +-- UnknownSpeakerError    the speaker is neither a character nor a registered speaker
+ |    +-- StateChangedError      a save was loaded, the character deleted or the world changed
+ |    |                          between preparing a reply and applying it; nothing was written
+ |    +-- KeyExpiredError        a retried reply's idempotency key is older than the key window
+ |                               (it may have landed already, so it is not applied again)
  +-- SnapshotError             a save slot or snapshot file cannot be used (truncated, corrupt,
  |    |                        not a snapshot); nothing was changed
  |    +-- UnknownSnapshotError   no snapshot has this name
@@ -78,6 +82,8 @@ __all__ = [
     "StateError",
     "UnknownCharacterError",
     "UnknownSpeakerError",
+    "StateChangedError",
+    "KeyExpiredError",
     "SnapshotError",
     "UnknownSnapshotError",
     "SnapshotVersionError",
@@ -245,6 +251,23 @@ class UnknownSpeakerError(StateError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class StateChangedError(StateError):
+    """The state a reply was prepared on was replaced before the reply could be applied (a
+    `snapshot.load`, the character deleted, a world fact changed): nothing was written, so the
+    abandoned timeline never leaks into the new one. The game may ask again. `scopes` names what
+    changed ("world", "character:<id>")."""
+
+    def __init__(self, message: str, *, scopes: list[str], request_id: str | None = None,
+                 character_id: str | None = None) -> None:
+        super().__init__(message, request_id=request_id, character_id=character_id)
+        self.scopes = scopes
+
+
+class KeyExpiredError(StateError):
+    """A retried reply came after its idempotency key left the key window (docs/state.md): the
+    first attempt may have been applied and forgotten, so this one is refused, never applied twice."""
 
 
 class SnapshotError(NpcEngineError, ValueError):

@@ -113,6 +113,33 @@ def test_a_reply_changes_state_exactly_once(cluster, tmp_path):
     assert Store(str(tmp_path / "s.db")).schema_version == SCHEMA_VERSION
 
 
+def test_cluster_state_is_a_file_by_default_and_keeps_run_time_templates(tmp_path, monkeypatch, caplog):
+    """A restart of the state service (no --db) keeps characters, keys and registered templates;
+    `:memory:` has to be asked for, and warns."""
+    monkeypatch.setenv("NPC_ENGINE_DATA_DIR", str(tmp_path))
+    state = StateService(template_dirs=[TEMPLATES])
+    assert state.db_path() == str(tmp_path / "cluster-state.db")
+    state.call("upsert_speaker", ({"id": "player", "name": "Aria"},))
+    state.call("upsert_character", ({"id": "mara", "name": "Mara", "persona": PERSONA},))
+    greeting = load_template({"name": "greeting", "slots": [{"name": "line", "kind": "text", "max_tokens": 8}]})
+    state.register_template(greeting)
+    template = load_template(SHOPKEEPER_TEMPLATE)
+    fields = {"say": "Welcome.", "emotion": "happy", "action": "nod", "trust_delta": 2, "ends_conversation": False}
+    first = state.apply_reply("key-1", "mara", "player", template, fields, "Hi")
+    state.close()
+
+    restarted = StateService(template_dirs=[TEMPLATES])
+    assert restarted.get_templates()["greeting"] == greeting and "shopkeeper_reply" in restarted.get_templates()
+    assert restarted.call("get_character", ("mara",)).relationship("player").trust == 2
+    again = restarted.apply_reply("key-1", "mara", "player", template, {**fields, "say": "Other."}, "Hi")
+    assert again.is_repeat and again.fields == first.fields  # the key survived the restart too
+    restarted.close()
+
+    with caplog.at_level("WARNING", logger="npc_engine.cluster"):
+        StateService(":memory:").close()
+    assert "restart of its state service loses every character" in caplog.text
+
+
 def test_a_flood_gets_busy_not_a_hang(cluster):
     async def flood() -> list:
         async with AsyncClient(cluster.endpoint, timeout_s=120) as client:

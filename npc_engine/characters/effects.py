@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,15 +9,13 @@ from typing import Any
 from ..templates import Template
 from ..templates.effects import MAX_MEMORY_CHARS
 from ..templates.placeholders import substitute
-from . import rows
+from . import epochs as state_epochs
+from . import keys, rows
+from .keys import ReplyKey
 from .model import MAX_UTTERANCE_CHARS, StateChange, Turn
 from .store import Store
 
-__all__ = ["AppliedReply", "StateChange", "apply_reply"]
-
-
-# How many idempotency keys are remembered; the oldest are forgotten beyond this.
-MAX_APPLIED_KEYS = 10_000
+__all__ = ["AppliedReply", "ReplyKey", "StateChange", "apply_reply"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +30,8 @@ class AppliedReply:
 
 
 def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, template: Template,
-                fields: Mapping[str, Any], utterance: str, idempotency_key: str | None = None,
-                is_event: bool = False) -> AppliedReply:
+                fields: Mapping[str, Any], utterance: str, idempotency_key: str | ReplyKey | None = None,
+                is_event: bool = False, epochs: Mapping[str, int] | None = None) -> AppliedReply:
     """Record the exchange and apply `template.effects` for `fields`; all or nothing.
 
     With `is_event`, `utterance` is a game event: it is recorded as an event turn (caused by
@@ -45,25 +41,26 @@ def apply_reply(store: Store, *, character_id: str, speaker_id: str | None, temp
 
     With `idempotency_key`, a second call with the same key changes nothing and returns what the
     first call stored: its fields, changes and turns (the key is stored in the same transaction as
-    the changes, so a retried reply lands exactly once and answers with the reply that landed). Raises UnknownCharacterError / UnknownSpeakerError when either was
-    deleted meanwhile (then nothing is written).
+    the changes, so a retried reply lands exactly once and answers with the reply that landed; keys
+    are kept as keys.py says, and a retry older than that is refused: KeyExpiredError). With
+    `epochs` (`PromptInputs.epochs`, read with the prompt), a reply whose state was replaced
+    meanwhile raises StateChangedError. Raises UnknownCharacterError / UnknownSpeakerError when
+    either was deleted meanwhile. Whatever it raises, nothing is written.
     """
+    key = ReplyKey(idempotency_key) if isinstance(idempotency_key, str) else idempotency_key
     with store.transaction() as conn:
-        if idempotency_key is not None:
-            row = conn.execute("SELECT result FROM applied_replies WHERE key = ?", (idempotency_key,)).fetchone()
-            if row is not None:
-                recorded = json.loads(row[0])
+        if key is not None:
+            recorded = keys.lookup(conn, key, character_id=character_id)
+            if recorded is not None:
                 return AppliedReply(dict(recorded.get("fields", fields)),  # rows written before fields were kept
                                     [StateChange.model_validate(c) for c in recorded["changes"]],
                                     [Turn.model_validate(t) for t in recorded["turns"]], is_repeat=True)
+        state_epochs.check(conn, epochs or {}, character_id=character_id)
         changes, turns = _apply(store, character_id, speaker_id, template, fields, utterance, is_event)
-        if idempotency_key is not None:
+        if key is not None:
             result = {"fields": dict(fields), "changes": [c.model_dump(mode="json") for c in changes],
                       "turns": [t.model_dump(mode="json") for t in turns]}
-            conn.execute("INSERT INTO applied_replies (key, result, created_ms) VALUES (?, ?, ?)",
-                         (idempotency_key, json.dumps(result), int(time.time() * 1000)))
-            conn.execute("DELETE FROM applied_replies WHERE rowid <= "
-                         "(SELECT MAX(rowid) FROM applied_replies) - ?", (MAX_APPLIED_KEYS,))
+            keys.record(conn, key, result, window_s=store.key_window_s, max_keys=store.max_applied_keys)
     return AppliedReply(dict(fields), changes, turns)
 
 

@@ -112,6 +112,26 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     INSERT INTO world_facts_fts (world_facts_fts) VALUES ('rebuild');
     """,
+    # 4: state epochs (a reply prepared before a save was loaded, its character deleted or the
+    # world changed is refused: epochs.py); the idempotency key window by time as well as count
+    # (keys.py), and how far it has forgotten; a cluster's run-time templates.
+    """
+    CREATE TABLE state_epochs (
+        scope TEXT PRIMARY KEY,             -- 'world' or 'character:<id>'
+        epoch INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX applied_replies_by_time ON applied_replies (created_ms);
+    CREATE TABLE key_window (
+        forgotten_through_ms INTEGER NOT NULL  -- the newest created_ms of a forgotten key
+    );
+    INSERT INTO key_window (forgotten_through_ms) VALUES (0);
+    -- Templates registered with a cluster at run time (cluster/state.py); serve keeps its own in memory.
+    CREATE TABLE registered_templates (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,                 -- the template's JSON
+        registered_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

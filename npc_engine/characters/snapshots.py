@@ -24,7 +24,7 @@ import msgpack
 
 from ..bounds import MAX_WORLD_FACTS
 from ..errors import NpcEngineError, SnapshotError, SnapshotVersionError, StateError, UnknownSnapshotError
-from . import rows
+from . import epochs, rows
 from .model import ID_PATTERN, Character, SnapshotInfo, Speaker, WorldFact, now_ms, parse
 from .schema import SCHEMA_VERSION
 
@@ -73,9 +73,11 @@ class Snapshots:
 
     def load(self, name: str) -> SnapshotInfo:
         """Restore a slot: a world snapshot replaces every character, speaker and world fact;
-        a character snapshot replaces that one character. Raises UnknownSnapshotError, SnapshotError."""
+        a character snapshot replaces that one character. Replies still in flight on the state it
+        replaced are refused (epochs.py). Raises UnknownSnapshotError, SnapshotError."""
         with self._store.transaction() as conn:
             info, body = decode(self._blob(conn, name), origin=f"snapshot {name!r}")
+            epochs.bump(conn, epochs.WORLD if info.scope == "world" else epochs.character_scope(str(info.character_id)))
             if info.scope == "world":
                 conn.execute("DELETE FROM characters")
                 conn.execute("DELETE FROM speakers")

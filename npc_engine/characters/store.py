@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from ..bounds import MAX_WORLD_FACTS
 from ..errors import StateError, StoreError
-from . import rows
+from . import epochs, rows
+from .keys import DEFAULT_KEY_WINDOW_S, DEFAULT_MAX_APPLIED_KEYS
 from .model import (
     ID_PATTERN,
     MAX_MEMORIES,
@@ -65,17 +66,25 @@ class Store:
     `"normal"` survives a process crash but may lose the last writes on power loss, and is faster.
     Retention: each character keeps its newest `max_turns_per_character` turns and at most
     `max_memories_per_character` memories (the least salient, then oldest, are forgotten first).
+    Idempotency keys of applied replies are kept `key_window_s` and at most `max_applied_keys`
+    of them (keys.py).
     """
 
     def __init__(self, path: str | Path | None = None, *, synchronous: Literal["full", "normal"] = "full",
                  max_turns_per_character: int = 64, max_memories_per_character: int = MAX_MEMORIES,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, key_window_s: float = DEFAULT_KEY_WINDOW_S,
+                 max_applied_keys: int = DEFAULT_MAX_APPLIED_KEYS) -> None:
         if synchronous not in ("full", "normal"):
             raise StoreError(f"synchronous must be 'full' or 'normal', got {synchronous!r}", path=str(path))
         if not 1 <= max_turns_per_character <= MAX_TURNS:
             raise StoreError(f"max_turns_per_character must be in 1..{MAX_TURNS}", path=str(path))
         if not 1 <= max_memories_per_character <= MAX_MEMORIES:
             raise StoreError(f"max_memories_per_character must be in 1..{MAX_MEMORIES}", path=str(path))
+        if not key_window_s > 0 or max_applied_keys < 1:
+            raise StoreError(f"key_window_s must be > 0 and max_applied_keys >= 1, got {key_window_s} and "
+                             f"{max_applied_keys}", path=str(path))
+        self.key_window_s = float(key_window_s)
+        self.max_applied_keys = int(max_applied_keys)
         self.max_turns_per_character = max_turns_per_character
         self.max_memories_per_character = max_memories_per_character
         self.is_memory = str(path) == ":memory:"
@@ -219,9 +228,11 @@ class Store:
             return [r[0] for r in conn.execute("SELECT id FROM characters ORDER BY id")]
 
     def delete_character(self, character_id: str) -> None:
-        """Delete a character and all it holds. Raises UnknownCharacterError."""
+        """Delete a character and all it holds (a reply to it still in flight is refused:
+        epochs.py). Raises UnknownCharacterError."""
         with self.transaction() as conn:
             rows.delete_character(conn, character_id)
+            epochs.bump(conn, epochs.character_scope(character_id))
 
     def set_mood(self, character_id: str, mood: str) -> str:
         """Set the mood; returns the previous one."""
@@ -340,13 +351,18 @@ class Store:
     # -- world facts ------------------------------------------------------------------------------
 
     def set_world_fact(self, key: str, text: str, salience: float = 0.5) -> WorldFact:
+        """Set a world fact. A change (not the same value set again) refuses the replies in flight
+        that were prepared on the old world (epochs.py)."""
         fact = parse(WorldFact, {"key": key, "text": text, "salience": salience})
         with self.transaction() as conn:
-            is_new = conn.execute("SELECT 1 FROM world_facts WHERE key = ?", (key,)).fetchone() is None
-            if is_new and conn.execute("SELECT COUNT(*) FROM world_facts").fetchone()[0] >= MAX_WORLD_FACTS:
+            stored = conn.execute("SELECT text, salience FROM world_facts WHERE key = ?", (key,)).fetchone()
+            if stored is not None and (stored[0], stored[1]) == (fact.text, fact.salience):
+                return fact
+            if stored is None and conn.execute("SELECT COUNT(*) FROM world_facts").fetchone()[0] >= MAX_WORLD_FACTS:
                 raise StateError(f"the world holds {MAX_WORLD_FACTS} facts (the limit); delete one or change "
                                  "an existing key", field="key")
             rows.write_world_fact(conn, fact)
+            epochs.bump(conn, epochs.WORLD)
         return fact
 
     def get_world_fact(self, key: str) -> WorldFact | None:
@@ -360,7 +376,10 @@ class Store:
 
     def delete_world_fact(self, key: str) -> bool:
         with self.transaction() as conn:
-            return conn.execute("DELETE FROM world_facts WHERE key = ?", (key,)).rowcount > 0
+            is_deleted = conn.execute("DELETE FROM world_facts WHERE key = ?", (key,)).rowcount > 0
+            if is_deleted:
+                epochs.bump(conn, epochs.WORLD)
+            return is_deleted
 
     def integrity_check(self) -> str:
         """SQLite's own check of the file; 'ok' when healthy."""

@@ -14,6 +14,7 @@ from ray import serve
 from ..errors import BindError, ConfigError
 from .app import APP_NAME, ClusterOptions, connect_gateway, start_cluster
 from .replica import ReplicaOptions
+from .state import IN_MEMORY_WARNING
 
 __all__ = ["gateway", "up"]
 
@@ -49,8 +50,11 @@ def up(args: argparse.Namespace) -> int:
     try:
         handle, endpoint = start_cluster(options)
         router = handle.router.remote().result()
+        state_path = serve.get_deployment_handle("NpcState", app_name=APP_NAME).db_path.remote().result()
         print(f"npc-engine serving on {endpoint} (cluster: {args.replicas} replicas, router {router}; "
-              f"Ray {ray.__version__})", flush=True)
+              f"Ray {ray.__version__}; state: {state_path})", flush=True)
+        if state_path == ":memory:":
+            print(f"npc-engine: warning: {IN_MEMORY_WARNING}", file=sys.stderr, flush=True)
         stop.wait()
     finally:
         if APP_NAME in serve.status().applications:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
 from ..characters.inputs import PromptInputs
-from ..characters.effects import AppliedReply
+from ..characters.effects import AppliedReply, ReplyKey
 from ..dialogue import Dialogue
 from ..engine import Draft, Engine, EngineConfig
 from ..errors import UnknownRequestError, UnknownTemplateError
@@ -52,11 +52,11 @@ class RemoteState:
     def prompt_inputs(self, character_id: str, speaker_id: str | None, utterance: str = "") -> PromptInputs:
         return result_of(self._state.prompt_inputs.remote(character_id, speaker_id, utterance))
 
-    def apply_reply(self, key: str | None, character_id: str, speaker_id: str | None, template: Template,
-                    fields: Mapping[str, Any], utterance: str, *,
-                    is_event: bool = False) -> AppliedReply:
+    def apply_reply(self, key: str | ReplyKey | None, character_id: str, speaker_id: str | None,
+                    template: Template, fields: Mapping[str, Any], utterance: str, *,
+                    is_event: bool = False, epochs: Mapping[str, int] | None = None) -> AppliedReply:
         return result_of(self._state.apply_reply.remote(key, character_id, speaker_id, template, dict(fields),
-                                                             utterance, is_event=is_event))
+                                                        utterance, is_event=is_event, epochs=dict(epochs or {})))
 
 
 class EngineReplica:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..characters.effects import ReplyKey
 from ..characters.inputs import PromptInputs
 from ..characters.model import StateChange, Turn
 from ..characters.prompt import BuiltPrompt, PromptBuilder, normalize_utterance
@@ -132,11 +133,13 @@ class Dialogue:
                template: Template | Mapping[str, Any] | str | Path, seed: int | None = None,
                priority: float = 0.0, deadline_ms: float | None = None, request_id: str | None = None,
                on_draft: Callable[[Draft], None] | None = None, stream: bool = False,
-               key: str | None = None, is_event: bool = False, trace: bool = False,
+               key: str | ReplyKey | None = None, is_event: bool = False, trace: bool = False,
                values: Mapping[str, str] | None = None,
                options: Mapping[str, list[str]] | None = None) -> SayHandle | CoalescedEvent:
         """Queue a reply and return at once. `key` makes applying it idempotent (a retried say
-        changes state once). With `is_event`, `text` is a game event caused by `speaker_id` (or by
+        changes state once; a `ReplyKey` names a retry's first attempt: characters/keys.py). The
+        reply is applied only onto the state it was prepared on: a save loaded, the character
+        deleted or the world changed meanwhile makes `result()` raise StateChangedError. With `is_event`, `text` is a game event caused by `speaker_id` (or by
         no one: None), admitted per character as events.py says: it may be coalesced into the
         reply already running (a `CoalescedEvent`) or refused (RateLimitedError). `trace` adds each
         step's canvas to the drafts (`Engine.submit`). `values` fill the template's pattern
@@ -159,7 +162,7 @@ class Dialogue:
 
     def _start(self, character_id: str, speaker_id: str | None, text: str, resolved: Template, *,
                seed: int | None, priority: float, deadline_ms: float | None, request_id: str | None,
-               on_draft: Callable[[Draft], None] | None, stream: bool, key: str | None,
+               on_draft: Callable[[Draft], None] | None, stream: bool, key: str | ReplyKey | None,
                is_event: bool, trace: bool, values: Mapping[str, str] | None) -> SayHandle:
         prompt, utterance, inputs = self._prepare(character_id, speaker_id, text, is_event=is_event)
         say_values = {**line_values(inputs), **(values or {})}
@@ -171,7 +174,7 @@ class Dialogue:
         handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
 
         def on_generated(future: Future[FillResult]) -> None:
-            job = (handle, resolved, utterance, future.result(), key)
+            job = (handle, resolved, utterance, future.result(), key, inputs.epochs)
             with self._writer_lock:
                 if not self._is_closed:
                     self._writer.submit(self._finish, *job)
@@ -207,7 +210,7 @@ class Dialogue:
         return result
 
     def _finish(self, handle: SayHandle, template: Template, utterance: str, fill: FillResult,
-                key: str | None) -> None:
+                key: str | ReplyKey | None, epochs: dict[str, int]) -> None:
         try:
             fields: dict[str, Any] | None = None
             changes: list[StateChange] = []
@@ -216,7 +219,7 @@ class Dialogue:
             if reason.applies_state and fill.fields is not None:
                 # A retried key answers with what the first attempt stored, not this generation.
                 applied = self.state.apply_reply(key, handle.character_id, handle.speaker_id, template,
-                                                 fill.fields, utterance, is_event=handle.is_event)
+                                                 fill.fields, utterance, is_event=handle.is_event, epochs=epochs)
                 fields, changes, turns = applied.fields, applied.changes, applied.turns
             handle.future.set_result(SayResult(
                 character_id=handle.character_id, speaker_id=handle.speaker_id, request_id=handle.request_id,

@@ -28,6 +28,10 @@ ERROR_CODES: dict[str, str] = {
     "unknown_template": "no template is registered under this name",
     "unknown_snapshot": "no snapshot has this name",
     "unknown_request": "cancel named a request that is not outstanding (never sent, or finished)",
+    "state_changed": "a save was loaded, the character deleted or the world changed while the reply was "
+                     "generated; nothing was applied, the game may ask again (details.scopes)",
+    "key_expired": "a retried reply's idempotency key is older than the key window; it is not applied "
+                   "again (it may have landed); nothing changed",
     "invalid_state": "a character, speaker or world value is invalid (details.field names it)",
     "invalid_template": "the template is invalid or does not fit the model's canvas",
     "invalid_prompt": "the utterance is empty or too long, or the prompt cannot fit its budget",
@@ -44,6 +48,8 @@ _BY_EXCEPTION: list[tuple[type[BaseException], str]] = [
     (errors.UnknownCharacterError, "unknown_character"),
     (errors.UnknownSpeakerError, "unknown_speaker"),
     (errors.UnknownSnapshotError, "unknown_snapshot"),
+    (errors.StateChangedError, "state_changed"),
+    (errors.KeyExpiredError, "key_expired"),
     (errors.UnknownRequestError, "unknown_request"),
     (errors.UnknownTemplateError, "unknown_template"),
     (errors.DuplicateRequestError, "duplicate_request"),
@@ -72,7 +78,7 @@ def error_reply_fields(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, errors.ProtocolError):
         details = dict(exc.details)
     for attribute in ("field", "template", "slot", "speaker_id", "character_id", "max_queued_requests",
-                      "snapshot_version", "supported_version", "retry_after_ms"):
+                      "snapshot_version", "supported_version", "retry_after_ms", "scopes"):
         value = getattr(exc, attribute, None)
         if value is not None and attribute not in details:
             details[attribute] = value

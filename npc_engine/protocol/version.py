@@ -13,7 +13,7 @@ from ..errors import ProtocolError
 __all__ = ["PROTOCOL_VERSION", "PROTOCOL_MAJOR", "PROTOCOL_MINOR", "parse_version", "check_version"]
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 VERSION_PATTERN = r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$"
 

@@ -21,7 +21,7 @@ from ..protocol.chunks import from_chunks, to_chunks
 __all__ = ["Handlers", "CAPABILITIES"]
 
 CAPABILITIES = ["drafts", "cancel", "snapshots", "state", "keepalive", "frame_budget", "events", "observe",
-                "patterns"]
+                "patterns", "state_epochs"]
 
 
 class Handlers:

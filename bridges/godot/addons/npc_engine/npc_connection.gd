@@ -11,7 +11,7 @@ signal draft(request_id: String, character_id: String, fields: Dictionary)
 ## A say finished with a line (not emitted for a cancelled say; its request still finishes).
 signal line_ready(request_id: String, character_id: String, result: Dictionary)
 
-const PROTOCOL_VERSION := "1.3"
+const PROTOCOL_VERSION := "1.4"
 const VERSION := "0.1.0"
 const DEFAULT_ENDPOINT := "tcp://127.0.0.1:5555"
 

@@ -71,6 +71,17 @@ namespace NpcEngine
         }
     }
 
+    /// <summary>Protocol 1.4: the state a say was prepared on was replaced while it was generated (a save
+    /// loaded, the character deleted, a world fact changed; <c>state_changed</c>). Nothing was applied:
+    /// ask again. <c>Details["scopes"]</c> names what changed ("world", "character:ID").</summary>
+    public sealed class StateChangedException : ServerException
+    {
+        public StateChangedException(string message, PackMap details, string requestId)
+            : base("state_changed", message, details, requestId)
+        {
+        }
+    }
+
     /// <summary>Client and server protocol majors differ (from the server, or found by <c>hello</c>).</summary>
     public sealed class VersionMismatchException : ServerException
     {

@@ -632,6 +632,10 @@ namespace NpcEngine
             {
                 return new BusyException(text, details, requestId);
             }
+            if (code == "state_changed")
+            {
+                return new StateChangedException(text, details, requestId);
+            }
             if (code == "unsupported_version")
             {
                 return new VersionMismatchException(text, details, requestId);

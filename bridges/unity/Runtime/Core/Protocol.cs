@@ -5,7 +5,7 @@ namespace NpcEngine
     /// <summary>The wire protocol this package speaks (schemas/PROTOCOL.md).</summary>
     public static class Protocol
     {
-        public const string Version = "1.3";
+        public const string Version = "1.4";
         public const string PackageVersion = "0.1.0";
         public const string DefaultEndpoint = "tcp://127.0.0.1:5555";
 
