@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import ray
 from ray import serve
 
-from npc_engine import BusyError, ClientTimeoutError
+from npc_engine import BusyError, ClientTimeoutError, ServerError
 from npc_engine.characters import Store
 from npc_engine.characters.schema import SCHEMA_VERSION
 from npc_engine.client import AsyncClient, Client
@@ -138,6 +139,31 @@ def test_cluster_state_is_a_file_by_default_and_keeps_run_time_templates(tmp_pat
     with caplog.at_level("WARNING", logger="npc_engine.cluster"):
         StateService(":memory:").close()
     assert "restart of its state service loses every character" in caplog.text
+
+
+def test_a_cancel_is_reported_only_when_nothing_was_applied(cluster):
+    """Cancels land at random points of says, some after the reply finished on its replica: a
+    reply says `cancelled` exactly when nothing was recorded, and otherwise is the recorded line."""
+    rng = random.Random(7)
+    outcomes = Counter()
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "vela", "name": "Vela", "persona": PERSONA})
+        for number in range(24):
+            question = f"Question {number}?"
+            stream = client.say_stream("vela", "player", question, template="shopkeeper_reply", seed=number)
+            time.sleep(rng.uniform(0.0, 0.5))  # a say takes about 4 frames of 50 ms here, plus round trips
+            try:
+                stream.cancel()
+            except ServerError as exc:  # its reply came first: nothing left to cancel
+                assert exc.code == "unknown_request"
+            reply = stream.result()
+            turns = [t.text for t in client.get_character("vela").recent_turns]
+            if reply.finish_reason == "cancelled":
+                assert question not in turns and reply.fields is None
+            else:
+                assert turns[-2:] == [question, reply.fields["say"]]
+            outcomes[reply.finish_reason] += 1
+    assert outcomes["cancelled"] >= 3 and outcomes["complete"] >= 3, outcomes  # both sides of the race ran
 
 
 def test_a_flood_gets_busy_not_a_hang(cluster):

@@ -30,9 +30,11 @@ __all__ = ["ClusterEngine", "RemoteStore", "result_of"]
 
 _TEMPLATES_FRESH_S = 1.0
 # A say whose replica died is sent again, after a pause that lets the router drop the dead
-# replica (its state still lands once: see state.py).
+# replica (its state still lands once: see state.py), and only within the retry horizon, far
+# inside the state service's key window (characters/keys.py: an hour), so a retry finds the key.
 _MAX_SAY_ATTEMPTS = 3
 _RETRY_PAUSE_S = 0.5
+RETRY_HORIZON_S = 300.0
 
 
 def _is_replica_lost(exc: BaseException) -> bool:
@@ -62,26 +64,38 @@ class RemoteStore(_StoreCalls):
 
 
 class _ClusterSay:
-    """What `Server` holds for an outstanding say: a future and a cancel."""
+    """What `Server` holds for an outstanding say: a future and a cancel.
 
-    def __init__(self, request_id: str) -> None:
+    A cancel never cuts the replica's stream: it asks the replica to cancel the generation, and
+    the stream then answers with the truth, "cancelled" when nothing was applied, or the reply
+    the replica committed when it had already finished (the cancel came too late)."""
+
+    def __init__(self, request_id: str, cancel_on_replica: Callable[[], Any]) -> None:
         self.request_id = request_id
         self.future: Future[SayResult] = Future()
-        self._response: Any = None
+        self._cancel_on_replica = cancel_on_replica
+        self._is_sent = False
         self._is_cancelled = False
         self._lock = threading.Lock()
 
-    def attach(self, response: Any) -> None:
+    def sent(self) -> bool:
+        """Record that an attempt goes out; False when the say was cancelled before any did
+        (then nothing was ever sent, so nothing can have changed)."""
         with self._lock:
-            self._response = response
-            if self._is_cancelled:
-                response.cancel()
+            if self._is_cancelled and not self._is_sent:
+                return False
+            self._is_sent = True
+            is_cancelled = self._is_cancelled
+        if is_cancelled:  # a retry after a cancel: it finds the first attempt's reply, or stops
+            self._cancel_on_replica()
+        return True
 
     def cancel(self) -> None:
         with self._lock:
             self._is_cancelled = True
-            if self._response is not None:
-                self._response.cancel()
+            is_sent = self._is_sent
+        if is_sent:
+            self._cancel_on_replica()
 
 
 class ClusterEngine:
@@ -150,10 +164,11 @@ class ClusterEngine:
         """Send the say to its character's replica on a worker thread; returns at once. Events are
         admitted (coalesced, rate limited) by the replica's Dialogue: a character's requests go to
         one replica."""
-        say = _ClusterSay(request_id or "")
+        key = f"{self._key_prefix}{next(self._keys)}"
+        say = _ClusterSay(request_id or "", lambda: self.routed(character_id).cancel.remote(key))
         payload = {"character_id": character_id, "speaker_id": speaker_id, "text": text, "template": template.name,
                    "seed": seed, "priority": priority, "deadline_ms": deadline_ms, "stream": on_draft is not None,
-                   "key": f"{self._key_prefix}{next(self._keys)}", "is_event": is_event, "trace": trace,
+                   "key": key, "is_event": is_event, "trace": trace,
                    "values": dict(values or {}), "options": {k: list(v) for k, v in (options or {}).items()}}
         self._workers.submit(self._run_say, say, payload, on_draft)
         return say
@@ -179,10 +194,16 @@ class ClusterEngine:
     def _stream_say(self, say: _ClusterSay, payload: dict[str, Any], on_draft: Callable[[Draft], None] | None) -> None:
         from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
+        first_sent_ms = int(time.time() * 1000)
+        first_sent_s = time.monotonic()
         for attempt in range(_MAX_SAY_ATTEMPTS):
+            if attempt:  # the replica may have applied it before it died: the key finds that reply
+                payload = {**payload, "key_first_sent_ms": first_sent_ms}
+            if not say.sent():
+                say.future.set_result(_cancelled(say, payload))
+                return
             try:
                 response = self.routed(payload["character_id"]).options(stream=True).say.remote(payload)
-                say.attach(response)
                 for event in response:
                     if event["event"] == "draft" and on_draft is not None:
                         on_draft(event["draft"])
@@ -196,12 +217,15 @@ class ClusterEngine:
                     f"the replicas for this character are at capacity ({exc}); retry later",
                     max_queued_requests=self.max_queued_requests, character_id=payload["character_id"]))
                 return
-            except RequestCancelledError:
-                say.future.set_result(_cancelled(say, payload))
-                return
+            except RequestCancelledError:  # Ray cancelled the stream (it is shutting down): not sent on
+                raise GenerationError("the cluster cancelled the say before its replica answered; whether it "
+                                      "was applied is unknown until the character is read",
+                                      character_id=payload["character_id"]) from None
             except Exception as exc:
                 cause = unwrapped(exc)
-                if _is_replica_lost(cause) and attempt + 1 < _MAX_SAY_ATTEMPTS and not say.future.done():
+                is_within_horizon = time.monotonic() - first_sent_s < RETRY_HORIZON_S
+                if _is_replica_lost(cause) and attempt + 1 < _MAX_SAY_ATTEMPTS and is_within_horizon \
+                        and not say.future.done():
                     time.sleep(_RETRY_PAUSE_S * (attempt + 1))
                     continue  # the same idempotency key: the state changes at most once
                 say.future.set_exception(cause)

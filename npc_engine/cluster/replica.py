@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
@@ -29,6 +30,8 @@ __all__ = ["EngineReplica", "RemoteState", "ReplicaOptions"]
 log = logging.getLogger("npc_engine.cluster")
 
 _STATS_EVERY_S = 1.0
+# Cancels that came before their say (two calls to one replica may arrive in either order).
+_MAX_EARLY_CANCELS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,9 @@ class EngineReplica:
         self.dialogue = Dialogue(self.engine, RemoteState(state))
         self.engine.start()
         self.replica_id = _replica_id()
+        self._says: dict[str, Any] = {}  # idempotency key -> the say's handle, while it runs
+        self._early_cancels: OrderedDict[str, None] = OrderedDict()
+        self._says_lock = threading.Lock()
         self._is_closed = threading.Event()
         threading.Thread(target=self._report_stats, name="npc-replica-stats", daemon=True).start()
 
@@ -107,23 +113,47 @@ class EngineReplica:
         def on_draft(draft: Draft) -> None:
             loop.call_soon_threadsafe(events.put_nowait, draft)
 
+        key = ReplyKey(request["key"], request.get("key_first_sent_ms"))
         handle = await asyncio.to_thread(  # reads the character from the state service
             self.dialogue.submit, request["character_id"], request["speaker_id"], request["text"],
             template=template, seed=request.get("seed"), priority=request.get("priority", 0.0),
             deadline_ms=request.get("deadline_ms"), on_draft=on_draft if request.get("stream") else None,
-            key=request["key"], is_event=request.get("is_event", False), trace=request.get("trace", False),
+            key=key, is_event=request.get("is_event", False), trace=request.get("trace", False),
             values=request.get("values") or None, options=request.get("options") or None)
-        handle.future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
+        with self._says_lock:
+            self._says[key.value] = handle
+            is_cancelled_early = key.value in self._early_cancels
+            self._early_cancels.pop(key.value, None)
+        if is_cancelled_early:
+            _cancel_quietly(handle)
+
+        def finished(_: Any) -> None:
+            with self._says_lock:
+                self._says.pop(key.value, None)
+            loop.call_soon_threadsafe(events.put_nowait, None)
+
+        handle.future.add_done_callback(finished)
         try:
             while (draft := await events.get()) is not None:
                 yield {"event": "draft", "draft": draft}
-        except (asyncio.CancelledError, GeneratorExit):
-            try:
-                handle.cancel()
-            except UnknownRequestError:  # it finished meanwhile
-                pass
+        except (asyncio.CancelledError, GeneratorExit):  # the gateway is gone: nobody reads the answer
+            _cancel_quietly(handle)
             raise
         yield {"event": "result", "said": handle.future.result()}
+
+    def cancel(self, key: str) -> None:
+        """Cancel the say running under `key`, if it is still generating. One that already
+        finished goes on to apply its reply, and its stream answers with what was committed: the
+        gateway never reports a cancel for a reply that landed. A cancel that comes before its
+        say is held until the say arrives."""
+        with self._says_lock:
+            handle = self._says.get(key)
+            if handle is None:
+                self._early_cancels[key] = None
+                while len(self._early_cancels) > _MAX_EARLY_CANCELS:
+                    self._early_cancels.popitem(last=False)
+                return
+        _cancel_quietly(handle)
 
     async def register_template(self, template: Template) -> str:
         """Compile here (a bad or oversized template fails now), then publish it to every replica."""
@@ -159,6 +189,13 @@ class EngineReplica:
         dialogue = getattr(self, "dialogue", None)
         if dialogue is not None:
             dialogue.close()
+
+
+def _cancel_quietly(handle: Any) -> None:
+    try:
+        handle.cancel()
+    except UnknownRequestError:  # it finished: its reply is applied and on its way
+        pass
 
 
 def _replica_id() -> str:
