@@ -12,7 +12,7 @@ _EXPORTS = {
     "Character": ".model", "FlagValue": ".model", "Memory": ".model", "Relationship": ".model",
     "Speaker": ".model", "Turn": ".model", "WorldFact": ".model",
     "apply_reply": ".effects",
-    "AppliedReply": ".effects",
+    "AppliedReply": ".effects", "ReplyKey": ".keys",
     "PromptInputs": ".inputs", "read_prompt_inputs": ".inputs",
     "BuiltPrompt": ".prompt", "PromptBuilder": ".prompt", "normalize_utterance": ".prompt",
     "SCHEMA_VERSION": ".schema",
