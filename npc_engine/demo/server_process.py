@@ -27,7 +27,11 @@ def free_port() -> int:
 
 
 def is_port_taken(port: int) -> bool:
+    """Whether the server could not bind `port`. As ZeroMQ's listener does on POSIX, the probe
+    reuses the address, so a port a killed server just left (its connections in TIME_WAIT) is free."""
     with socket.socket() as probe:
+        if sys.platform != "win32":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
