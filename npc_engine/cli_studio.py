@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, NpcEngineError
 
-__all__ = ["add_studio_command", "check_studio_host"]
+__all__ = ["add_studio_command", "check_studio_host", "endpoint_from_status_file"]
 
 DEFAULT_STUDIO_PORT = 8765
 
 
 def add_studio_command(commands: Any) -> None:
     studio = commands.add_parser("studio", help="a local web page to watch NPCs think, inspect state and try templates")
-    studio.add_argument("--connect", default="tcp://127.0.0.1:5555",
+    studio.add_argument("--connect", default=None,
                         help="the server (serve, or a cluster gateway) to inspect (default: tcp://127.0.0.1:5555)")
+    studio.add_argument("--status-file", type=Path, default=None,
+                        help="inspect the server that wrote this file (`serve --status-file`, as a game's "
+                             "launcher starts it on a free port); waits up to --wait-s for it to appear")
+    studio.add_argument("--wait-s", type=float, default=60.0,
+                        help="how long --status-file may take to appear (default: 60)")
     studio.add_argument("--port", type=int, default=DEFAULT_STUDIO_PORT,
                         help=f"the page's HTTP port (default: {DEFAULT_STUDIO_PORT}; 0: any free port)")
     studio.add_argument("--host", default="127.0.0.1", help="the page's address (default: loopback only)")
@@ -46,9 +53,38 @@ def check_studio_host(host: str, *, is_remote_allowed: bool) -> None:
                           "anyway")
 
 
+def endpoint_from_status_file(path: Path, *, wait_s: float) -> str:
+    """The endpoint a running `serve --status-file` wrote (waiting up to `wait_s` for the file).
+    Raises ConfigError naming the file when it never appears or is not a server's status."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    is_announced = False
+    while not path.is_file():
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"studio: no status file at {path} after {wait_s:.0f} s: start the game (or "
+                              "`npc-engine serve --status-file` with this path) first")
+        if not is_announced:
+            print(f"npc-engine studio: waiting for the server to write {path} ...", file=sys.stderr, flush=True)
+            is_announced = True
+        time.sleep(0.2)
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"studio: cannot read the status file {path}: {exc}") from None
+    endpoint = status.get("endpoint") if isinstance(status, dict) else None
+    if not isinstance(endpoint, str) or not endpoint.startswith("tcp://") or len(endpoint) > 256:
+        raise ConfigError(f"studio: {path} is not a server's status file (no \"endpoint\" like tcp://HOST:PORT)")
+    return endpoint
+
+
 def run_studio(args: argparse.Namespace) -> int:
     from .server.security import is_loopback  # the same rule the server applies to its own bind
     check_studio_host(args.host, is_remote_allowed=args.allow_remote)
+    if args.status_file is not None and args.connect is not None:
+        raise ConfigError("studio: pass --connect or --status-file, not both")
+    if args.status_file is not None:
+        args.connect = endpoint_from_status_file(args.status_file, wait_s=args.wait_s)
+        print(f"npc-engine studio: {args.status_file} names {args.connect}", file=sys.stderr, flush=True)
+    args.connect = args.connect or "tcp://127.0.0.1:5555"
     if not is_loopback(args.connect) and args.curve_keys is None:
         raise ConfigError(f"studio: {args.connect} is not on loopback, so the server speaks CurveZMQ only: pass "
                           "--curve-keys with the client keys a game would use")

@@ -15,10 +15,11 @@ from typing import Any, Iterator
 
 
 @contextmanager
-def studio(connect: str, *extra_args: str) -> Iterator[str]:
-    """Run the studio against `connect`; yields the page's address as printed (with its token)."""
-    process = subprocess.Popen([sys.executable, "-m", "npc_engine.cli", "studio", "--connect", connect,
-                                "--port", "0", *extra_args],
+def studio(connect: str | None, *extra_args: str) -> Iterator[str]:
+    """Run the studio against `connect` (None: `extra_args` say which server); yields the page's
+    address as printed (with its token)."""
+    target = ["--connect", connect] if connect is not None else []
+    process = subprocess.Popen([sys.executable, "-m", "npc_engine.cli", "studio", *target, "--port", "0", *extra_args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

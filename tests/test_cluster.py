@@ -166,6 +166,28 @@ def test_a_cancel_is_reported_only_when_nothing_was_applied(cluster):
     assert outcomes["cancelled"] >= 3 and outcomes["complete"] >= 3, outcomes  # both sides of the race ran
 
 
+def test_a_save_loaded_under_a_say_is_answered_state_changed(cluster):
+    """As in serve: a say in flight on a replica when a save is loaded applies nothing."""
+    with Client(cluster.endpoint, timeout_s=120) as client:
+        client.upsert_character({"id": "ione", "name": "Ione", "persona": PERSONA})
+        client.save_snapshot("ione_slot", character_id="ione")
+        saved = client.get_character("ione")
+        codes = []
+        for attempt in range(3):  # the load must land while the say denoises (4 frames of 50 ms)
+            stream = client.say_stream("ione", "player", f"Any news {attempt}?", template="shopkeeper_reply")
+            next(iter(stream))
+            client.load_snapshot("ione_slot")
+            try:
+                codes.append(stream.result().finish_reason)  # finished before the load: the load wiped it
+            except ServerError as exc:
+                codes.append(exc.code)
+                assert exc.details["scopes"] == ["character:ione"]
+            assert client.get_character("ione") == saved
+            if "state_changed" in codes:
+                break
+    assert "state_changed" in codes, codes
+
+
 def test_a_flood_gets_busy_not_a_hang(cluster):
     async def flood() -> list:
         async with AsyncClient(cluster.endpoint, timeout_s=120) as client:

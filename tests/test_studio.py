@@ -175,6 +175,32 @@ def test_the_studio_refuses_to_be_reachable_from_other_machines_unless_asked():
     assert no_keys.returncode == 2 and "--curve-keys" in no_keys.stderr
 
 
+def test_the_studio_finds_a_game_server_by_its_status_file(tmp_path):
+    """A game's launcher starts `serve --port 0 --status-file`; the studio attaches by the file, even
+    when it is started first."""
+    status_file = tmp_path / "npc" / "server.json"
+    waiting = subprocess.Popen([sys.executable, "-m", "npc_engine.cli", "studio", "--status-file", str(status_file),
+                                "--port", "0", "--wait-s", "120"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "waiting for the server to write" in waiting.stderr.readline()
+        with ServerProcess(port=0, extra_args=["--status-file", str(status_file)]) as server:
+            line = waiting.stdout.readline()
+            assert f"(inspecting {server.endpoint})" in line
+            with studio(None, "--status-file", str(status_file)) as url:
+                assert call(url, "/api/hello")[1]["protocol_version"] == PROTOCOL_VERSION
+    finally:
+        waiting.terminate()
+        waiting.wait(timeout=20)
+    status_file.parent.mkdir(exist_ok=True)
+    status_file.write_text("not json")
+    bad = _studio_cli("--status-file", str(status_file), "--port", "0")
+    assert bad.returncode == 2 and str(status_file) in bad.stderr
+    assert _studio_cli("--status-file", str(tmp_path / "none.json"), "--wait-s", "0").returncode == 2
+    both = _studio_cli("--status-file", str(status_file), "--connect", "tcp://127.0.0.1:5555")
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
 def test_the_studio_says_so_when_no_server_answers():
     # Nothing listens on port 9 of loopback: the hello times out with a clear line.
     result = subprocess.run([sys.executable, "-c", "import sys; from npc_engine.cli import main; "

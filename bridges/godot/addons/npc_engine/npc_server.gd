@@ -109,6 +109,13 @@ func _wait_for_endpoint() -> void:
 		_fail_start("unreadable status file %s" % _status_path)
 		return
 	endpoint = status["endpoint"]
+	print(
+		(
+			"npc-engine server listening on %s (status file %s; inspect it with "
+			+ "`npc-engine studio --status-file %s`)"
+		)
+		% [endpoint, _status_path, _status_path]
+	)
 	if client != null:
 		client.connect_to_server(endpoint)
 	started.emit(endpoint)

@@ -134,6 +134,8 @@ namespace NpcEngine.Unity
                 return;
             }
             _server = starting.Result;
+            Debug.Log("npc-engine server listening on " + _server.Endpoint +
+                      " (inspect it with: npc-engine studio --connect " + _server.Endpoint + ")");
             if (client != null)
             {
                 client.endpoint = _server.Endpoint;
