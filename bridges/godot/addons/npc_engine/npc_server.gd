@@ -111,10 +111,12 @@ func _wait_for_endpoint() -> void:
 	endpoint = status["endpoint"]
 	print(
 		(
-			"npc-engine server listening on %s (status file %s; inspect it with "
-			+ "`npc-engine studio --status-file %s`)"
+			(
+				"npc-engine server listening on %s (status file %s; inspect it with "
+				+ "`npc-engine studio --status-file %s`)"
+			)
+			% [endpoint, _status_path, _status_path]
 		)
-		% [endpoint, _status_path, _status_path]
 	)
 	if client != null:
 		client.connect_to_server(endpoint)
