@@ -111,6 +111,19 @@ class NpcEngineError(Exception):
         self.request_id = request_id
         self.character_id = character_id
 
+    def __reduce__(self) -> tuple:
+        # Pickle (a cluster's replicas and state service raise across processes) rebuilds an
+        # exception from its args alone, which fails for the keyword-only fields; keep them all.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> "NpcEngineError":
+    # OSError allocates its own kind of object; every other base here shares BaseException's.
+    error = (OSError if issubclass(cls, OSError) else BaseException).__new__(cls, *args)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class TemplateError(NpcEngineError, ValueError):
     """A template spec is invalid. `template` and `slot` name what is at fault when known."""

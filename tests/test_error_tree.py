@@ -114,3 +114,24 @@ def test_the_raise_scan_is_strict(tmp_path):
     (tmp_path / "x.py").write_text("def f():\n    raise ValueError('no')\n\n"
                                    "class M:\n    @field_validator('a')\n    def g(cls, v):\n        raise ValueError('ok')\n")
     assert _bare_raises(tmp_path) == ["x.py:2 f: raise ValueError"]
+
+
+def test_every_error_crosses_a_process_boundary_whole():
+    """A cluster's replicas and state service raise across processes (pickle): every error comes
+    back as its own class with its message and fields (keyword-only ones too)."""
+    import inspect
+    import pickle
+
+    values = {"message": "it went wrong", "request_id": "r1", "character_id": "brom", "field": "mood",
+              "speaker_id": "player", "scopes": ["world"], "path": "state.db", "max_queued_requests": 4,
+              "retry_after_ms": 250.0, "largest_batch_size": 2, "snapshot_version": 9, "supported_version": 4,
+              "endpoint": "tcp://127.0.0.1:1", "code": "busy", "details": {"limit": "x"}, "template": "t",
+              "slot": "s", "num_required_tokens": 300, "canvas_length": 256}
+    for name in error_module.__all__:
+        cls = getattr(error_module, name)
+        parameters = inspect.signature(cls.__init__).parameters
+        kwargs = {p: values[p] for p in parameters if p not in ("self", "message") and p in values}
+        error = cls("it went wrong", **kwargs)
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is cls and str(again) == str(error), name
+        assert {k: v for k, v in vars(again).items()} == vars(error), name
