@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -46,6 +47,12 @@ namespace NpcEngine
         public Task CancelAsync()
         {
             return _client.CancelAsync(RequestId);
+        }
+
+        /// <summary>Lets a say be awaited directly: <c>SayResult reply = await engine.Say(...);</c>.</summary>
+        public TaskAwaiter<SayResult> GetAwaiter()
+        {
+            return Task.GetAwaiter();
         }
     }
 

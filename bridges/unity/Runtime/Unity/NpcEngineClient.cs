@@ -138,8 +138,10 @@ namespace NpcEngine.Unity
         /// by <paramref name="causerId"/> or by no one (null); the reply arrives like a line. Events
         /// while the character answers one share that reply (<see cref="SayResult.Coalesced"/>);
         /// events sooner than the server's minimum interval raise onError with code rate_limited.
+        /// The arguments come in <see cref="NpcClient.React"/>'s order (template before causer; null
+        /// template: <see cref="defaultTemplate"/>): name the causer, <c>causerId: "player"</c>.
         /// </summary>
-        public SayRequest React(string characterId, string eventText, string causerId = null, string template = null, SayOptions options = null)
+        public SayRequest React(string characterId, string eventText, string template = null, string causerId = null, SayOptions options = null)
         {
             return Track(characterId, options, delegate(SayOptions tracked)
             {

@@ -15,6 +15,7 @@ namespace NpcEngine.Unity
     /// <see cref="client"/> is set) connects to the endpoint it prints. The server also ends by
     /// itself when the game process ends, however it ends (--parent-pid, --exit-on-stdin-eof).
     /// </summary>
+    [AddComponentMenu("NPC Engine/NPC Server")]
     public sealed class NpcServer : MonoBehaviour
     {
         [Tooltip("The server bundle's folder (from `npc-engine bundle`), relative to StreamingAssets or absolute")]

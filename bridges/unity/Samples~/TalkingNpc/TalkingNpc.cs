@@ -56,7 +56,7 @@ namespace NpcEngine.Samples
                 {
                     // The player walks up: the NPC greets them (a game event, protocol 1.1) before a word is said.
                     _bubble = "...";
-                    _current = _engine.React(characterId, playerName + " walks up to " + characterName + ".", speakerId);
+                    _current = _engine.React(characterId, playerName + " walks up to " + characterName + ".", causerId: speakerId);
                 }
             }
             catch (NpcEngineException error)

@@ -76,6 +76,29 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void ReactTakesItsArgumentsInOneOrderEverywhere()
+        {
+            // The component and the plain client: the same names in the same order (both are strings,
+            // so a swap would compile); the Godot addon and Python's client use it too.
+            string[] component = Array.ConvertAll(typeof(NpcEngineClient).GetMethod("React").GetParameters(), p => p.Name);
+            string[] client = Array.ConvertAll(typeof(NpcClient).GetMethod("React").GetParameters(), p => p.Name);
+            CollectionAssert.AreEqual(new[] { "characterId", "eventText", "template", "causerId", "options" }, component);
+            CollectionAssert.AreEqual(component, client);
+        }
+
+        [Test]
+        public void EveryComponentHasAnAddComponentMenuEntry()
+        {
+            foreach (Type type in typeof(NpcEngineClient).Assembly.GetTypes())
+            {
+                if (typeof(MonoBehaviour).IsAssignableFrom(type) && !type.IsAbstract)
+                {
+                    Assert.IsNotNull(Attribute.GetCustomAttribute(type, typeof(AddComponentMenu)), type.Name + " has no AddComponentMenu");
+                }
+            }
+        }
+
+        [Test]
         public void NoServerRaisesErrorEventsAndQuitsCleanly()
         {
             GameObject npc = new GameObject("Lost");

@@ -175,6 +175,19 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void ASayRequestIsAwaitedDirectly()
+        {
+            SayResult awaited = Result(AwaitSay());
+            Assert.AreEqual(FinishReasons.Complete, awaited.FinishReason);
+            Assert.IsNotNull(awaited.GetText("say"));
+        }
+
+        private async System.Threading.Tasks.Task<SayResult> AwaitSay()
+        {
+            return await _client.Say("brom", "player", "Is the forge hot?", Template, new SayOptions { Seed = 4, Stream = false });
+        }
+
+        [Test]
         public void ReactAnswersAnEventAndTwoAtOnceShareOneReply()
         {
             string id = "smith" + Guid.NewGuid().ToString("N").Substring(0, 8);
