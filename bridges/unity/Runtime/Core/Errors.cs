@@ -47,6 +47,8 @@ namespace NpcEngine
         public const string ServerStartFailed = "server_start_failed";
         /// <summary>A server bundle is missing, incomplete, or for another OS (<see cref="NpcServerBundle"/>).</summary>
         public const string BadBundle = "bad_bundle";
+        /// <summary>A component's setting is invalid (an endpoint, an unknown placeholder in NpcServer's arguments).</summary>
+        public const string InvalidConfig = "invalid_config";
     }
 
     /// <summary>The server answered with <c>ok: false</c>.</summary>

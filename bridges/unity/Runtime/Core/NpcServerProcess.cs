@@ -12,7 +12,11 @@ namespace NpcEngine
     public sealed class NpcServerOptions
     {
         public string FileName;
-        /// <summary>Arguments before the launcher's own, e.g. "-m npc_engine.cli serve --templates T" for python.</summary>
+        /// <summary>Arguments before the launcher's own, one per entry (quoted for the command line
+        /// here: a path with spaces stays one argument), e.g. "-m", "npc_engine.cli", "serve" for python.
+        /// When set, <see cref="Arguments"/> is not used.</summary>
+        public List<string> ArgumentList;
+        /// <summary>The same as one command-line string, quoted by the caller, e.g. "-m npc_engine.cli serve --templates T".</summary>
         public string Arguments = "";
         public string WorkingDirectory;
         /// <summary>How long the server may take to print its first line (loading a model takes seconds).</summary>
@@ -71,7 +75,8 @@ namespace NpcEngine
             {
                 throw new ArgumentException("NpcServerOptions.FileName names the server executable");
             }
-            string arguments = (options.Arguments ?? "").Trim() + " --port 0 --parent-pid " + Process.GetCurrentProcess().Id + " --exit-on-stdin-eof";
+            string given = options.ArgumentList != null ? JoinArguments(options.ArgumentList) : (options.Arguments ?? "").Trim();
+            string arguments = given + " --port 0 --parent-pid " + Process.GetCurrentProcess().Id + " --exit-on-stdin-eof";
             ProcessStartInfo start = new ProcessStartInfo(options.FileName, arguments.Trim())
             {
                 UseShellExecute = false,
@@ -122,6 +127,43 @@ namespace NpcEngine
             }
             server.Endpoint = firstLine.Substring(ReadyPrefix.Length).Split(' ')[0];
             return server;
+        }
+
+        /// <summary>One command line from separate arguments, quoted the way .NET and Mono split a
+        /// command line back into arguments (the Windows rules): each comes back whole, with its
+        /// spaces, quotes and backslashes.</summary>
+        public static string JoinArguments(IEnumerable<string> arguments)
+        {
+            List<string> quoted = new List<string>();
+            foreach (string argument in arguments)
+            {
+                quoted.Add(Quote(argument ?? ""));
+            }
+            return string.Join(" ", quoted.ToArray());
+        }
+
+        private static string Quote(string argument)
+        {
+            if (argument.Length > 0 && argument.IndexOfAny(new[] { ' ', '\t', '\n', '"' }) < 0)
+            {
+                return argument;
+            }
+            System.Text.StringBuilder text = new System.Text.StringBuilder("\"");
+            int backslashes = 0;
+            foreach (char c in argument)
+            {
+                if (c == '\\')
+                {
+                    backslashes++;
+                    continue;
+                }
+                // Backslashes count only before a quote: double them there, and escape the quote.
+                text.Append('\\', c == '"' ? backslashes * 2 + 1 : backslashes);
+                backslashes = 0;
+                text.Append(c);
+            }
+            text.Append('\\', backslashes * 2);  // before the closing quote
+            return text.Append('"').ToString();
         }
 
         /// <summary>Ends the server: closes its stdin (it stops cleanly, keeping every acknowledged

@@ -100,7 +100,7 @@ namespace NpcEngine.Unity
             }
             catch (ArgumentException error)
             {
-                ReportError(new NpcEngineException("invalid_config", error.Message));
+                ReportError(new NpcEngineException(LocalCodes.InvalidConfig, error.Message));
                 return;
             }
             NpcClient client = _client;

@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Text.RegularExpressions;
 using System.Threading.Tasks;
 using UnityEngine;
 using UnityEngine.Events;
@@ -10,7 +12,9 @@ namespace NpcEngine.Unity
     /// Starts the npc-engine server with the game and stops it with the game. By default it runs
     /// the bundle shipped under StreamingAssets (<see cref="bundleFolder"/>, its executable named by its bundle.json); in the editor set
     /// <see cref="developmentCommand"/> (e.g. the path of a venv's python) and
-    /// <see cref="developmentArguments"/> ("-m npc_engine.cli serve"). The server listens on a free
+    /// <see cref="developmentArguments"/> ("-m", "npc_engine.cli", "serve"). <see cref="serverArguments"/>
+    /// are serve's flags, one per entry, with placeholders for Unity's folders; by default each game
+    /// keeps its own state in its persistent data folder. The server listens on a free
     /// port, and the <see cref="NpcEngineClient"/> (the one on this GameObject unless
     /// <see cref="client"/> is set) connects to the endpoint it prints. The server also ends by
     /// itself when the game process ends, however it ends (--parent-pid, --exit-on-stdin-eof).
@@ -22,9 +26,15 @@ namespace NpcEngine.Unity
         public string bundleFolder = NpcServerBundle.DefaultFolder;
         [Tooltip("Editor/development: run this instead of the bundle (e.g. .venv/bin/python); empty: the bundle")]
         public string developmentCommand = "";
-        public string developmentArguments = "-m npc_engine.cli serve";
-        [Tooltip("More serve flags, e.g. --db <save folder>/npc.db --templates <folder> --frame-budget-ms 4")]
-        public string serverArguments = "";
+        [Tooltip("Editor/development: the arguments of developmentCommand, one per entry")]
+        public List<string> developmentArguments = new List<string> { "-m", "npc_engine.cli", "serve" };
+        [Tooltip("serve flags, one per entry (a path with spaces stays one entry). Placeholders: {persistentDataPath}, " +
+                 "{streamingAssetsPath}, {dataPath}, {temporaryCachePath}, {processId}")]
+        public List<string> serverArguments = new List<string>
+        {
+            "--db", "{persistentDataPath}/npc-engine/state.db",
+            "--status-file", "{persistentDataPath}/npc-engine/server-{processId}.json",
+        };
         [Tooltip("The client to connect (default: the NpcEngineClient on this GameObject)")]
         public NpcEngineClient client;
         public bool startOnStart = true;
@@ -72,26 +82,61 @@ namespace NpcEngine.Unity
             }
             bool isDevelopment = !string.IsNullOrEmpty(developmentCommand);
             string executable = developmentCommand;
-            if (!isDevelopment)
+            List<string> arguments = new List<string>();
+            try
             {
-                try
+                if (!isDevelopment)
                 {
-                    executable = BundleExecutable();
+                    executable = BundleExecutable();  // no bundle, an incomplete one, another OS's: throws
                 }
-                catch (NpcEngineException error)  // no bundle, an incomplete one, another OS's
+                else
                 {
-                    _starting = Task.FromException<NpcServerProcess>(error);
-                    return;
+                    arguments.AddRange(developmentArguments ?? new List<string>());
+                }
+                foreach (string argument in serverArguments ?? new List<string>())
+                {
+                    arguments.Add(ExpandPlaceholders(argument));
                 }
             }
+            catch (NpcEngineException error)
+            {
+                _starting = Task.FromException<NpcServerProcess>(error);
+                return;
+            }
+            Debug.Log("npc-engine server: starting " + (isDevelopment ? "the development command " : "the bundle ") +
+                      executable + " " + NpcServerProcess.JoinArguments(arguments));
             NpcServerOptions options = new NpcServerOptions
             {
                 FileName = executable,
-                Arguments = ((isDevelopment ? developmentArguments : "") + " " + serverArguments).Trim(),
+                ArgumentList = arguments,
                 StartTimeout = TimeSpan.FromSeconds(startTimeoutSeconds),
                 StopTimeout = TimeSpan.FromSeconds(stopTimeoutSeconds),
             };
             _starting = NpcServerProcess.StartAsync(options);
+        }
+
+        private static readonly Regex Placeholder = new Regex(@"\{([A-Za-z]+)\}");
+
+        /// <summary>An argument with its placeholders filled: {persistentDataPath}, {streamingAssetsPath},
+        /// {dataPath}, {temporaryCachePath} (Unity's folders), {processId} (this game's). An unknown one
+        /// throws an <see cref="NpcEngineException"/> with code invalid_config naming it.</summary>
+        public static string ExpandPlaceholders(string argument)
+        {
+            return Placeholder.Replace(argument ?? "", delegate(Match match)
+            {
+                switch (match.Groups[1].Value)
+                {
+                    case "persistentDataPath": return Application.persistentDataPath;
+                    case "streamingAssetsPath": return Application.streamingAssetsPath;
+                    case "dataPath": return Application.dataPath;
+                    case "temporaryCachePath": return Application.temporaryCachePath;
+                    case "processId": return System.Diagnostics.Process.GetCurrentProcess().Id.ToString();
+                    default:
+                        throw new NpcEngineException(LocalCodes.InvalidConfig, "NpcServer.serverArguments: unknown placeholder " +
+                            match.Value + " in \"" + argument + "\" (known: {persistentDataPath}, {streamingAssetsPath}, " +
+                            "{dataPath}, {temporaryCachePath}, {processId})");
+                }
+            });
         }
 
         /// <summary>The bundle's executable, checked: the folder is a whole bundle built for this OS.</summary>

@@ -99,6 +99,29 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void ServerArgumentsFillPlaceholdersAndStayWholeOnTheCommandLine()
+        {
+            Application.persistentDataPath = "/saves/My Game";
+            Assert.AreEqual("/saves/My Game/npc-engine/state.db", NpcServer.ExpandPlaceholders("{persistentDataPath}/npc-engine/state.db"));
+            NpcEngineException unknown = Assert.Throws<NpcEngineException>(delegate { NpcServer.ExpandPlaceholders("{savePath}/x.db"); });
+            Assert.AreEqual(LocalCodes.InvalidConfig, unknown.Code);
+            StringAssert.Contains("{savePath}", unknown.Message);
+            string line = NpcServerProcess.JoinArguments(new[] { "--db", "C:\\My Saves\\", "say \"hi\"", "", "a\\\\b" });
+            Assert.AreEqual("--db \"C:\\My Saves\\\\\" \"say \\\"hi\\\"\" \"\" a\\\\b", line);
+        }
+
+        [Test]
+        public void AnUnknownPlaceholderIsAnErrorEventNotAStart()
+        {
+            NpcServer server = new GameObject("Brom").AddComponent<NpcServer>();
+            server.developmentCommand = "python3";
+            server.serverArguments = new List<string> { "--db", "{nowhere}/state.db" };
+            List<string> errors = StartAndCollectErrors(server, delegate { return false; });
+            StringAssert.StartsWith("invalid_config: NpcServer.serverArguments: unknown placeholder {nowhere}", errors[0]);
+            Assert.IsFalse(server.IsRunning);
+        }
+
+        [Test]
         public void NoServerRaisesErrorEventsAndQuitsCleanly()
         {
             GameObject npc = new GameObject("Lost");
@@ -159,8 +182,9 @@ namespace NpcEngine.Tests
             NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
             NpcServer server = npc.AddComponent<NpcServer>();
             server.developmentCommand = python;
-            server.developmentArguments = serveArguments;
-            server.serverArguments = "--db " + System.IO.Path.GetTempFileName() + ".db";
+            server.developmentArguments = new List<string>(serveArguments.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries));
+            // The defaults, under a folder with a space: each path stays one argument.
+            Application.persistentDataPath = Path.Combine(ServerBundleTests.NewFolder(), "Save Data");
             HelloResult hello = null;
             component.Connected += delegate(HelloResult h) { hello = h; };
             bool started = false;
@@ -179,6 +203,11 @@ namespace NpcEngine.Tests
             }
             Assert.IsTrue(started && server.IsRunning);
             Assert.AreEqual(server.Endpoint, component.endpoint);
+            Assert.IsTrue(File.Exists(Path.Combine(Application.persistentDataPath, "npc-engine", "state.db")),
+                          "the default --db is the game's own, under persistentDataPath");
+            string status = File.ReadAllText(Path.Combine(Application.persistentDataPath, "npc-engine",
+                                                          "server-" + Process.GetCurrentProcess().Id + ".json"));
+            StringAssert.Contains(server.Endpoint, status, "the status file the studio attaches by");
             int pid = server.Process.ProcessId;
             StubPlayerLoop.Send(component, "OnApplicationQuit");
             StubPlayerLoop.Send(server, "OnApplicationQuit");
@@ -243,7 +272,7 @@ namespace NpcEngine.Tests
             GameObject npc = new GameObject("Brom");
             NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
             NpcServer server = npc.AddComponent<NpcServer>();
-            server.serverArguments = "--db " + Path.GetTempFileName() + ".db";
+            server.serverArguments = new List<string> { "--db", Path.GetTempFileName() + ".db" };
             HelloResult hello = null;
             component.Connected += delegate(HelloResult h) { hello = h; };
             StubPlayerLoop.Send(component, "Start");

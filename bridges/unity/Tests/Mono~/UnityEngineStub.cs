@@ -158,6 +158,9 @@ namespace UnityEngine
     public static class Application
     {
         public static string streamingAssetsPath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "StreamingAssets");
+        public static string persistentDataPath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "npc persistent data");
+        public static string dataPath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "Assets");
+        public static string temporaryCachePath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "npc cache");
         public static bool isEditor = true;
     }
 
