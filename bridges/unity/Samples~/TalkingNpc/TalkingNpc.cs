@@ -5,16 +5,25 @@ using UnityEngine;
 namespace NpcEngine.Samples
 {
     /// <summary>
-    /// A talking NPC: put it on the NPC's GameObject (it adds an NpcEngineClient and the NpcServer
-    /// that starts the server bundle from StreamingAssets/npc-engine, or a development command),
+    /// A talking NPC: put it on the NPC's GameObject (it adds an NpcEngineClient and an NpcServer),
     /// press Play, type into the field and press Enter or "Say". The speech bubble over the NPC
     /// shows drafts settling into the final line; mood and trust show below. Drawn with IMGUI so
-    /// the sample needs no UI package.
+    /// the sample needs no UI package. It finds its server one of three ways, without code
+    /// (<see cref="Mode"/>; the Console says which, and how to switch): a server you started
+    /// (<see cref="connectTo"/>), the NPC Server's development command, or an imported bundle.
     /// </summary>
     [RequireComponent(typeof(NpcEngineClient))]
     [RequireComponent(typeof(NpcServer))]
+    [AddComponentMenu("NPC Engine/Samples/Talking NPC")]
     public sealed class TalkingNpc : MonoBehaviour
     {
+        public const string ConnectMode = "connect to a running server";
+        public const string DevelopmentMode = "start the development command";
+        public const string BundleMode = "start the imported bundle";
+
+        [Tooltip("A server you started yourself, e.g. tcp://127.0.0.1:5555 (`./npc serve --templates schemas/templates` " +
+                 "prints it); empty: the NPC Server component starts one")]
+        public string connectTo = "";
         public string characterId = "brom";
         public string characterName = "Brom";
         [TextArea]
@@ -31,17 +40,57 @@ namespace NpcEngine.Samples
         private string _input = "";
         private bool _isReady;
 
+        /// <summary>How this NPC reaches its server (one of the *Mode constants), decided in Awake.</summary>
+        public string Mode { get; private set; }
+        /// <summary>Connected, and the character is on the server: the player can talk.</summary>
+        public bool IsReady { get { return _isReady; } }
+
         private void Awake()
         {
+            NpcServer server = GetComponent<NpcServer>();
+            if (!string.IsNullOrEmpty(connectTo))
+            {
+                Mode = ConnectMode;
+                server.startOnStart = false;  // every Awake runs before any Start
+                Debug.Log("Talking NPC: connecting to " + connectTo + ". To have the game start its own server instead, " +
+                          "clear Talking NPC > Connect To (then the NPC Server starts its development command or the bundle).");
+            }
+            else if (!string.IsNullOrEmpty(server.developmentCommand))
+            {
+                Mode = DevelopmentMode;
+                Debug.Log("Talking NPC: starting the development command " + server.developmentCommand + ". To use a server " +
+                          "you started, set Talking NPC > Connect To; to test the imported bundle, clear NPC Server > Development Command.");
+            }
+            else
+            {
+                Mode = BundleMode;
+                Debug.Log("Talking NPC: starting the server bundle in StreamingAssets/" + server.bundleFolder + ". To use a " +
+                          "server you started (`./npc serve --templates schemas/templates`), set Talking NPC > Connect To to " +
+                          "tcp://127.0.0.1:5555; to run your clone's Python, set NPC Server > Development Command.");
+            }
+            if (_engine != null)
+            {
+                return;  // wired already
+            }
             _engine = GetComponent<NpcEngineClient>();
             _engine.defaultTemplate = template;
             _engine.Connected += OnConnected;
             _engine.DraftReceived += delegate(string id, Draft draft) { _bubble = draft.Fields.GetString("say", "") + " ..."; };
             _engine.LineReady += OnLine;
             _engine.ErrorRaised += delegate(NpcEngineException error) { _status = error.Code + ": " + error.Message; };
-            _status = "starting the server...";
+            _status = Mode == ConnectMode ? "connecting..." : "starting the server...";
             GetComponent<NpcServer>().onError.AddListener(delegate(string code, string message) { _status = code + ": " + message; });
             _engine.Disconnected += delegate { _status = "server gone; reconnecting..."; _isReady = false; };
+        }
+
+        private void Start()
+        {
+            if (Mode == ConnectMode)
+            {
+                _status = "connecting to " + connectTo + "...";
+                _engine.endpoint = connectTo;
+                _engine.Connect();
+            }
         }
 
         private async void OnConnected(HelloResult hello)

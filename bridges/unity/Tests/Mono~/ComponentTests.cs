@@ -170,6 +170,39 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void SampleConnectsToARunningServerWithoutStartingOne()
+        {
+            GameObject npc = new GameObject("Sample");
+            Samples.TalkingNpc sample = npc.AddComponent<Samples.TalkingNpc>();
+            Assert.AreEqual(Samples.TalkingNpc.BundleMode, sample.Mode, "no endpoint, no development command: the bundle");
+            sample.connectTo = TestEnvironment.Endpoint;
+            StubPlayerLoop.Send(sample, "Awake");  // Unity sets Inspector fields before Awake
+            Assert.AreEqual(Samples.TalkingNpc.ConnectMode, sample.Mode);
+            NpcServer server = sample.GetComponent<NpcServer>();
+            NpcEngineClient client = sample.GetComponent<NpcEngineClient>();
+            List<string> errors = new List<string>();
+            server.onError.AddListener(delegate(string code, string message) { errors.Add(code); });
+            StubPlayerLoop.Send(client, "Start");
+            StubPlayerLoop.Send(server, "Start");
+            StubPlayerLoop.Send(sample, "Start");
+            try
+            {
+                RunFrames(client, delegate { StubPlayerLoop.Send(server, "Update"); return sample.IsReady; }, 240, new List<double>());
+                Assert.IsFalse(server.IsRunning, "no server was started");
+                CollectionAssert.IsEmpty(errors, "no bad_bundle: the bundle was never looked for");
+                Assert.AreEqual(TestEnvironment.Endpoint, client.endpoint);
+            }
+            finally
+            {
+                StubPlayerLoop.Send(client, "OnDestroy");
+            }
+            server.developmentCommand = "python3";
+            sample.connectTo = "";
+            StubPlayerLoop.Send(sample, "Awake");
+            Assert.AreEqual(Samples.TalkingNpc.DevelopmentMode, sample.Mode);
+        }
+
+        [Test]
         public void NpcServerStartsTheServerConnectsTheClientAndStopsOnQuit()
         {
             string python = Environment.GetEnvironmentVariable("NPC_ENGINE_PYTHON");
