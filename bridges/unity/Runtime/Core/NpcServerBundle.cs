@@ -77,15 +77,48 @@ namespace NpcEngine
             return bundle;
         }
 
-        /// <summary>Why this bundle cannot run on <paramref name="os"/>, or null when it can.</summary>
-        public string ProblemFor(string os)
+        /// <summary>Why this bundle cannot run on <paramref name="os"/> (and, when given, CPUs of
+        /// <paramref name="machine"/>), or null when it can.</summary>
+        public string ProblemFor(string os, string machine = null)
         {
-            if (Os == os)
+            if (Os != os)
+            {
+                return "the server bundle in " + Folder + " was built on " + Os + " and runs there only, not on " + os
+                    + ": build it with `npc-engine bundle` on " + os + " and import that one";
+            }
+            if (string.IsNullOrEmpty(machine) || string.IsNullOrEmpty(Machine))
             {
                 return null;
             }
-            return "the server bundle in " + Folder + " was built on " + Os + " and runs there only, not on " + os
-                + ": build it with `npc-engine bundle` on " + os + " and import that one";
+            string built = NormalizeMachine(Machine);
+            string wanted = NormalizeMachine(machine);
+            if (built == wanted || (os == "macos" && built == "x86_64" && wanted == "arm64"))  // Rosetta runs x86_64 there
+            {
+                return null;
+            }
+            return "the server bundle in " + Folder + " was built for " + built + " CPUs and does not run on " + wanted
+                + ": build it with `npc-engine bundle` on a " + os + " " + wanted + " machine and import that one";
+        }
+
+        /// <summary>A CPU architecture in one spelling: x86_64 (amd64, x64), arm64 (aarch64), x86 (i386, i686).</summary>
+        public static string NormalizeMachine(string machine)
+        {
+            switch ((machine ?? "").ToLowerInvariant())
+            {
+                case "x86_64":
+                case "amd64":
+                case "x64":
+                    return "x86_64";
+                case "arm64":
+                case "aarch64":
+                    return "arm64";
+                case "x86":
+                case "i386":
+                case "i686":
+                    return "x86";
+                default:
+                    return (machine ?? "").ToLowerInvariant();
+            }
         }
 
         /// <summary>

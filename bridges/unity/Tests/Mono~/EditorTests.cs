@@ -44,9 +44,47 @@ namespace NpcEngine.Tests
             });
             StringAssert.Contains("built on linux and runs there only, not on windows", error.Message);
             step.OnPreprocessBuild(new BuildReport(BuildTarget.StandaloneLinux64, "/b/Game.x86_64"));
-            step.OnPreprocessBuild(new BuildReport(BuildTarget.Android, "/b/Game.apk"));  // runs no server
+            NpcServerBundleBuildStep.HoldRoot = ServerBundleTests.NewFolder();
+            step.OnPreprocessBuild(new BuildReport(BuildTarget.Android, "/b/Game.apk"));  // runs no server: no check
+            step.OnPostprocessBuild(new BuildReport(BuildTarget.Android, "/b/Game.apk"));
             File.Delete(Path.Combine(Application.streamingAssetsPath, NpcServerBundle.DefaultFolder, "npc-engine-server"));
             StringAssert.Contains("lacks its executable", NpcServerBundleBuildStep.ProblemFor(Application.streamingAssetsPath, BuildTarget.StandaloneLinux64));
+        }
+
+        [Test]
+        public void TheBuildFailsWhenTheBundleIsForAnotherCpu()
+        {
+            Application.streamingAssetsPath = ServerBundleTests.NewFolder();
+            string folder = ServerBundleTests.MakeFakeBundle(Path.Combine(Application.streamingAssetsPath, NpcServerBundle.DefaultFolder), "linux");
+            File.WriteAllText(Path.Combine(folder, NpcServerBundle.ManifestFile), File.ReadAllText(
+                Path.Combine(folder, NpcServerBundle.ManifestFile)).Replace("\"x86_64\"", "\"aarch64\""));
+            BuildFailedException error = Assert.Throws<BuildFailedException>(delegate
+            {
+                new NpcServerBundleBuildStep().OnPreprocessBuild(new BuildReport(BuildTarget.StandaloneLinux64, "/b/Game.x86_64"));
+            });
+            StringAssert.Contains("built for arm64 CPUs and does not run on x86_64", error.Message);
+            Assert.IsNull(NpcServerBundle.Read(folder).ProblemFor("linux", "ARM64"), "spellings of one architecture agree");
+        }
+
+        [Test]
+        public void ABuildForATargetThatRunsNoServerLeavesTheBundleOutAndPutsItBack()
+        {
+            Application.streamingAssetsPath = ServerBundleTests.NewFolder();
+            NpcServerBundleBuildStep.HoldRoot = ServerBundleTests.NewFolder();
+            string folder = ServerBundleTests.MakeFakeBundle(Path.Combine(Application.streamingAssetsPath, NpcServerBundle.DefaultFolder), "linux");
+            File.WriteAllText(folder + ".meta", "guid: 1");
+            NpcServerBundleBuildStep step = new NpcServerBundleBuildStep();
+            foreach (BuildTarget target in new[] { BuildTarget.WebGL, BuildTarget.Android, BuildTarget.iOS })
+            {
+                step.OnPreprocessBuild(new BuildReport(target, "/b/Game"));
+                Assert.IsFalse(Directory.Exists(folder), "the build's StreamingAssets hold no bundle for " + target);
+                step.OnPostprocessBuild(new BuildReport(target, "/b/Game"));
+                Assert.IsTrue(File.Exists(Path.Combine(folder, NpcServerBundle.ManifestFile)), "the bundle is back after " + target);
+                Assert.IsTrue(File.Exists(folder + ".meta"));
+            }
+            step.OnPreprocessBuild(new BuildReport(BuildTarget.WebGL, "/b/Game"));  // a build that failed: no postprocess
+            Assert.IsTrue(NpcServerBundleBuildStep.Restore(Application.streamingAssetsPath), "the next script load puts it back");
+            Assert.IsTrue(File.Exists(Path.Combine(folder, NpcServerBundle.ManifestFile)));
         }
 
         [Test]
