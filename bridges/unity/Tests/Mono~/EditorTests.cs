@@ -14,6 +14,12 @@ namespace NpcEngine.Tests
     [TestFixture]
     public class EditorTests
     {
+        [SetUp]
+        public void HoldBundlesInATemporaryFolder()
+        {
+            NpcServerBundleBuildStep.HoldRoot = ServerBundleTests.NewFolder();  // never the repository's own Library
+        }
+
         [Test]
         public void TheMenuItemImportsTheChosenBundleAndSaysWhatWentWrong()
         {
