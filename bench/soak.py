@@ -3,7 +3,8 @@ set time, with the server (or a replica) SIGKILLed and restarted at random inter
 
 Each client owns two characters and mixes says, reactions to events, save/load of the
 character's own slot, cancels at random points of a say, and disconnects in the middle of one.
-After every operation it reads the character back and checks it against its ledger
+Each character starts with a full history (prompts at their steady-state length). After every
+operation it reads the character back and checks it against its ledger
 (soak_ledger.py): no acknowledged write lost, no reply contradicting the stored history, nothing
 half-applied or applied twice. After every kill the database file passes SQLite's
 `integrity_check`. It also samples the server's memory (growth per 1,000 says after warm-up) and
@@ -37,7 +38,11 @@ from npc_engine.client import Client  # noqa: E402
 TEMPLATE = "shopkeeper_reply"
 OP_TIMEOUT_S = 60.0       # longer than a restart: requests queued while the server is down still run
 SETTLE_S = 5.0            # an unanswered say may still land: its character must hold still this long
-WARM_UP_S = 20.0
+WARM_UP_S = 30.0
+# Each character starts with a full history (the store keeps 64 turns): its prompts are as long as
+# they will ever get from the first say, so latency and memory measure the server, not a history
+# that grows for the first minutes.
+HISTORY_TURNS = 64
 OPS = ("say", "react", "save", "load", "cancel", "disconnect")
 WEIGHTS = (55, 12, 8, 8, 12, 5)
 # Refusals: the server answered and changed nothing.
@@ -79,8 +84,12 @@ class SoakClient:
     def setup(self) -> None:
         self._retry(lambda: self.client.upsert_speaker("player", "Aria"))
         for character_id in self.characters:
+            history = [{"speaker_id": "player", "text": f"Old question {turn}?"} if turn % 2 == 0 else
+                       {"speaker_id": character_id, "text": f"An old answer, number {turn}."}
+                       for turn in range(HISTORY_TURNS)]
             self._retry(lambda: self.client.upsert_character(
-                {"id": character_id, "name": character_id.title(), "persona": "A trader at the soak market."}))
+                {"id": character_id, "name": character_id.title(), "persona": "A trader at the soak market.",
+                 "recent_turns": history}))
             self.seen[character_id] = self.read(character_id)
 
     def loop(self) -> None:
