@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Threading.Tasks;
 using UnityEngine;
 using UnityEngine.Events;
@@ -41,6 +42,12 @@ namespace NpcEngine.Unity
         [Tooltip("The template field that holds the spoken line")]
         public string lineField = "say";
 
+        [Header("Assets: registered and upserted on every connect, before Connected")]
+        [Tooltip("Template assets (Assets > Create > NPC Engine > Template)")]
+        public List<NpcTemplate> templates = new List<NpcTemplate>();
+        [Tooltip("Character assets (Assets > Create > NPC Engine > Character)")]
+        public List<NpcCharacter> characters = new List<NpcCharacter>();
+
         [Header("Events (main thread)")]
         [Tooltip("A say finished: (character id, line)")]
         public NpcLineEvent onLine = new NpcLineEvent();
@@ -65,6 +72,8 @@ namespace NpcEngine.Unity
 
         private readonly MainThreadQueue _mainThread = new MainThreadQueue();
         private NpcClient _client;
+        private List<NpcTemplate> _validTemplates = new List<NpcTemplate>();
+        private List<NpcCharacter> _validCharacters = new List<NpcCharacter>();
 
         /// <summary>The underlying Task-based client (null until <see cref="Connect"/>), for the ops without a wrapper here.</summary>
         public NpcClient Client { get { return _client; } }
@@ -82,13 +91,18 @@ namespace NpcEngine.Unity
             }
         }
 
-        /// <summary>Starts connecting (non-blocking); <see cref="Connected"/> fires after hello.</summary>
+        /// <summary>Starts connecting (non-blocking); <see cref="Connected"/> fires after hello and
+        /// after the <see cref="templates"/> and <see cref="characters"/> assets are on the server.
+        /// An invalid asset is an onError (code invalid_asset, naming the asset and field) now,
+        /// before connecting, and is left out; the others still go.</summary>
         public void Connect()
         {
             if (_client != null)
             {
                 return;
             }
+            _validTemplates = Valid(templates, delegate(NpcTemplate t) { return t.Problems(); });
+            _validCharacters = Valid(characters, delegate(NpcCharacter c) { return c.Problems(); });
             NpcClientOptions options = new NpcClientOptions
             {
                 Endpoint = endpoint,
@@ -228,10 +242,85 @@ namespace NpcEngine.Unity
             }
         }
 
+        private List<T> Valid<T>(List<T> assets, Func<T, List<string>> problemsOf) where T : UnityEngine.Object
+        {
+            List<T> valid = new List<T>();
+            foreach (T asset in assets ?? new List<T>())
+            {
+                if (asset == null)
+                {
+                    continue;  // an empty slot in the Inspector's list
+                }
+                List<string> problems = problemsOf(asset);
+                foreach (string problem in problems)
+                {
+                    ReportError(new NpcEngineException(InvalidAsset, problem));
+                }
+                if (problems.Count == 0)
+                {
+                    valid.Add(asset);
+                }
+            }
+            return valid;
+        }
+
+        /// <summary>The error code of an asset that cannot be used (its message names the asset and field).</summary>
+        public const string InvalidAsset = "invalid_asset";
+
+        /// <summary>Registers the template assets, then upserts the character assets (a character's
+        /// starting mood only when it is new); each failure names its asset.</summary>
+        private static async Task<List<NpcEngineException>> SyncAssets(NpcClient client, List<NpcTemplate> templates,
+                                                                      List<NpcCharacter> characters)
+        {
+            List<NpcEngineException> errors = new List<NpcEngineException>();
+            foreach (NpcTemplate template in templates)
+            {
+                try
+                {
+                    await client.RegisterTemplateAsync(template.ToMap()).ConfigureAwait(false);
+                }
+                catch (Exception error)  // the server's refusal, or a lost connection: name the asset, go on
+                {
+                    errors.Add(AssetError("NPC template asset '" + template.name + "'", error));
+                }
+            }
+            foreach (NpcCharacter character in characters)
+            {
+                try
+                {
+                    bool isNew = false;
+                    try
+                    {
+                        await client.GetCharacterAsync(character.id).ConfigureAwait(false);
+                    }
+                    catch (ServerException missing) when (missing.Code == "unknown_character")
+                    {
+                        isNew = true;
+                    }
+                    await client.UpsertCharacterAsync(character.ToCharacter(isNew)).ConfigureAwait(false);
+                }
+                catch (Exception error)
+                {
+                    errors.Add(AssetError("NPC character asset '" + character.name + "'", error));
+                }
+            }
+            return errors;
+        }
+
+        private static NpcEngineException AssetError(string label, Exception error)
+        {
+            NpcEngineException typed = error as NpcEngineException;
+            return new NpcEngineException(typed != null ? typed.Code : "internal", label + ": " + error.Message, null, error);
+        }
+
         private void SendHello(NpcClient client)
         {
-            client.HelloAsync().ContinueWith(delegate(Task<HelloResult> done)
+            List<NpcTemplate> templateAssets = _validTemplates;
+            List<NpcCharacter> characterAssets = _validCharacters;
+            client.HelloAsync().ContinueWith(async delegate(Task<HelloResult> done)
             {
+                List<NpcEngineException> assetErrors = done.IsFaulted ? new List<NpcEngineException>()
+                    : await SyncAssets(client, templateAssets, characterAssets).ConfigureAwait(false);
                 _mainThread.Post(delegate
                 {
                     if (done.IsFaulted)
@@ -247,6 +336,10 @@ namespace NpcEngine.Unity
                     foreach (string warning in Hello.Warnings)
                     {
                         Debug.LogWarning("npc-engine: " + warning);
+                    }
+                    foreach (NpcEngineException error in assetErrors)
+                    {
+                        ReportError(error);
                     }
                     if (Connected != null)
                     {

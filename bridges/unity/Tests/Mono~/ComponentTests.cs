@@ -76,6 +76,85 @@ namespace NpcEngine.Tests
         }
 
         [Test]
+        public void AssetsAreOnTheServerWhenConnectedFiresAndBadOnesAreNamedBeforeConnecting()
+        {
+            string id = "asset" + Guid.NewGuid().ToString("N").Substring(0, 8);
+            NpcTemplate greeting = ScriptableObject.CreateInstance<NpcTemplate>();
+            greeting.name = "Greeting";
+            greeting.templateName = "asset_greeting";
+            greeting.slots = new List<NpcSlot>
+            {
+                new NpcSlot { name = "say", kind = NpcSlotKind.Text, maxTokens = 8 },
+                new NpcSlot { name = "mood", kind = NpcSlotKind.Choice, options = new List<string> { "calm", "wary" } },
+                new NpcSlot { name = "trust_delta", kind = NpcSlotKind.Integer, min = 1, max = 2 },
+            };
+            greeting.effects = new List<NpcEffect>
+            {
+                new NpcEffect { kind = NpcEffectKind.SetMood, slot = "mood" },
+                new NpcEffect { kind = NpcEffectKind.AddToRelationship, slot = "trust_delta", dimension = "trust" },
+            };
+            NpcTemplate noOptions = ScriptableObject.CreateInstance<NpcTemplate>();
+            noOptions.name = "NoOptions";
+            noOptions.templateName = "no_options";
+            noOptions.slots = new List<NpcSlot> { new NpcSlot { name = "pick", kind = NpcSlotKind.Choice } };
+            NpcCharacter hale = ScriptableObject.CreateInstance<NpcCharacter>();
+            hale.name = "Hale";
+            hale.id = id;
+            hale.displayName = "Hale";
+            hale.persona = "A ferryman who knows the river.";
+            hale.knowledge = new List<string> { "The river floods in spring." };
+            hale.startingMood = "wary";
+            NpcCharacter broken = ScriptableObject.CreateInstance<NpcCharacter>();
+            broken.name = "Broken";
+            broken.id = "not an id!";
+            broken.displayName = "Broken";
+
+            GameObject npc = new GameObject("Ferry");
+            NpcEngineClient component = npc.AddComponent<NpcEngineClient>();
+            component.endpoint = TestEnvironment.Endpoint;
+            component.templates = new List<NpcTemplate> { greeting, noOptions, null };
+            component.characters = new List<NpcCharacter> { hale, broken };
+            List<string> errors = new List<string>();
+            component.onError.AddListener(delegate(string code, string message) { errors.Add(code + ": " + message); });
+            HelloResult hello = null;
+            Character atConnect = null;
+            component.Connected += delegate(HelloResult h)
+            {
+                hello = h;
+                atConnect = component.Client.GetCharacterAsync(id).Result;  // already there when Connected fires
+            };
+            StubPlayerLoop.Send(component, "Start");
+            try
+            {
+                CollectionAssert.Contains(errors, "invalid_asset: NPC template asset 'NoOptions': slots[0] 'pick': a choice needs at least one option");
+                Assert.IsTrue(errors.Exists(e => e.StartsWith("invalid_asset: NPC character asset 'Broken': id 'not an id!'")), string.Join("\n", errors));
+                Assert.IsTrue(errors.Exists(e => e == "invalid_asset: NPC character asset 'Broken': persona is empty; say who the character is"));
+                Assert.IsNull(hello, "the errors came before connecting");
+                RunFrames(component, delegate { return hello != null; }, 240, new List<double>());
+                Assert.AreEqual("Hale", atConnect.Name);
+                Assert.AreEqual("wary", atConnect.Mood);
+                CollectionAssert.AreEqual(new[] { "The river floods in spring." }, atConnect.Knowledge);
+                List<PackMap> registered = component.Client.ListTemplatesAsync().Result;
+                Assert.IsTrue(registered.Exists(t => t.GetString("name") == "asset_greeting"));
+                Assert.IsFalse(registered.Exists(t => t.GetString("name") == "no_options"), "an invalid asset is left out");
+                SayResult reply = component.Client.SayAsync(id, "player", "Can you take me across?", "asset_greeting",
+                                                            new SayOptions { Seed = 1, Stream = false }).Result;
+                CollectionAssert.Contains(new[] { "calm", "wary" }, reply.GetText("mood"));
+                // A reconnect upserts again but keeps the mood the game's replies set.
+                component.Client.UpsertCharacterAsync(new Character { Id = id, Mood = "calm" }).Wait();
+                component.Close();
+                hello = null;
+                component.Connect();
+                RunFrames(component, delegate { return hello != null; }, 240, new List<double>());
+                Assert.AreEqual("calm", atConnect.Mood, "the starting mood is for a new character only");
+            }
+            finally
+            {
+                StubPlayerLoop.Send(component, "OnDestroy");
+            }
+        }
+
+        [Test]
         public void ReactTakesItsArgumentsInOneOrderEverywhere()
         {
             // The component and the plain client: the same names in the same order (both are strings,

@@ -263,6 +263,28 @@ namespace UnityEngine
 
     public sealed class TextAreaAttribute : PropertyAttribute
     {
+        public TextAreaAttribute()
+        {
+        }
+
+        public TextAreaAttribute(int minLines, int maxLines)
+        {
+        }
+    }
+
+    [AttributeUsage(AttributeTargets.Class)]
+    public sealed class CreateAssetMenuAttribute : Attribute
+    {
+        public string fileName;
+        public string menuName;
+    }
+
+    public class ScriptableObject : Object
+    {
+        public static T CreateInstance<T>() where T : ScriptableObject, new()
+        {
+            return new T();
+        }
     }
 
     [AttributeUsage(AttributeTargets.Field)]
