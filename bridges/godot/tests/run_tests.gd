@@ -11,6 +11,7 @@ const SUITES := [
 	"res://tests/fake_server_tests.gd",
 	"res://tests/live_tests.gd",
 	"res://tests/npc_server_tests.gd",
+	"res://tests/resource_tests.gd",
 ]
 
 var endpoint := ""

@@ -11,6 +11,48 @@ extends NpcConnection
 ## Bytes per base64 chunk of a snapshot on the wire (schemas/PROTOCOL.md): 48 KiB of text each.
 const SNAPSHOT_CHUNK_BYTES := 36 * 1024
 
+## Template resources registered on every connect, before [signal NpcConnection.connected].
+@export var templates: Array[NpcTemplate] = []
+## Character resources upserted on every connect (after the templates), before
+## [signal NpcConnection.connected]; the starting mood only for a new character.
+@export var characters: Array[NpcCharacter] = []
+
+var _valid_templates: Array[NpcTemplate] = []
+var _valid_characters: Array[NpcCharacter] = []
+
+
+## An invalid resource is an [signal NpcConnection.error] with code "invalid_asset" (naming the
+## resource and field) now, before connecting, and is left out; the others still go.
+func _check_before_connecting() -> void:
+	_valid_templates.clear()
+	_valid_characters.clear()
+	for template in templates:
+		if template != null and _is_valid(template.problems()):
+			_valid_templates.append(template)
+	for character in characters:
+		if character != null and _is_valid(character.problems()):
+			_valid_characters.append(character)
+
+
+func _is_valid(found: PackedStringArray) -> bool:
+	for problem in found:
+		error.emit("invalid_asset", problem, "")
+	return found.is_empty()
+
+
+func _prepare_connected() -> void:
+	for template in _valid_templates:
+		var reply: NpcReply = await register_template(template.to_dict())
+		if not reply.ok:
+			var label := "NPC template resource '%s'" % template._label()
+			error.emit(reply.code, "%s: %s" % [label, reply.message], reply.request_id)
+	for character in _valid_characters:
+		var is_new: bool = (await get_character(character.id)).code == "unknown_character"
+		var reply: NpcReply = await upsert_character(character.to_dict(is_new))
+		if not reply.ok:
+			var label := "NPC character resource '%s'" % character._label()
+			error.emit(reply.code, "%s: %s" % [label, reply.message], reply.request_id)
+
 
 func ping() -> NpcReply:
 	return await send_request("ping").wait()

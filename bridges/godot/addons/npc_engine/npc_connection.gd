@@ -62,6 +62,7 @@ func connect_to_server(endpoint_override := "") -> Error:
 			"invalid_config", "endpoint must look like tcp://HOST:PORT, got '%s'" % endpoint, ""
 		)
 		return ERR_INVALID_PARAMETER
+	_check_before_connecting()
 	_host = parsed[0]
 	_port = parsed[1]
 	_id_prefix = "%06x-" % (randi() & 0xffffff)
@@ -230,7 +231,18 @@ func _say_hello() -> void:
 	hello_result = reply.result
 	for warning in reply.result.get("warnings", []):
 		push_warning("npc-engine: %s" % warning)
+	await _prepare_connected()
 	connected.emit(hello_result)
+
+
+## Called as [method connect_to_server] starts (a subclass checks its configuration here).
+func _check_before_connecting() -> void:
+	pass
+
+
+## Awaited after each hello, before [signal connected] (a subclass puts its assets on the server).
+func _prepare_connected() -> void:
+	pass
 
 
 func _on_message(body: PackedByteArray) -> void:
