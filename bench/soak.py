@@ -11,6 +11,7 @@ half-applied or applied twice. After every kill the database file passes SQLite'
 the p99 say latency per minute. It prints a table and exits 1 on any violation.
 
     python bench/soak.py [--seconds 600] [--clients 32] [--kill-every 60 180] [--cluster] [--out FILE]
+    python bench/soak.py --no-kills --warm-up-s 180 ...   # one server process: its memory after warm-up
 """
 
 from __future__ import annotations
@@ -246,6 +247,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--kill-every", type=float, nargs=2, default=(60.0, 180.0), metavar=("MIN_S", "MAX_S"))
+    parser.add_argument("--no-kills", action="store_true", help="never kill: one server process, for memory growth")
+    parser.add_argument("--warm-up-s", type=float, default=WARM_UP_S,
+                        help=f"seconds of a server process before its memory counts (default {WARM_UP_S:.0f})")
     parser.add_argument("--cluster", action="store_true", help="a gateway with two replicas; a replica is killed")
     parser.add_argument("--model", default=None, help="model folder (default: the built-in model)")
     parser.add_argument("--seed", type=int, default=0)
@@ -275,7 +279,7 @@ def main() -> int:
             rss = target.memory_bytes()
             if rss:
                 memory[-1].append((time.monotonic() - process_started_s, num_says, rss))
-            if time.monotonic() >= next_kill and time.monotonic() < deadline - 5:
+            if not args.no_kills and time.monotonic() >= next_kill and time.monotonic() < deadline - 5:
                 integrity.append(target.kill_and_restart())
                 memory.append([])  # a new server process: its own growth is measured
                 process_started_s = time.monotonic()
@@ -290,12 +294,13 @@ def main() -> int:
     return report(args, run, memory, integrity, target.num_kills)
 
 
-def memory_growth(memory: list[list[tuple[float, int, int]]]) -> list[tuple[float, float, int, float]]:
+def memory_growth(memory: list[list[tuple[float, int, int]]],
+                  warm_up_s: float) -> list[tuple[float, float, int, float]]:
     """Per server process that served says after its warm-up: (MiB after warm-up, MiB at the end,
     says in between, growth in %)."""
     rows = []
     for samples in memory:
-        warm = [(n, b) for t, n, b in samples if t >= WARM_UP_S]
+        warm = [(n, b) for t, n, b in samples if t >= warm_up_s]
         if len(warm) >= 2 and warm[-1][0] > warm[0][0]:
             (n0, b0), (n1, b1) = warm[0], warm[-1]
             rows.append((b0 / 2**20, b1 / 2**20, n1 - n0, (b1 - b0) / b0 * 100))
@@ -307,7 +312,7 @@ def report(args: argparse.Namespace, run: Run, memory: list[list[tuple[float, in
     minutes: dict[int, list[float]] = {}
     for at_s, ms in run.latencies:
         minutes.setdefault(int(at_s // 60), []).append(ms)
-    growth = memory_growth(memory)
+    growth = memory_growth(memory, args.warm_up_s)
     kinds = Counter(v.kind for v in run.violations)
     bad_files = [r for r in integrity if r != "ok"]
     print(f"\nsoak: {'cluster, 2 replicas' if args.cluster else 'serve'}, {args.clients} clients, "
@@ -320,7 +325,7 @@ def report(args: argparse.Namespace, run: Run, memory: list[list[tuple[float, in
     print(f"| integrity_check after each kill and at the end | {len(integrity) - len(bad_files)} ok, "
           f"{len(bad_files)} bad |")
     for start_mib, end_mib, num_says, percent in growth:
-        print(f"| server memory after {WARM_UP_S:.0f} s warm-up, one process | {start_mib:.0f} -> {end_mib:.0f} MiB "
+        print(f"| server memory after {args.warm_up_s:.0f} s warm-up, one process | {start_mib:.0f} -> {end_mib:.0f} MiB "
               f"over {num_says:,} says ({percent:+.1f}%) |")
     for minute, values in sorted(minutes.items()):
         print(f"| say p50 / p99 ms, minute {minute + 1} | {percentile(values, 0.5):.0f} / "
