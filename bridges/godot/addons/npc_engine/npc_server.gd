@@ -94,6 +94,9 @@ func start_server() -> void:
 
 
 func _wait_for_endpoint() -> void:
+	# Never report from inside start_server(): a caller sees pid, and connects to [signal failed],
+	# before a server that exits at once is reported (it used to race the first check).
+	await get_tree().process_frame
 	var deadline := Time.get_ticks_msec() + int(start_timeout_s * 1000.0)
 	while not FileAccess.file_exists(_status_path):
 		_drain_pipes()

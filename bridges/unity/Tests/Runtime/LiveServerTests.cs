@@ -278,11 +278,13 @@ namespace NpcEngine.Tests
         [Test]
         public void SnapshotsSaveListLoadDelete()
         {
+            // A known mood first: an earlier test's reply may have left Brom angry already.
+            Result(_client.UpsertCharacterAsync(new PackMap { { "id", "brom" }, { "mood", "neutral" } }));
             SnapshotInfo saved = Result(_client.SaveSnapshotAsync("slot_cs", "brom"));
             Assert.AreEqual("character", saved.Scope);
             Result(_client.UpsertCharacterAsync(new PackMap { { "id", "brom" }, { "mood", "angry" } }));
             Assert.AreEqual("slot_cs", Result(_client.LoadSnapshotAsync("slot_cs")).Name);
-            Assert.AreNotEqual("angry", Result(_client.GetCharacterAsync("brom")).Mood, "loading restores the saved state");
+            Assert.AreEqual("neutral", Result(_client.GetCharacterAsync("brom")).Mood, "loading restores the saved state");
             Assert.IsTrue(Result(_client.ListSnapshotsAsync()).Exists(delegate(SnapshotInfo s) { return s.Name == "slot_cs"; }));
             Done(_client.DeleteSnapshotAsync("slot_cs"));
             PackMap stats = Result(_client.StatsAsync());
