@@ -18,6 +18,12 @@ __all__ = ["ClusterTarget", "ServeTarget"]
 TEMPLATES = Path(__file__).resolve().parent.parent / "schemas" / "templates"
 
 
+def integrity_check(db: Path) -> str:
+    """SQLite's own check of the state file ("ok" when healthy)."""
+    with Store(db) as store:
+        return store.integrity_check()
+
+
 class ServeTarget:
     def __init__(self, folder: Path, *, model: str | None = None) -> None:
         self.db = folder / "state.db"
@@ -49,8 +55,7 @@ class ServeTarget:
         return result
 
     def integrity_check(self) -> str:
-        with Store(self.db) as store:
-            return store.integrity_check()
+        return integrity_check(self.db)
 
     def memory_bytes(self) -> int:
         """The server process's resident memory."""
@@ -99,8 +104,7 @@ class ClusterTarget:
         return self.integrity_check()
 
     def integrity_check(self) -> str:
-        with Store(self.db) as store:
-            return store.integrity_check()
+        return integrity_check(self.db)
 
     def memory_bytes(self) -> int:
         return 0  # several processes: not measured

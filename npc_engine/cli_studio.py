@@ -16,6 +16,7 @@ from .errors import ConfigError, NpcEngineError
 __all__ = ["add_studio_command", "check_studio_host", "endpoint_from_status_file"]
 
 DEFAULT_STUDIO_PORT = 8765
+MAX_STATUS_FILE_BYTES = 64 * 1024
 
 
 def add_studio_command(commands: Any) -> None:
@@ -67,6 +68,8 @@ def endpoint_from_status_file(path: Path, *, wait_s: float) -> str:
             is_announced = True
         time.sleep(0.2)
     try:
+        if path.stat().st_size > MAX_STATUS_FILE_BYTES:  # a status file is a few lines
+            raise ConfigError(f"studio: {path} is over {MAX_STATUS_FILE_BYTES} bytes; not a server's status file")
         status = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"studio: cannot read the status file {path}: {exc}") from None

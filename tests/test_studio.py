@@ -197,6 +197,9 @@ def test_the_studio_finds_a_game_server_by_its_status_file(tmp_path):
     bad = _studio_cli("--status-file", str(status_file), "--port", "0")
     assert bad.returncode == 2 and str(status_file) in bad.stderr
     assert _studio_cli("--status-file", str(tmp_path / "none.json"), "--wait-s", "0").returncode == 2
+    status_file.write_text('{"endpoint": "tcp://127.0.0.1:1"}' + " " * (64 * 1024))  # over the bound
+    too_big = _studio_cli("--status-file", str(status_file), "--port", "0")
+    assert too_big.returncode == 2 and "over 65536 bytes" in too_big.stderr
     both = _studio_cli("--status-file", str(status_file), "--connect", "tcp://127.0.0.1:5555")
     assert both.returncode == 2 and "not both" in both.stderr
 
