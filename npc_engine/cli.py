@@ -193,7 +193,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             sample_stream = lambda step, count: stream(data, step, count)  # noqa: E731
     config = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, eval_every=args.eval_every,
-                         checkpoint_every=args.eval_every, seed=args.seed, ar_weight=args.ar_weight)
+                         checkpoint_every=args.eval_every, seed=args.seed, ar_weight=args.ar_weight,
+                         init_from=args.init_from)
     report = train(config, args.out, train_samples, validation, data_description=description, device=args.device,
                    is_overwrite=args.overwrite, is_resume=args.resume, is_fp16=args.fp16,
                    log=lambda line: print(line, file=sys.stderr, flush=True), sample_stream=sample_stream,
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help='extra player lines, JSONL {"intent": ..., "text": ...} (see docs/model-card.md)')
     training.add_argument("--stop-at", type=int, default=None,
                           help="stop (checkpointed) at this step, on the schedule of --steps; --resume goes on")
+    training.add_argument("--init-from", default=None,
+                          help="a trained model folder to start from (keeps its tokenizer; same preset)")
     training.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     training.add_argument("--steps", type=int, default=1500)
     training.add_argument("--batch-size", type=int, default=16)

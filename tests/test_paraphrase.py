@@ -65,7 +65,7 @@ class _CannedTeacher(Teacher):
         self.replies, self.prompts = replies, []
 
     def write(self, messages, *, num_lines, seed, **_):
-        self.prompts.append(messages[-1]["content"])
+        self.prompts.append(" ".join(message["content"] for message in messages))
         return [self.replies.pop(0) if self.replies else "" for _ in range(num_lines)]
 
 

@@ -161,6 +161,23 @@ def test_refuses_existing_folders_and_foreign_checkpoints(trained, tmp_path):
     assert "resumed at step 14" in lines and report["history"][-1]["step"] == 16
 
 
+def test_a_run_starts_from_a_trained_model(trained, tmp_path):
+    out, report = trained
+    samples, heldout = generate(SMALL, split="train"), generate(SMALL, split="heldout")
+    description = {"generator": {"num_train": 120, "num_heldout": 24, "seed": 3}}
+    warm = TrainConfig(**{**QUICK.__dict__, "steps": 4, "init_from": str(out)})
+    warm_report = train(warm, tmp_path / "warm", samples, heldout, data_description=description, device="cpu")
+    fresh_first = report["history"][0]["validation_loss"]  # the same 4 steps from random weights
+    assert warm_report["history"][0]["validation_loss"] < fresh_first
+    assert (tmp_path / "warm" / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
+    with pytest.raises(TrainError, match="is not the preset's"):
+        train(TrainConfig(**{**warm.__dict__, "preset": "tiny"}), tmp_path / "other", samples, heldout,
+              data_description=description, device="cpu")
+    with pytest.raises(TrainError, match="--init-from"):
+        train(TrainConfig(**{**warm.__dict__, "init_from": str(tmp_path / "missing")}), tmp_path / "none",
+              samples, heldout, data_description=description, device="cpu")
+
+
 def test_user_jsonl(tmp_path):
     template = load_template(default_template_path())
     good = {"prompt": {"character": {"id": "brom", "name": "Brom", "persona": "A smith."},

@@ -158,13 +158,29 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"[a-z']+|\{[a-z]+\}", text.lower()))
 
 
-def _messages(world: World, intent: str, examples: list[str]) -> list[dict[str, str]]:
-    shown = " ".join(f'"{example}"' for example in examples)
-    return [{"role": "system", "content": "You write short lines that players type to characters in a game."},
-            {"role": "user", "content": f"Setting: {world.description or world.name}\n"
-                                        f"A player wants to {intent.replace('_', ' ')}. They say things like: "
-                                        f"{shown}\nWrite one new line the player might type instead. "
-                                        "Only the line."}]
+def _messages(source: str, shots: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """A paraphrase request for one training phrasing, after worked pairs from other intents: a
+    135M teacher asked to invent a player line answers as the shopkeeper or tells a story; asked
+    to reword one sentence it mostly stays a player's line (measured: about 2.5x more kept)."""
+    messages = [{"role": "system", "content": "You are a helpful assistant that paraphrases sentences."}]
+    for before, after in shots:
+        messages += [{"role": "user", "content": f"Paraphrase this sentence: {before}"},
+                     {"role": "assistant", "content": after}]
+    return messages + [{"role": "user", "content": f"Paraphrase this sentence: {source}"}]
+
+
+def _shots(world: World, intent: str, rng: random.Random, fillers: dict[str, str], seed: int) -> list[tuple[str, str]]:
+    """Up to two worked pairs, each two training phrasings of another intent (never a held-out one)."""
+    shots = []
+    others = [name for name in world.intents if name != intent]
+    for other in rng.sample(others, min(2, len(others))):
+        train, _ = pattern_split(world, other, seed)
+        if len(train) < 2:
+            continue
+        first, second = rng.sample(train, 2)
+        phrasings = world.intents[other].phrasings
+        shots.append((expand(phrasings[first], rng, fillers), expand(phrasings[second], rng, fillers)))
+    return shots
 
 
 def paraphrase(world: World, teacher: Teacher, *, per_intent: int, seed: int = 0, batch: int = 4,
@@ -184,9 +200,10 @@ def paraphrase(world: World, teacher: Teacher, *, per_intent: int, seed: int = 0
         unseen = {_key(expand(spec.phrasings[i], rng, _AS_FILLERS)) for i in heldout for _ in range(20)}
         new: list[str] = []
         num_written = num_tries = 0
-        while len(new) < per_intent and num_tries < 4 * per_intent:
-            examples = [expand(spec.phrasings[rng.choice(train)], rng, fillers) for _ in range(3)]
-            for text in teacher.write(_messages(world, intent, examples), num_lines=batch, seed=rng.randrange(2**31)):
+        while len(new) < per_intent and num_tries < 8 * per_intent:
+            source = expand(spec.phrasings[rng.choice(train)], rng, fillers)
+            messages = _messages(source, _shots(world, intent, rng, fillers, seed))
+            for text in teacher.write(messages, num_lines=batch, seed=rng.randrange(2**31), temperature=0.8):
                 num_written += 1
                 line = clean_line(text)
                 if line is None:

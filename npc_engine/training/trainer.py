@@ -76,11 +76,14 @@ class TrainConfig:
     num_eval_samples: int = 64
     seed: int = 0
     ar_weight: float = 1.0          # the encoder's next-token loss beside the decoder's
+    init_from: str | None = None    # a model folder to start from (its weights and tokenizer)
 
     def fingerprint(self, data: dict[str, Any]) -> str:
         """What a checkpoint must match to be resumed (steps and eval cadence may change)."""
         key = {"preset": dataclasses.asdict(PRESETS[self.preset]), "batch_size": self.batch_size,
                "learning_rate": self.learning_rate, "seed": self.seed, "data": data, "ar_weight": self.ar_weight}
+        if self.init_from is not None:  # only then, so checkpoints written before the field still resume
+            key["init_from"] = self.init_from
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -205,6 +208,25 @@ def build_model(spec: TinyModelSpec, tokenizer: Any, seed: int) -> DiffusionGemm
     return model
 
 
+def warm_start(path: str | Path, spec: TinyModelSpec) -> tuple[DiffusionGemmaForBlockDiffusion, Any]:
+    """A trained model folder's weights (in float32) and its tokenizer, to train on from there: the
+    tokenizer is kept, since the embeddings are its ids. TrainError when the folder cannot be
+    loaded or its shape is not `spec`'s."""
+    try:
+        backend = DiffusionGemmaBackend.from_pretrained(path, device="cpu", dtype="float32")
+    except NpcEngineError as exc:
+        raise TrainError(f"--init-from {path}: {exc}") from None
+    text = backend.text_config
+    found = {"hidden_size": text.hidden_size, "num_hidden_layers": text.num_hidden_layers,
+             "intermediate_size": text.intermediate_size, "canvas_length": backend.canvas_length}
+    wanted = {name: getattr(spec, name) for name in found}
+    if found != wanted:
+        raise TrainError(f"--init-from {path}: its shape {found} is not the preset's {wanted}")
+    model = backend.model.float()
+    model.generation_config = generation_config(spec)
+    return model, backend.tokenizer
+
+
 def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample], eval_samples: list[Sample], *,
           data_description: dict[str, Any], device: str | None = None, is_overwrite: bool = False,
           is_resume: bool = False, is_fp16: bool = False, log=print,
@@ -229,9 +251,12 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
     out.mkdir(parents=True, exist_ok=True)
     spec = PRESETS[config.preset]
     random.seed(config.seed)
-    tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size, iter_texts(train_samples),
-                                     max_phrase_chars=spec.max_phrase_chars)
-    model = build_model(spec, tokenizer, config.seed)
+    if config.init_from is not None:
+        model, tokenizer = warm_start(config.init_from, spec)
+    else:
+        tokenizer = build_tiny_tokenizer(spec.tokenizer_vocab_size, iter_texts(train_samples),
+                                         max_phrase_chars=spec.max_phrase_chars)
+        model = build_model(spec, tokenizer, config.seed)
     backend = DiffusionGemmaBackend(model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))),
                                     tokenizer, str(out))
     encoder = PromptEncoder(tokenizer, max_position_embeddings=spec.max_position_embeddings,
