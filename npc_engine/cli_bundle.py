@@ -80,6 +80,8 @@ def build_bundle(out: Path, *, check: bool = True, strip: bool = True) -> tuple[
         if strip:
             strip_binaries(built)
         write_manifest(built)
+        # Kept inside a Godot project (res://npc-engine), the editor would scan every library.
+        (built / ".gdignore").write_text("", encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()

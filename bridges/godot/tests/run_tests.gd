@@ -8,6 +8,7 @@ extends SceneTree
 
 const SUITES := [
 	"res://tests/codec_tests.gd",
+	"res://tests/export_tests.gd",
 	"res://tests/fake_server_tests.gd",
 	"res://tests/live_tests.gd",
 	"res://tests/npc_server_tests.gd",

@@ -3,7 +3,9 @@
 # the system: Debian bookworm has no Godot 4, and testing's build needs glibc >= 2.38, so the
 # package and all its dependencies (glibc included) are downloaded with a private apt
 # configuration, unpacked with dpkg-deb -x, and run through that folder's own dynamic loader.
-#   bridges/godot/tools/fetch-godot.sh          -> prints the path of a `godot` wrapper script
+#   bridges/godot/tools/fetch-godot.sh             -> prints the path of a `godot` wrapper script
+#   bridges/godot/tools/fetch-godot.sh --template  -> prints the path of Debian's Linux x86_64
+#       release export template (godot-template-release), for a preset's custom_template/release
 # Cached in $NPC_GODOT_CACHE (default /tmp/npc-godot); a second run only checks the cache.
 set -euo pipefail
 CACHE="${NPC_GODOT_CACHE:-/tmp/npc-godot}"
@@ -11,19 +13,8 @@ SUITE="${NPC_GODOT_SUITE:-testing}"
 MIRROR="${NPC_GODOT_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS="$CACHE/root"
 WRAPPER="$CACHE/godot"
-
-if [ -x "$WRAPPER" ] && "$WRAPPER" --headless --version >/dev/null 2>&1; then
-    echo "$WRAPPER"
-    exit 0
-fi
-
+TEMPLATE="$CACHE/template/usr/bin/godot-template-release"
 APT="$CACHE/apt"
-rm -rf "$APT" "$ROOTFS"
-mkdir -p "$APT/lists/partial" "$APT/archives/partial" "$APT/etc/preferences.d" "$ROOTFS"
-: > "$APT/status"
-cat > "$APT/sources.list" <<SOURCES
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main
-SOURCES
 OPTIONS=(
     -o "Dir::Etc::SourceList=$APT/sources.list" -o "Dir::Etc::SourceParts=-"
     -o "Dir::Etc::Preferences=-" -o "Dir::Etc::PreferencesParts=$APT/etc/preferences.d"
@@ -34,6 +25,32 @@ OPTIONS=(
     # reach can serve a dated snapshot of testing (their own apt.conf.d says the same).
     -o "Acquire::Check-Valid-Until=false" -o "Acquire::Check-Date=false"
 )
+
+if [ "${1:-}" = "--template" ]; then
+    if [ ! -x "$TEMPLATE" ]; then
+        "$0" >/dev/null  # the editor first: it reads the package lists the template comes from
+        echo "fetch-godot: downloading the release export template" >&2
+        mkdir -p "$APT/download"
+        (cd "$APT/download" && apt-get "${OPTIONS[@]}" -o APT::Sandbox::User=root download godot-template-release >/dev/null)
+        rm -rf "$CACHE/template"
+        dpkg-deb -x "$APT"/download/godot-template-release_*.deb "$CACHE/template"
+        rm -rf "$APT/download"
+    fi
+    echo "$TEMPLATE"
+    exit 0
+fi
+
+if [ -x "$WRAPPER" ] && "$WRAPPER" --headless --version >/dev/null 2>&1; then
+    echo "$WRAPPER"
+    exit 0
+fi
+
+rm -rf "$APT" "$ROOTFS"
+mkdir -p "$APT/lists/partial" "$APT/archives/partial" "$APT/etc/preferences.d" "$ROOTFS"
+: > "$APT/status"
+cat > "$APT/sources.list" <<SOURCES
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main
+SOURCES
 echo "fetch-godot: reading the $SUITE package lists" >&2
 apt-get "${OPTIONS[@]}" update >/dev/null
 echo "fetch-godot: downloading godot and its dependencies" >&2
