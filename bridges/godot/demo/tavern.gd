@@ -5,7 +5,8 @@ extends Control
 ## Needs `npc-engine serve --templates schemas/templates` (./npc serve ...) on the endpoint.
 
 @export var endpoint := "tcp://127.0.0.1:5555"
-@export var character_id := "brom"
+## Who the player talks to: a character resource (demo/brom.tres), edited in the Inspector.
+@export var character: NpcCharacter = preload("res://demo/brom.tres")
 @export var speaker_id := "player"
 ## shopkeeper_authored: lines from the built-in model's corpus with the right names;
 ## shopkeeper_reply: the model writes the line itself.
@@ -47,7 +48,7 @@ func talk(text: String) -> void:
 	input.clear()
 	bubble.text = "..."
 	last_line = ""
-	_current = NpcEngine.say(character_id, speaker_id, text, template)
+	_current = NpcEngine.say(character.id, speaker_id, text, template)
 
 
 func _on_connected(hello: Dictionary) -> void:
@@ -56,12 +57,7 @@ func _on_connected(hello: Dictionary) -> void:
 		"model: %d parameters on %s" % [model.get("num_parameters", 0), model.get("device", "?")]
 	)
 	await NpcEngine.upsert_speaker(speaker_id, "Traveller")
-	var brom := {
-		"id": character_id,
-		"name": "Brom",
-		"persona": "A gruff but fair blacksmith in Thornvale. Proud of his work, wary of strangers."
-	}
-	var reply: NpcReply = await NpcEngine.upsert_character(brom)
+	var reply: NpcReply = await NpcEngine.add_character(character)
 	is_ready_to_talk = reply.ok
 	if not reply.ok:
 		_set_status("%s: %s" % [reply.code, reply.message])
@@ -69,7 +65,7 @@ func _on_connected(hello: Dictionary) -> void:
 		# The player walks in: Brom greets them (a game event, protocol 1.1), before a word is said.
 		bubble.text = "..."
 		_current = NpcEngine.react(
-			character_id, "A traveller walks into the forge.", template, speaker_id
+			character.id, "A traveller walks into the forge.", template, speaker_id
 		)
 
 

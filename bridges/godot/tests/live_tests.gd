@@ -336,6 +336,20 @@ func test_demo_scene_shows_drafts_settling_into_the_line() -> void:
 	h.root.add_child(scene)
 	var is_ready := func() -> bool: return scene.is_ready_to_talk
 	h.check(await h.wait_until(is_ready, 240.0), "the demo set up its NPC")
+	var stored: NpcReply = await NpcEngine.get_character("brom")
+	h.check(
+		stored.ok and "Short sentences" in str(stored.result) and "floods" in str(stored.result),
+		"Brom is the demo's resource (brom.tres) on the server: %s" % stored
+	)
+	h.check(NpcEngine.characters.has(scene.character), "kept for reconnects")
+	var broken := NpcCharacter.new()
+	broken.id = "no spaces allowed"
+	var refused: NpcReply = await NpcEngine.add_character(broken)
+	h.check(
+		refused.code == "invalid_asset" and "id" in refused.message,
+		"an invalid resource is refused before sending: %s" % refused
+	)
+	h.check(not NpcEngine.characters.has(broken), "and not kept")
 	var has_greeting := func() -> bool: return scene.last_line != ""
 	h.check(
 		await h.wait_until(has_greeting, 240.0), "Brom greets the player who walks in (an event)"
@@ -349,5 +363,6 @@ func test_demo_scene_shows_drafts_settling_into_the_line() -> void:
 	h.check(await h.wait_until(has_line, 240.0), "a line arrived")
 	h.check(scene.bubble.text == scene.last_line, "the bubble ends on the line")
 	h.check(bubbles.size() >= 2, "the bubble changed while denoising: %s" % [bubbles])
+	NpcEngine.characters.erase(scene.character)
 	scene.queue_free()
 	NpcEngine.close()

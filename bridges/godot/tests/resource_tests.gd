@@ -78,6 +78,17 @@ func test_resources_are_on_the_server_when_connected_fires() -> void:
 		at_connect[0].result.character.mood == "calm",
 		"the starting mood is for a new character only"
 	)
+	var farewell := NpcTemplate.new()
+	farewell.template_name = "resource_farewell"
+	farewell.slots = [{"name": "say", "kind": "text", "max_tokens": 6}]
+	var added: NpcReply = await client.add_template(farewell)
+	var refused: NpcReply = await client.add_template(no_options)
+	names = (await client.list_templates()).result.templates.map(
+		func(t: Dictionary) -> String: return t.name
+	)
+	h.check(added.ok and "resource_farewell" in names, "added while connected: %s" % added)
+	h.check(refused.code == "invalid_asset", "a bad one refused at once: %s" % refused)
+	h.check(client.templates.count(no_options) == 1, "and not kept twice")
 	h.free_client(client)
 
 

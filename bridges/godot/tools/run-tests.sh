@@ -12,6 +12,6 @@ trap 'rm -rf "$SCRATCH"' EXIT
 # Godot writes settings and caches under XDG folders: keep them out of the user's home.
 export XDG_DATA_HOME="$SCRATCH/data" XDG_CONFIG_HOME="$SCRATCH/config" XDG_CACHE_HOME="$SCRATCH/cache"
 export NPC_ENGINE_SCHEMAS="${NPC_ENGINE_SCHEMAS:-$(cd "$PROJECT/../../schemas" && pwd)}"
-export NPC_GODOT_TEST_FILTER="${1:-}"
+export NPC_GODOT_TEST_FILTER="${1:-${NPC_GODOT_TEST_FILTER:-}}"
 "$GODOT" --headless --path "$PROJECT" --import >/dev/null 2>&1 || true
 exec timeout 900 "$GODOT" --headless --path "$PROJECT" -s res://tests/run_tests.gd

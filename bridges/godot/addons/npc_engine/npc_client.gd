@@ -47,11 +47,41 @@ func _prepare_connected() -> void:
 			var label := "NPC template resource '%s'" % template._label()
 			error.emit(reply.code, "%s: %s" % [label, reply.message], reply.request_id)
 	for character in _valid_characters:
-		var is_new: bool = (await get_character(character.id)).code == "unknown_character"
-		var reply: NpcReply = await upsert_character(character.to_dict(is_new))
+		var reply: NpcReply = await _upsert_resource(character)
 		if not reply.ok:
 			var label := "NPC character resource '%s'" % character._label()
 			error.emit(reply.code, "%s: %s" % [label, reply.message], reply.request_id)
+
+
+## A character resource added while the game runs: checked now (an invalid one is a failure
+## with code "invalid_asset" naming the resource and field, and is not kept), kept in
+## [member characters] so every reconnect upserts it again, and upserted now (sent once the
+## connection is up). Returns the upsert's reply.
+func add_character(character: NpcCharacter) -> NpcReply:
+	var found := character.problems()
+	if not found.is_empty():
+		return NpcReply.failure("", "invalid_asset", "; ".join(found))
+	if not characters.has(character):
+		characters.append(character)
+		_valid_characters.append(character)
+	return await _upsert_resource(character)
+
+
+## A template resource added while the game runs, as [method add_character]: checked now, kept in
+## [member templates] for reconnects, registered now. Returns the registration's reply.
+func add_template(template: NpcTemplate) -> NpcReply:
+	var found := template.problems()
+	if not found.is_empty():
+		return NpcReply.failure("", "invalid_asset", "; ".join(found))
+	if not templates.has(template):
+		templates.append(template)
+		_valid_templates.append(template)
+	return await register_template(template.to_dict())
+
+
+func _upsert_resource(character: NpcCharacter) -> NpcReply:
+	var is_new: bool = (await get_character(character.id)).code == "unknown_character"
+	return await upsert_character(character.to_dict(is_new))
 
 
 func ping() -> NpcReply:
