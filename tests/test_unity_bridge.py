@@ -95,3 +95,19 @@ def test_every_shipped_asset_has_a_stable_meta_file():
         guid = re.search(r"^guid: ([0-9a-f]{32})$", meta.read_text(), re.M)
         assert guid and guid.group(1) not in guids, meta
         guids.add(guid.group(1))
+
+
+def test_the_sample_s_character_asset_is_an_npc_character():
+    """Brom.asset is hand-written YAML: its script reference must be NpcCharacter.cs's GUID and its
+    fields the class's serialized fields, or Unity would import it as a broken asset."""
+    asset = (PACKAGE / "Samples~" / "TalkingNpc" / "Brom.asset").read_text()
+    meta = (PACKAGE / "Runtime" / "Unity" / "NpcCharacter.cs.meta").read_text()
+    guid = re.search(r"^guid: ([0-9a-f]{32})$", meta, re.M).group(1)
+    assert f"m_Script: {{fileID: 11500000, guid: {guid}, type: 3}}" in asset
+    source = (PACKAGE / "Runtime" / "Unity" / "NpcCharacter.cs").read_text()
+    declared = set(re.findall(r"^\s+public (?:string|List<string>) (\w+)\s*=", source, re.M))
+    written = set(re.findall(r"^  (?!m_)(\w+):", asset, re.M))
+    assert declared == written == {"id", "displayName", "persona", "speakingStyle", "knowledge", "startingMood"}
+    assert re.search(r"^  id: brom$", asset, re.M) and re.search(r"^  persona: \S", asset, re.M)
+    sample = (PACKAGE / "Samples~" / "TalkingNpc" / "TalkingNpc.cs").read_text()
+    assert "public NpcCharacter character;" in sample

@@ -24,16 +24,16 @@ namespace NpcEngine.Samples
         [Tooltip("A server you started yourself, e.g. tcp://127.0.0.1:5555 (`./npc serve --templates schemas/templates` " +
                  "prints it); empty: the NPC Server component starts one")]
         public string connectTo = "";
-        public string characterId = "brom";
-        public string characterName = "Brom";
-        [TextArea]
-        public string persona = "A gruff but fair blacksmith in the village of Thornvale. Proud of his work, wary of strangers.";
+        [Tooltip("The NPC: a character asset (Create > NPC Engine > Character; this sample ships Brom.asset). " +
+                 "It is upserted before the client reports Connected")]
+        public NpcCharacter character;
         public string speakerId = "player";
         public string playerName = "Traveller";
         [Tooltip("shopkeeper_authored: lines from the built-in model's corpus with the right names; shopkeeper_reply: free text")]
         public string template = "shopkeeper_authored";
 
         private NpcEngineClient _engine;
+        private NpcCharacter _listed;  // the character this component put in the client's list
         private SayRequest _current;
         private string _bubble = "...";
         private string _status = "";
@@ -68,17 +68,33 @@ namespace NpcEngine.Samples
                           "server you started (`./npc serve --templates schemas/templates`), set Talking NPC > Connect To to " +
                           "tcp://127.0.0.1:5555; to run your clone's Python, set NPC Server > Development Command.");
             }
-            if (_engine != null)
+            if (_engine == null)
             {
-                return;  // wired already
+                Wire();
             }
+            _status = Mode == ConnectMode ? "connecting..." : "starting the server...";
+            if (character == null)
+            {
+                character = DefaultCharacter();
+                Debug.Log("Talking NPC: no character asset assigned; using a built-in Brom. Drag Brom.asset (or your own, " +
+                          "Create > NPC Engine > Character) onto Talking NPC > Character.");
+            }
+            if (_listed != character)
+            {
+                _engine.characters.Remove(_listed);
+                _engine.characters.Add(character);  // upserted on every connect, before Connected
+                _listed = character;
+            }
+        }
+
+        private void Wire()
+        {
             _engine = GetComponent<NpcEngineClient>();
             _engine.defaultTemplate = template;
             _engine.Connected += OnConnected;
             _engine.DraftReceived += delegate(string id, Draft draft) { _bubble = draft.Fields.GetString("say", "") + " ..."; };
             _engine.LineReady += OnLine;
             _engine.ErrorRaised += delegate(NpcEngineException error) { _status = error.Code + ": " + error.Message; };
-            _status = Mode == ConnectMode ? "connecting..." : "starting the server...";
             GetComponent<NpcServer>().onError.AddListener(delegate(string code, string message) { _status = code + ": " + message; });
             _engine.Disconnected += delegate { _status = "server gone; reconnecting..."; _isReady = false; };
         }
@@ -99,13 +115,13 @@ namespace NpcEngine.Samples
             try
             {
                 await _engine.Client.UpsertSpeakerAsync(speakerId, playerName);
-                await _engine.Client.UpsertCharacterAsync(new Character { Id = characterId, Name = characterName, Persona = persona });
                 _isReady = true;
                 if (hello.Capabilities != null && hello.Capabilities.Contains("events"))
                 {
                     // The player walks up: the NPC greets them (a game event, protocol 1.1) before a word is said.
                     _bubble = "...";
-                    _current = _engine.React(characterId, playerName + " walks up to " + characterName + ".", causerId: speakerId);
+                    _current = _engine.React(character.id, playerName + " walks up to " + character.displayName + ".",
+                                             causerId: speakerId);
                 }
             }
             catch (NpcEngineException error)
@@ -142,8 +158,18 @@ namespace NpcEngine.Samples
                 _current.CancelAsync();  // the player interrupted: drop the old line
             }
             _bubble = "...";
-            _current = _engine.Say(characterId, speakerId, _input);
+            _current = _engine.Say(character.id, speakerId, _input);
             _input = "";
+        }
+
+        private static NpcCharacter DefaultCharacter()
+        {
+            NpcCharacter brom = ScriptableObject.CreateInstance<NpcCharacter>();
+            brom.name = "Brom (built in)";
+            brom.id = "brom";
+            brom.displayName = "Brom";
+            brom.persona = "A gruff but fair blacksmith in the village of Thornvale. Proud of his work, wary of strangers.";
+            return brom;
         }
 
         private void OnGUI()

@@ -255,6 +255,13 @@ namespace NpcEngine.Tests
             Samples.TalkingNpc sample = npc.AddComponent<Samples.TalkingNpc>();
             Assert.AreEqual(Samples.TalkingNpc.BundleMode, sample.Mode, "no endpoint, no development command: the bundle");
             sample.connectTo = TestEnvironment.Endpoint;
+            NpcCharacter asset = ScriptableObject.CreateInstance<NpcCharacter>();
+            asset.name = "Sample Hale";
+            asset.id = "sample_hale";
+            asset.displayName = "Hale";
+            asset.persona = "A ferryman who knows the river.";
+            asset.knowledge = new List<string> { "The river floods in spring." };
+            sample.character = asset;  // as dragged onto Talking NPC > Character
             StubPlayerLoop.Send(sample, "Awake");  // Unity sets Inspector fields before Awake
             Assert.AreEqual(Samples.TalkingNpc.ConnectMode, sample.Mode);
             NpcServer server = sample.GetComponent<NpcServer>();
@@ -270,6 +277,9 @@ namespace NpcEngine.Tests
                 Assert.IsFalse(server.IsRunning, "no server was started");
                 CollectionAssert.IsEmpty(errors, "no bad_bundle: the bundle was never looked for");
                 Assert.AreEqual(TestEnvironment.Endpoint, client.endpoint);
+                Character stored = client.Client.GetCharacterAsync("sample_hale").Result;
+                CollectionAssert.AreEqual(new[] { "The river floods in spring." }, stored.Knowledge,
+                                          "the sample's character asset is on the server when it is ready");
             }
             finally
             {
@@ -279,6 +289,67 @@ namespace NpcEngine.Tests
             sample.connectTo = "";
             StubPlayerLoop.Send(sample, "Awake");
             Assert.AreEqual(Samples.TalkingNpc.DevelopmentMode, sample.Mode);
+        }
+
+        [Test]
+        public void SampleStartsTheDevelopmentCommand()
+        {
+            SampleStartsItsOwnServer(Samples.TalkingNpc.DevelopmentMode);
+        }
+
+        [Test]
+        public void SampleStartsTheImportedBundle()
+        {
+            SampleStartsItsOwnServer(Samples.TalkingNpc.BundleMode);
+        }
+
+        private static void SampleStartsItsOwnServer(string mode)
+        {
+            string python = Environment.GetEnvironmentVariable("NPC_ENGINE_PYTHON");
+            string serveArguments = Environment.GetEnvironmentVariable("NPC_ENGINE_SERVE_ARGS") ?? "";
+            if (string.IsNullOrEmpty(python) || !serveArguments.Contains(" serve ") || Environment.OSVersion.Platform == PlatformID.Win32NT)
+            {
+                Assert.Ignore("needs NPC_ENGINE_PYTHON and NPC_ENGINE_SERVE_ARGS naming `npc-engine serve`, and a POSIX shell");
+            }
+            Application.streamingAssetsPath = ServerBundleTests.NewFolder();
+            Application.persistentDataPath = ServerBundleTests.NewFolder();
+            GameObject npc = new GameObject("Sample");
+            Samples.TalkingNpc sample = npc.AddComponent<Samples.TalkingNpc>();
+            NpcServer server = sample.GetComponent<NpcServer>();
+            NpcEngineClient client = sample.GetComponent<NpcEngineClient>();
+            if (mode == Samples.TalkingNpc.DevelopmentMode)
+            {
+                server.developmentCommand = python;  // the clone's .venv Python, as the README says
+                server.developmentArguments = new List<string>(serveArguments.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries));
+            }
+            else
+            {
+                // An imported bundle: a bundle-shaped folder whose executable hands its flags to serve.
+                ServerBundleTests.MakeFakeBundle(Path.Combine(Application.streamingAssetsPath, "npc-engine"), NpcServerBundle.CurrentOs(),
+                    "exec \"" + python + "\" " + serveArguments + " \"$@\"");
+            }
+            StubPlayerLoop.Send(sample, "Awake");
+            Assert.AreEqual(mode, sample.Mode);
+            StubPlayerLoop.Send(client, "Start");
+            StubPlayerLoop.Send(sample, "Start");
+            try
+            {
+                List<string> errors = StartAndCollectErrors(server, delegate
+                {
+                    StubPlayerLoop.Send(client, "Update");
+                    return sample.IsReady;
+                });
+                Assert.IsEmpty(errors);
+                Assert.IsTrue(server.IsRunning, "the game started its own server");
+                Assert.AreEqual(server.Endpoint, client.endpoint);
+                Assert.AreEqual("brom", client.Client.GetCharacterAsync("brom").Result.Id, "the built-in Brom, no asset assigned");
+            }
+            finally
+            {
+                StubPlayerLoop.Send(client, "OnApplicationQuit");
+                StubPlayerLoop.Send(server, "OnApplicationQuit");
+            }
+            Assert.IsFalse(server.IsRunning, "stopped on quit");
         }
 
         [Test]
