@@ -7,6 +7,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 __all__ = ["add_backend_flags", "default_num_threads", "model_path", "runner_note", "tiny_fallback_dir"]
 
@@ -41,9 +45,9 @@ def default_num_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def runner_note(engine: object) -> str:
-    runner = getattr(engine.backend, "runner", None)  # the PyTorch backend says which forward runs
-    return f" ({runner} runner)" if runner else ""
+def runner_note(engine: Engine) -> str:
+    """" (NAME runner)": what the engine's runner says runs, after any fallback."""
+    return f" ({engine.core.runner.name} runner)"
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:

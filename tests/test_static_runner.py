@@ -15,6 +15,7 @@ import torch
 
 from npc_engine import ModelLoadError
 from npc_engine.engine import Engine, EngineConfig
+from npc_engine.cli_common import runner_note
 from npc_engine.engine import static_runner
 from npc_engine.engine.runner import ModelRunner
 from npc_engine.engine.static_runner import StaticRunner
@@ -106,7 +107,8 @@ def test_slots_that_do_not_fit_fall_back_to_the_dynamic_runner(folders, monkeypa
     monkeypatch.setattr(static_runner, "SlotState", no_memory)
     with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
         engine = _engine(folders["tiny"], "static")
-    assert type(engine.core.runner) is ModelRunner and engine.backend.runner == "fast"
+    assert type(engine.core.runner) is ModelRunner and engine.core.runner.name == "fast"
+    assert runner_note(engine) == " (fast runner)"  # what the `serving on` line says
     assert "slots do not fit" in caplog.text
     strict = DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="static", strict=True)
     with pytest.raises(ModelLoadError, match="slots do not fit"):
@@ -121,6 +123,7 @@ def test_any_other_start_up_fault_falls_back_too(folders, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
         engine = _engine(folders["tiny"], "static")
     assert type(engine.core.runner) is ModelRunner and "failed to start" in caplog.text
+    assert engine.core.runner.name == "fast"
     assert _fills(engine, PROMPTS[:1])[0][0] is not None
 
 
@@ -141,8 +144,9 @@ def test_a_failed_graph_capture_runs_the_step_eagerly(folders, monkeypatch, capl
 
 
 def test_the_runner_names_are_what_runs(folders):
-    for asked, runs in (("fast", "fast"), ("static", "static"), ("compiled", "compiled"), ("general", "general")):
-        assert DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked, device="cpu").runner == runs
+    for asked in ("fast", "static", "general"):
+        engine = Engine(DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner=asked, device="cpu"))
+        assert engine.core.runner.name == asked and runner_note(engine) == f" ({asked} runner)"
 
 
 def test_the_compiled_runner_fills_like_the_dynamic_one(tmp_path):
@@ -151,7 +155,7 @@ def test_the_compiled_runner_fills_like_the_dynamic_one(tmp_path):
     folder = build_tiny_model(tmp_path / "two-layer", TinyModelSpec(num_hidden_layers=2, sliding_window=32))
     compiled = _engine(folder, "compiled")  # compiles two graphs at start-up
     runner = compiled.core.runner
-    assert type(runner) is StaticRunner and runner.is_compiled
+    assert type(runner) is StaticRunner and runner.is_compiled and runner.name == "compiled"
     assert _fills(compiled, PROMPTS) == _fills(_engine(folder, "fast"), PROMPTS)
     assert runner.slots.num_free == runner.slots.num_slots
 
@@ -166,6 +170,7 @@ def test_a_failed_compile_runs_the_step_eagerly(folders, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="npc_engine.engine"):
         engine = _engine(folders["tiny"], "compiled")
     assert not engine.core.runner.is_compiled and "torch.compile of the step failed" in caplog.text
+    assert engine.core.runner.name == "static"  # not "compiled": the step runs eagerly
     assert _fills(engine, PROMPTS[:1])[0][0] is not None  # and it still fills, eagerly
     strict = DiffusionGemmaBackend.from_pretrained(folders["tiny"], runner="compiled", strict=True)
     with pytest.raises(ModelLoadError, match="no C.. compiler found"):

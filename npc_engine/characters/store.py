@@ -257,14 +257,6 @@ class Store:
             rows.set_profile_column(conn, character_id, "flags", checked.flags)
         return previous
 
-    def delete_flag(self, character_id: str, name: str) -> FlagValue | None:
-        """Remove a flag; returns its value, or None when it was not set."""
-        with self.transaction() as conn:
-            flags = dict(self._profile(conn, character_id)["flags"])
-            previous = flags.pop(name, None)
-            rows.set_profile_column(conn, character_id, "flags", flags)
-        return previous
-
     def adjust_relationship(self, character_id: str, other_id: str, **deltas: int) -> tuple[Relationship, Relationship]:
         """Add deltas (trust=, affinity=, familiarity=) clamped to their ranges; returns (before, after)."""
         for dimension, delta in deltas.items():

@@ -52,7 +52,6 @@ def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixC
                 raise ModelLoadError(f"the static runner's {what}: {exc}", path=backend.path) from exc
             log.warning("the static runner's %s (%d slots on %s: %s); using the dynamic-shape runner",
                         what, config.max_batch_size, backend.device, exc)
-            backend.runner = "fast"
     return ModelRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
 
 
@@ -60,7 +59,6 @@ def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixC
 class FrameReport:
     device_ms: float          # the budgeted work: steps and prefill chunks, synchronized
     num_steps: int
-    is_over_budget: bool
     draft_ms: float = 0.0     # host time rendering drafts after that work (outside the budget)
 
 
@@ -108,7 +106,7 @@ class EngineCore:
     def run_frame(self, budget_ms: float | None, *, max_steps: int | None = None) -> FrameReport:
         """Run whole steps while the next one's predicted cost fits what is left of `budget_ms`
         (no budget: `max_steps` steps, or until there is nothing left to do)."""
-        spent_ms, num_steps, is_over = 0.0, 0, False
+        spent_ms, num_steps = 0.0, 0
         with self.lock:
             while max_steps is None or num_steps < max_steps:
                 budget_left = None if budget_ms is None else budget_ms - spent_ms
@@ -117,12 +115,11 @@ class EngineCore:
                     break
                 spent_ms += step_ms
                 num_steps += 1
-                is_over |= output.is_over_budget
             draft_ms = self._emit_drafts()
             self._drain_inbox()  # cancels posted during the frame free their memory now
         if num_steps:
             self.stats.record_frame(spent_ms, budget_ms)
-        return FrameReport(spent_ms, num_steps, is_over, draft_ms)
+        return FrameReport(spent_ms, num_steps, draft_ms)
 
     def try_drain_inbox(self) -> None:
         """Apply pending submits/cancels now if no frame is running (never waits for one)."""

@@ -60,6 +60,8 @@ class OnnxRunner(RunnerBase):
         self._temperatures = settings.temperatures()
         self._resident: _ResidentBatch | None = None
 
+    name = "onnx"
+
     def _open_canvas(self, request: Request) -> None:
         canvas = request.generator.tokens(self.canvas_length, self.vocab_size)
         clamp_ids = request.plan.clamp_ids

@@ -26,10 +26,6 @@ class RequestStatus(enum.IntEnum):
     FINISHED_CANCELLED = 5
     FINISHED_ERROR = 6
 
-    @property
-    def is_finished(self) -> bool:
-        return self >= RequestStatus.FINISHED_COMPLETE
-
 
 class FinishReason(enum.StrEnum):
     """How a request ended, as the wire spells it (a str: `reason == "complete"` holds)."""

@@ -52,6 +52,11 @@ class ModelRunner(RunnerBase):
         self._embeddings_dtype = backend.model.model.decoder.embed_tokens.weight.dtype
         self._resident: _ResidentBatch | None = None
 
+    @property
+    def name(self) -> str:
+        """What runs: "fast" (our own forward) or "general" (transformers')."""
+        return "general" if self.backend.fast is None else "fast"
+
     @torch.inference_mode()
     def prefill(self, request: Request) -> int:
         return super().prefill(request)

@@ -22,6 +22,8 @@ __all__ = ["RunnerBase"]
 
 
 class RunnerBase:
+    name: str  # what runs, as hello, stats and the `serving on` line say it; true after any fallback
+
     def __init__(self, backend: Any, settings: DiffusionSettings, prefix_cache: PrefixCache,
                  *, prefill_chunk_tokens: int) -> None:
         self.backend = backend

@@ -59,8 +59,6 @@ class SchedulerOutput:
     finalize: tuple[str, ...] = ()
     step: tuple[str, ...] = ()
     prefill: tuple[PrefillChunk, ...] = ()
-    predicted_ms: float = 0.0
-    is_over_budget: bool = False      # forced at frame start although predicted over budget
 
     @property
     def is_empty(self) -> bool:
@@ -104,7 +102,6 @@ class Scheduler:
         ready = [v for v in ordered if v.is_prefilled]
 
         spent_ms = 0.0
-        is_over_budget = False
         num_batch = min(len(ready), self.max_batch_size)
         if budget_left_ms is not None:
             if self.batch_sizes:
@@ -113,7 +110,7 @@ class Scheduler:
                     cost.predict_step_ms(num_batch, self.canvas_length), budget_left_ms, is_frame_start):
                 num_batch = self._next_smaller(num_batch)
             if num_batch == 0 and ready and is_frame_start:
-                num_batch, is_over_budget = 1, True
+                num_batch = 1  # rule 4: a frame always moves, even over its budget
         batch = tuple(v.request_id for v in ready[:num_batch])
         if batch:
             spent_ms += cost.predict_step_ms(num_batch, self.canvas_length) or 0.0
@@ -129,16 +126,13 @@ class Scheduler:
             predicted = cost.predict_prefill_ms(view.next_chunk_tokens)
             if budget_left_ms is not None and not self._fits(
                     None if predicted is None else spent_ms + predicted, budget_left_ms, is_frame_start):
-                if is_frame_start and not batch and not prefill:
-                    is_over_budget = True  # rule 4: nothing else would run this frame
-                else:
+                if not (is_frame_start and not batch and not prefill):  # rule 4 again
                     break
             if not view.is_admitted:
                 num_free_slots -= 1
             prefill.append(PrefillChunk(view.request_id, view.next_chunk_tokens))
             spent_ms += predicted or 0.0
-        return SchedulerOutput(finalize=finalize, step=batch, prefill=tuple(prefill),
-                               predicted_ms=spent_ms, is_over_budget=is_over_budget)
+        return SchedulerOutput(finalize=finalize, step=batch, prefill=tuple(prefill))
 
     def _next_smaller(self, num_batch: int) -> int:
         if not self.batch_sizes:

@@ -70,6 +70,12 @@ class StaticRunner(ModelRunner):
         if is_cuda if uses_graphs is None else uses_graphs:
             self._capture_graphs(is_strict=backend.strict)
 
+    @property
+    def name(self) -> str:
+        """"compiled" only while the step really runs through torch.compile (a failed compile
+        leaves the eager step: "static")."""
+        return "compiled" if self.is_compiled else "static"
+
     def _compile(self, *, is_strict: bool) -> None:
         """torch.compile the step with dynamic shapes, and run it once per graph it needs (a batch
         of one is its own: sizes 0 and 1 are specialised; every larger batch and cached length
