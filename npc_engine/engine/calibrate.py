@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..diffusion.noise import RequestNoise
 from ..templates import TemplateCompiler, load_template
 from .cost_model import CostModel, measure_ms
+from .ladder import batch_sizes
 from .request import Request
 from .runner_base import RunnerBase
 
@@ -22,16 +23,6 @@ class Calibration:
     prefill_ms: dict[int, float]        # predicted prefill cost by chunk size in tokens
     largest_batch_within_budget: int | None
     warning: str | None
-
-
-def calibration_batch_sizes(max_batch_size: int) -> list[int]:
-    """Powers of two up to `max_batch_size`, and it: the batch sizes measured (and, under a
-    budget, the only ones used)."""
-    sizes, size = [], 1
-    while size < max_batch_size:
-        sizes.append(size)
-        size *= 2
-    return sizes + [max_batch_size]
 
 
 def calibrate(runner: RunnerBase, compiler: TemplateCompiler, cost: CostModel, *, max_batch_size: int,
@@ -60,7 +51,7 @@ def calibrate(runner: RunnerBase, compiler: TemplateCompiler, cost: CostModel, *
         prefill_ms[num_tokens] = cost.predict_prefill_ms(num_tokens)
 
     step_ms: dict[int, float] = {}
-    for batch_size in calibration_batch_sizes(max_batch_size):
+    for batch_size in batch_sizes(max_batch_size):
         batch = [dummy(i, 16) for i in range(batch_size)]
         for request in batch:
             runner.prefill(request)

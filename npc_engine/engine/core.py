@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 from ..diffusion import DiffusionSettings
 from ..errors import ModelLoadError
-from .calibrate import calibration_batch_sizes
 from .config import EngineConfig
 from .cost_model import CostModel, measure_ms
+from .ladder import batch_sizes
 from .prefix_cache import PrefixCache
 from .request import Draft, FillResult, Request, RequestStatus, finish_reason
 from .scheduler import RequestView, Scheduler, SchedulerOutput
@@ -72,7 +72,7 @@ class EngineCore:
         self.runner = make_runner(backend, settings, self.prefix_cache, config)
         self.scheduler = Scheduler(max_batch_size=config.max_batch_size, canvas_length=backend.canvas_length,
                                    aging_per_step=config.aging_per_step,
-                                   batch_sizes=calibration_batch_sizes(config.max_batch_size))
+                                   batch_sizes=batch_sizes(config.max_batch_size))
         self.stats = StatsRecorder()
         self.lock = threading.Lock()      # held while a frame runs: one loop thread at a time
         self._on_finish = on_finish

@@ -26,7 +26,8 @@ from .prefix_cache import PrefixCache
 from .request import Request
 from .runner import ModelRunner
 from .slots import SlotState
-from .static_step import StaticStep, StepInputs, StepOutputs, bucket_sizes
+from .ladder import batch_sizes, ladder
+from .static_step import StaticStep, StepInputs, StepOutputs
 
 __all__ = ["StaticRunner"]
 
@@ -58,8 +59,8 @@ class StaticRunner(ModelRunner):
             stability_threshold=settings.stability_threshold, dtype=backend.dtype,
             logits_dtype=self._embeddings_dtype, device=backend.device)
         self.pads_batches = is_cuda if pads_batches is None else pads_batches
-        self.batch_buckets = bucket_sizes(num_slots, 1)
-        self.length_buckets = bucket_sizes(max_cached_tokens, min(_SMALLEST_LENGTH_BUCKET, max_cached_tokens))
+        self.batch_buckets = batch_sizes(num_slots)
+        self.length_buckets = ladder(max_cached_tokens, min(_SMALLEST_LENGTH_BUCKET, max_cached_tokens))
         self.static_step = StaticStep(forward, self.slots, settings, self._temperatures)
         self._step: Callable[[StepInputs, int], StepOutputs] = self.static_step
         self.is_compiled = False

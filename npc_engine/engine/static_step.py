@@ -19,16 +19,7 @@ from ..diffusion.stability import stable_and_confident
 from ..models.fast_forward import FastForward, additive_mask
 from .slots import SlotState
 
-__all__ = ["StepInputs", "StepOutputs", "StaticStep", "bucket_sizes"]
-
-
-def bucket_sizes(largest: int, smallest: int, *, step: int = 2) -> list[int]:
-    """`smallest`, then each times `step`, up to the first that reaches `largest` (capped at it)."""
-    sizes, size = [], smallest
-    while size < largest:
-        sizes.append(size)
-        size *= step
-    return sizes + [largest]
+__all__ = ["StepInputs", "StepOutputs", "StaticStep"]
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,18 @@
 """Model backends: `transformers` DiffusionGemma on PyTorch, and ONNX Runtime.
 
-Nothing here imports torch or onnxruntime until a backend is asked for, so a game's install can
-carry just the runtime it uses (`npc-engine[onnx]` needs no PyTorch).
+Nothing here imports torch or onnxruntime until a backend is asked for (`npc_engine._lazy`), so a
+game's install can carry just the runtime it uses (`npc-engine[onnx]` needs no PyTorch).
 """
 
-from typing import Any
-
+from .._lazy import lazy_exports
 from .default import default_model_dir, default_onnx_dir, has_default_model
 from .info import ModelInfo
 
-_LAZY = {
-    "DiffusionGemmaBackend": "backend", "pick_device": "backend", "pick_dtype": "backend",
-    "TinyModelSpec": "tiny", "build_tiny_model": "tiny", "build_tiny_tokenizer": "tiny",
-    "OnnxBackend": "onnx_backend",
+_EXPORTS = {
+    "DiffusionGemmaBackend": ".backend", "pick_device": ".backend", "pick_dtype": ".backend",
+    "TinyModelSpec": ".tiny", "build_tiny_model": ".tiny", "build_tiny_tokenizer": ".tiny",
+    "OnnxBackend": ".onnx_backend",
 }
 
-__all__ = [
-    "DiffusionGemmaBackend",
-    "ModelInfo",
-    "OnnxBackend",
-    "TinyModelSpec",
-    "build_tiny_model",
-    "build_tiny_tokenizer",
-    "default_model_dir",
-    "default_onnx_dir",
-    "has_default_model",
-    "pick_device",
-    "pick_dtype",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-    return getattr(import_module(f".{module}", __name__), name)
+__all__ = sorted(["ModelInfo", "default_model_dir", "default_onnx_dir", "has_default_model", *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
