@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from npc_engine.models import Backend
 from npc_engine import Engine, ExportError, ModelLoadError
 from npc_engine.client import Client
 from npc_engine.demo import ServerProcess
@@ -136,6 +137,9 @@ def test_fill_through_the_engine_matches(tiny_model_dir, exported):
         assert (got.fields, got.num_steps) == (want.fields, want.num_steps)
     assert onnx_engine.stats().prefix_cache.num_hits >= 2  # the persona prefix was reused
     assert onnx_engine.backend.info().device == "cpu"
+    # Both satisfy the one protocol the engine is typed against; each engine names its runner.
+    assert isinstance(torch_engine.backend, Backend) and isinstance(onnx_engine.backend, Backend)
+    assert (torch_engine.core.runner.name, onnx_engine.core.runner.name) == ("fast", "onnx")
     torch_engine.close()
     onnx_engine.close()
 

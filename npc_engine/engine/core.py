@@ -11,10 +11,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from ..diffusion import DiffusionSettings
 from ..errors import ModelLoadError
+from ..models import Backend
 from .config import EngineConfig
 from .cost_model import CostModel, measure_ms
 from .ladder import batch_sizes
@@ -23,36 +24,41 @@ from .request import Draft, FillResult, Request, RequestStatus, finish_reason
 from .scheduler import RequestView, Scheduler, SchedulerOutput
 from .stats import StatsRecorder
 
+if TYPE_CHECKING:
+    from ..models.backend import DiffusionGemmaBackend
+    from ..models.onnx_backend import OnnxBackend
+
 __all__ = ["EngineCore", "FrameReport"]
 
 log = logging.getLogger("npc_engine.engine")
 
 
-def make_runner(backend: Any, settings: DiffusionSettings, prefix_cache: PrefixCache, config: EngineConfig) -> Any:
+def make_runner(backend: Backend, settings: DiffusionSettings, prefix_cache: PrefixCache, config: EngineConfig) -> Any:
     """The runner for a backend; imported here so that only the backend in use is loaded. The
     static runner failing to start (its slots not fitting the device, say) is a log line and the
     dynamic-shape runner, never a crash (a ModelLoadError with the backend's `strict`)."""
     chunk = config.prefill_chunk_tokens
-    if getattr(backend, "kind", "torch") == "onnx":
+    if backend.kind == "onnx":
         from .onnx_runner import OnnxRunner
-        return OnnxRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
+        return OnnxRunner(cast("OnnxBackend", backend), settings, prefix_cache, prefill_chunk_tokens=chunk)
     from .runner import ModelRunner
-    if backend.runner in ("static", "compiled"):
+    torch_backend = cast("DiffusionGemmaBackend", backend)  # kind "torch"
+    if torch_backend.runner in ("static", "compiled"):
         import torch
 
         from .static_runner import StaticRunner
         try:
-            return StaticRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk,
-                                num_slots=config.max_batch_size, compiles=backend.runner == "compiled")
+            return StaticRunner(torch_backend, settings, prefix_cache, prefill_chunk_tokens=chunk,
+                                num_slots=config.max_batch_size, compiles=torch_backend.runner == "compiled")
         except ModelLoadError:
             raise  # strict, and a graph capture or compile failed: already says what
         except Exception as exc:  # memory above all; any start-up fault of that path falls back
             what = "slots do not fit the device" if isinstance(exc, torch.OutOfMemoryError) else "failed to start"
-            if backend.strict:
+            if torch_backend.strict:
                 raise ModelLoadError(f"the static runner's {what}: {exc}", path=backend.path) from exc
             log.warning("the static runner's %s (%d slots on %s: %s); using the dynamic-shape runner",
                         what, config.max_batch_size, backend.device, exc)
-    return ModelRunner(backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
+    return ModelRunner(torch_backend, settings, prefix_cache, prefill_chunk_tokens=chunk)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class FrameReport:
 
 
 class EngineCore:
-    def __init__(self, backend: Any, settings: DiffusionSettings, config: EngineConfig,
+    def __init__(self, backend: Backend, settings: DiffusionSettings, config: EngineConfig,
                  on_finish: Callable[[Request], None]) -> None:
         self.backend = backend
         self.config = config

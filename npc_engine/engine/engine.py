@@ -39,7 +39,7 @@ from ..errors import (
     UnknownTemplateError,
 )
 from ..diffusion import RequestNoise
-from ..models import ModelInfo, default_model_dir, default_onnx_dir, has_default_model
+from ..models import Backend, ModelInfo, default_model_dir, default_onnx_dir, has_default_model
 from ..templates import Template, TemplateCompiler, load_template
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
@@ -64,7 +64,7 @@ class Engine:
     >>> engine.tick(4.0)      # once per frame, or engine.start() for a background thread
     """
 
-    def __init__(self, backend: Any, settings: DiffusionSettings | None = None,
+    def __init__(self, backend: Backend, settings: DiffusionSettings | None = None,
                  config: EngineConfig | None = None) -> None:
         """`backend`: a `DiffusionGemmaBackend` (PyTorch) or an `OnnxBackend` (ONNX Runtime)."""
         self.backend = backend
@@ -113,7 +113,7 @@ class Engine:
                                      "or pass a model folder", path=str(path))
         if backend == "onnx":
             from ..models.onnx_backend import OnnxBackend
-            loaded: Any = OnnxBackend.from_folder(path, device=device, strict=strict, num_threads=num_threads)
+            loaded: Backend = OnnxBackend.from_folder(path, device=device, strict=strict, num_threads=num_threads)
         else:
             from ..models.backend import DiffusionGemmaBackend
             loaded = DiffusionGemmaBackend.from_pretrained(path, device=device, dtype=dtype, runner=runner,

@@ -7,6 +7,7 @@ game's install can carry just the runtime it uses (`npc-engine[onnx]` needs no P
 from .._lazy import lazy_exports
 from .default import default_model_dir, default_onnx_dir, has_default_model
 from .info import ModelInfo
+from .protocol import Backend
 
 _EXPORTS = {
     "DiffusionGemmaBackend": ".backend", "pick_device": ".backend", "pick_dtype": ".backend",
@@ -14,5 +15,5 @@ _EXPORTS = {
     "OnnxBackend": ".onnx_backend",
 }
 
-__all__ = sorted(["ModelInfo", "default_model_dir", "default_onnx_dir", "has_default_model", *_EXPORTS])
+__all__ = sorted(["Backend", "ModelInfo", "default_model_dir", "default_onnx_dir", "has_default_model", *_EXPORTS])
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
