@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from npc_engine.models import Backend
 from npc_engine import Engine, ExportError, ModelLoadError
 from npc_engine.client import Client
 from npc_engine.demo import ServerProcess
+from npc_engine.models import Backend
 from npc_engine.diffusion import RequestNoise
 from npc_engine.engine.request import Request, RequestStatus
 from npc_engine.export import export_onnx
