@@ -58,25 +58,30 @@ func _prepare_connected() -> void:
 ## [member characters] so every reconnect upserts it again, and upserted now (sent once the
 ## connection is up). Returns the upsert's reply.
 func add_character(character: NpcCharacter) -> NpcReply:
-	var found := character.problems()
-	if not found.is_empty():
-		return NpcReply.failure("", "invalid_asset", "; ".join(found))
-	if not characters.has(character):
-		characters.append(character)
-		_valid_characters.append(character)
+	var refused := _keep(character, characters, _valid_characters)
+	if refused != null:
+		return refused
 	return await _upsert_resource(character)
 
 
 ## A template resource added while the game runs, as [method add_character]: checked now, kept in
 ## [member templates] for reconnects, registered now. Returns the registration's reply.
 func add_template(template: NpcTemplate) -> NpcReply:
-	var found := template.problems()
+	var refused := _keep(template, templates, _valid_templates)
+	if refused != null:
+		return refused
+	return await register_template(template.to_dict())
+
+
+## The invalid_asset failure for a resource with problems; else keeps it (once) and returns null.
+func _keep(resource: Resource, listed: Array, valid: Array) -> NpcReply:
+	var found: PackedStringArray = resource.problems()
 	if not found.is_empty():
 		return NpcReply.failure("", "invalid_asset", "; ".join(found))
-	if not templates.has(template):
-		templates.append(template)
-		_valid_templates.append(template)
-	return await register_template(template.to_dict())
+	if not listed.has(resource):
+		listed.append(resource)
+		valid.append(resource)
+	return null
 
 
 func _upsert_resource(character: NpcCharacter) -> NpcReply:
