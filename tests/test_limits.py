@@ -13,7 +13,7 @@ from npc_engine.bounds import MAX_PRIORITY, MAX_TEMPLATES, MAX_WORLD_FACTS
 from npc_engine.characters.model import MAX_MEMORIES
 from npc_engine.client import Client
 from npc_engine.dialogue.events import _SWEEP_AT, EventGate
-from npc_engine.errors import UnknownCharacterError
+from npc_engine.errors import TemplateError, UnknownCharacterError
 from npc_engine.server.fair import FairPool
 from npc_engine.server.observe import ObserveHub
 from npc_engine.templates import TemplateCompiler, load_template
@@ -82,6 +82,22 @@ def test_templates_stop_at_their_limit_and_a_name_can_be_replaced(backend):
         assert "one_more" not in server.engine.templates and len(server.engine.templates) == MAX_TEMPLATES
         assert client.register_template({**NOTE, "name": "note_3", "description": "again"}) == "note_3"
         assert client.ping()
+
+
+def test_the_cluster_s_registry_has_the_same_limit_and_writes_nothing_past_it(tmp_path):
+    from npc_engine.cluster.state import StateService
+    from npc_engine.templates import load_template
+
+    state = StateService(str(tmp_path / "cluster.db"))
+    for i in range(MAX_TEMPLATES):
+        state.register_template(load_template({**NOTE, "name": f"note_{i}"}))
+    with pytest.raises(TemplateError, match="the limit"):
+        state.register_template(load_template({**NOTE, "name": "one_more"}))
+    with state.store.reading() as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM registered_templates")}
+    assert "one_more" not in names and len(names) == MAX_TEMPLATES
+    assert state.register_template(load_template({**NOTE, "name": "note_3", "description": "again"})) == "note_3"
+    assert len(StateService(str(tmp_path / "cluster.db")).get_templates()) == MAX_TEMPLATES  # reloaded whole
 
 
 def test_a_choice_of_10001_options_validates_in_linear_time():

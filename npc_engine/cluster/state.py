@@ -28,7 +28,7 @@ from typing import Any
 from ..characters.store import Store, default_database_path
 from ..dialogue.state import LocalState
 from ..errors import StateError
-from ..templates import Template, load_template
+from ..templates import Template, TemplateRegistry, load_template
 
 __all__ = ["STORE_OPS", "StateService", "default_cluster_database_path"]
 
@@ -63,12 +63,13 @@ class StateService(LocalState):
         super().__init__(Store(db_path or default_cluster_database_path()))
         if self.store.is_memory:
             log.warning(IN_MEMORY_WARNING)
-        self.templates: dict[str, Template] = self._stored_templates()
+        self.templates = TemplateRegistry()  # bounded like a server's: MAX_TEMPLATES names
+        for template in self._stored_templates().values():
+            self.templates.register(template)
         self.replica_reports: dict[str, tuple[float, dict[str, Any]]] = {}
         for folder in template_dirs or []:
             for path in sorted(Path(folder).glob("*.json")):
-                template = load_template(path)
-                self.templates[template.name] = template
+                self.templates.register(load_template(path))
 
     def _stored_templates(self) -> dict[str, Template]:
         with self.store.reading() as conn:
@@ -90,11 +91,13 @@ class StateService(LocalState):
         return target(*args, **(kwargs or {}))
 
     def register_template(self, template: Template) -> str:
-        """Publish a template (compiled by a replica) to every replica; kept in the database."""
+        """Publish a template (compiled by a replica) to every replica; kept in the database.
+        TemplateError, before anything is written, when it would go over MAX_TEMPLATES."""
+        self.templates.check_room_for(template.name)
         with self.store.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO registered_templates (name, spec, registered_ms) VALUES (?, ?, ?)",
                          (template.name, template.model_dump_json(), int(time.time() * 1000)))
-        self.templates[template.name] = template
+        self.templates.register(template)
         return template.name
 
     def get_templates(self) -> dict[str, Template]:

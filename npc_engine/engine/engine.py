@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from ..bounds import MAX_PRIORITY, MAX_TEMPLATES, MIN_PRIORITY
+from ..bounds import MAX_PRIORITY, MIN_PRIORITY
 from ..diffusion import DiffusionSettings
 from ..errors import (
     BudgetError,
@@ -34,13 +34,11 @@ from ..errors import (
     ModelLoadError,
     QueueFullError,
     RequestError,
-    TemplateError,
     UnknownRequestError,
-    UnknownTemplateError,
 )
 from ..diffusion import RequestNoise
 from ..models import Backend, ModelInfo, default_model_dir, default_onnx_dir, has_default_model
-from ..templates import Template, TemplateCompiler, load_template
+from ..templates import Template, TemplateCompiler, TemplateRegistry
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
 from .core import EngineCore, FrameReport
@@ -83,7 +81,7 @@ class Engine:
         self._wake = threading.Condition()
         self._is_stopping = False
         self._is_closed = False
-        self.templates: dict[str, Template] = {}
+        self.templates = TemplateRegistry(check=self.compiler.compile)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
@@ -138,18 +136,7 @@ class Engine:
         """Validate and compile a template now, and make it available by name (replacing one of
         the same name). At most MAX_TEMPLATES names are registered at once. Raises TemplateError /
         TemplateTooLargeError."""
-        resolved = self.resolve_template(template)
-        self._check_room_for(resolved.name)
-        self.compiler.compile(resolved)
-        with self._lock:
-            self._check_room_for(resolved.name)
-            self.templates[resolved.name] = resolved
-        return resolved
-
-    def _check_room_for(self, name: str) -> None:
-        if name not in self.templates and len(self.templates) >= MAX_TEMPLATES:
-            raise TemplateError(f"{len(self.templates)} templates are registered (the limit); replace one "
-                                f"by registering its name again", template=name)
+        return self.templates.register(template)
 
     def check_template(self, template: Template | Mapping[str, Any]) -> dict[str, Any]:
         """Validate and compile without registering: the plan's shape as the wire's
@@ -161,21 +148,7 @@ class Engine:
 
     def resolve_template(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
         """A Template, a mapping, a registered template's name, or a JSON file's path -> Template."""
-        if isinstance(template, Template):
-            return template
-        if isinstance(template, Mapping):
-            return load_template(dict(template))
-        if isinstance(template, str) and template in self.templates:
-            return self.templates[template]
-        if not isinstance(template, (str, Path)):
-            raise TemplateError(f"a template must be a Template, a mapping, a name or a path, got "
-                                f"{type(template).__name__}")
-        is_bare_name = isinstance(template, str) and not template.endswith(".json") and "/" not in template \
-            and "\\" not in template
-        if is_bare_name and not Path(template).is_file():
-            raise UnknownTemplateError(f"no template is registered as {template!r} (registered: "
-                                f"{sorted(self.templates) or 'none'})", template=template)
-        return load_template(template)
+        return self.templates.resolve(template)
 
     # -- requests (any thread; never blocks on the engine) -----------------------------------
 

@@ -10,7 +10,7 @@ _EXPORTS = {
     "CanvasPlan": ".compiler", "SlotPlan": ".compiler", "TemplateCompiler": ".compiler",
     "EFFECT_SLOT_KINDS": ".effects", "RELATIONSHIP_DIMENSIONS": ".effects", "AddToRelationship": ".effects",
     "Effect": ".effects", "Remember": ".effects", "SetFlag": ".effects", "SetMood": ".effects",
-    "choose_options": ".render", "render": ".render",
+    "choose_options": ".render", "render": ".render", "TemplateRegistry": ".registry",
     "MAX_INTEGER_RANGE": ".spec", "BooleanSlot": ".spec", "ChoiceSlot": ".spec", "IntegerSlot": ".spec",
     "Slot": ".spec", "Template": ".spec", "TextSlot": ".spec", "load_template": ".spec",
 }
