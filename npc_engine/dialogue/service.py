@@ -23,7 +23,7 @@ from ..characters.model import StateChange, Turn
 from ..characters.prompt import BuiltPrompt, PromptBuilder, normalize_utterance
 from ..characters.store import Store
 from ..engine import Draft, Engine, FillResult, FinishReason, RequestHandle
-from ..errors import GenerationError, RequestError
+from ..errors import RequestError
 from ..templates import Template
 from .events import DEFAULT_MIN_EVENT_INTERVAL_MS, CoalescedEvent, EventGate
 from .state import LocalState, StateAccess
@@ -204,9 +204,7 @@ class Dialogue:
         shared = handle.shared if isinstance(handle, CoalescedEvent) else handle
         self.engine.wait(shared.request, timeout)
         result = handle.result(timeout)
-        if result.finish_reason == FinishReason.ERROR:
-            raise GenerationError(f"generation failed: {result.fill.error}", request_id=result.request_id,
-                                  character_id=result.character_id)
+        result.fill.raise_if_failed()
         return result
 
     def _finish(self, handle: SayHandle, template: Template, utterance: str, fill: FillResult,

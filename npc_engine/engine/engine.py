@@ -30,7 +30,6 @@ from ..errors import (
     DuplicateRequestError,
     EngineClosedError,
     EngineStateError,
-    GenerationError,
     ModelLoadError,
     QueueFullError,
     RequestError,
@@ -257,11 +256,7 @@ class Engine:
 
         Raises GenerationError when the generation failed inside the engine.
         """
-        result = self.wait(self.submit(template, prompt, seed=seed, **options))
-        if result.finish_reason == "error":
-            raise GenerationError(f"generation failed: {result.error}", request_id=result.request_id,
-                                  character_id=result.character_id)
-        return result
+        return self.wait(self.submit(template, prompt, seed=seed, **options)).raise_if_failed()
 
     def wait(self, handle: RequestHandle, timeout: float | None = None) -> FillResult:
         """The handle's result; without the engine thread, runs the engine here until it is done."""

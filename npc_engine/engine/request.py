@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..diffusion.noise import RequestNoise
+from ..errors import GenerationError
 from ..templates import CanvasPlan
 
 __all__ = ["Draft", "FINISH_REASONS", "FillResult", "FinishReason", "Request", "RequestStatus", "StepTrace",
@@ -72,6 +73,14 @@ class FillResult:
     prefill_ms: float = 0.0           # time spent encoding this request's prompt
     character_id: str | None = None
     error: str | None = None
+
+    def raise_if_failed(self) -> FillResult:
+        """GenerationError when the generation failed inside the engine (never the caller's
+        fault); else this result. Every layer that hands a result on says it this one way."""
+        if self.finish_reason == FinishReason.ERROR:
+            raise GenerationError(f"generation failed: {self.error or 'unknown error'}",
+                                  request_id=self.request_id, character_id=self.character_id)
+        return self
 
 
 @dataclass(frozen=True)

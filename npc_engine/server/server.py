@@ -26,7 +26,6 @@ from ..engine import Draft, FinishReason
 from ..errors import (
     ConfigError,
     EngineClosedError,
-    GenerationError,
     ProtocolError,
     UnknownRequestError,
     UnknownTemplateError,
@@ -298,10 +297,7 @@ class Server:
     def _on_say_done(self, identity: bytes, request: m.SayRequest, future: Any, say_id: str) -> None:
         try:
             said = future.result()
-            fill = said.fill
-            if said.finish_reason == FinishReason.ERROR:
-                raise GenerationError(f"generation failed: {fill.error or 'unknown error'}",
-                                      request_id=said.request_id, character_id=said.character_id)
+            fill = said.fill.raise_if_failed()
             result = m.SayResult(
                 character_id=said.character_id, speaker_id=said.speaker_id,
                 finish_reason=FinishReason(said.finish_reason).value, fields=said.fields, changes=said.changes,
