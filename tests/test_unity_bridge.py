@@ -41,7 +41,8 @@ def test_unity_bridge_suite_against_a_live_server(tiny_model_dir, tmp_path):
 LAUNCHER_TESTS = {"ServerProcessTests.StartsOnAFreePortServesAndStops",
                   "ComponentTests.NpcServerRunsTheBundleInStreamingAssets",
                   "ServerProcessTests.AServerThatExitsAtOnceIsAClearErrorWithItsOutput",
-                  "ComponentTests.NpcServerStartsTheServerConnectsTheClientAndStopsOnQuit"}
+                  "ComponentTests.NpcServerStartsTheServerConnectsTheClientAndStopsOnQuit",
+                  "ComponentTests.SampleStartsTheDevelopmentCommand", "ComponentTests.SampleStartsTheImportedBundle"}
 
 
 def run_unity_suite(serve_args: list[str], tmp_path: Path) -> None:
