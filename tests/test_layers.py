@@ -41,8 +41,11 @@ FORBIDDEN = {
     "npc_engine.models": _BELOW_ENGINE_FORBIDDEN,
     "npc_engine.models.backend": _BELOW_ENGINE_FORBIDDEN,
     "npc_engine.models.onnx_backend": _BELOW_ENGINE_FORBIDDEN,
-    "npc_engine.characters": ["npc_engine.dialogue", "npc_engine.server", "npc_engine.cluster",
+    # Characters and the engine sit side by side: neither imports the other (the prompt encoder
+    # they share lives with the tokenizer, in models).
+    "npc_engine.characters": ["npc_engine.engine", "npc_engine.dialogue", "npc_engine.server", "npc_engine.cluster",
                               "npc_engine.client", "npc_engine.training"],
+    "npc_engine.characters.prompt": ["npc_engine.engine", "npc_engine.dialogue"],
     "npc_engine.characters.store": ["npc_engine.engine", "npc_engine.dialogue", "npc_engine.server",
                                     "npc_engine.client", "npc_engine.training", "numpy", "torch"],
     "npc_engine.dialogue.service": ["npc_engine.server", "npc_engine.cluster", "npc_engine.client",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-from ..engine.prompt import EncodedPrompt, PromptEncoder
+from ..models.prompt import EncodedPrompt, PromptEncoder
 from ..errors import PromptError
 from .model import MAX_EVENT_CHARS, MAX_UTTERANCE_CHARS, Character, WorldFact
 from .relevance import FactRelevance, fact_score

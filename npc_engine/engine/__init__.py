@@ -5,7 +5,7 @@ from .config import EngineConfig
 from .core import FrameReport
 from .engine import Engine
 from .handle import RequestHandle
-from .prompt import EncodedPrompt
+from ..models.prompt import EncodedPrompt
 from .request import FINISH_REASONS, Draft, FillResult, FinishReason, RequestStatus, finish_reason
 from .stats import EngineStats
 

@@ -42,7 +42,7 @@ from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
 from .core import EngineCore, FrameReport
 from .handle import RequestHandle
-from .prompt import EncodedPrompt, PromptEncoder
+from ..models.prompt import EncodedPrompt, PromptEncoder
 from .request import Draft, FillResult, Request
 from .stats import EngineStats
 

@@ -13,6 +13,7 @@ _EXPORTS = {
     "DiffusionGemmaBackend": ".backend", "pick_device": ".backend", "pick_dtype": ".backend",
     "TinyModelSpec": ".tiny", "build_tiny_model": ".tiny", "build_tiny_tokenizer": ".tiny",
     "OnnxBackend": ".onnx_backend",
+    "EncodedPrompt": ".prompt", "PromptEncoder": ".prompt",
 }
 
 __all__ = sorted(["Backend", "ModelInfo", "default_model_dir", "default_onnx_dir", "has_default_model", *_EXPORTS])

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion
 
 from ..diffusion.sampler import MASKED_LOGIT
-from ..engine.prompt import PromptEncoder
+from ..models.prompt import PromptEncoder
 from ..errors import NpcEngineError
 from ..models import DiffusionGemmaBackend
 from ..models.tiny import TinyModelSpec, build_tiny_tokenizer, generation_config, tiny_config
