@@ -6,6 +6,10 @@ Operations: get (a whole character), update (one relationship delta), say-effect
 shopkeeper template's effects plus the two turn records, in one transaction). Rounds interleave
 the stores; the table shows medians. Then prompt building for a character with 500 memories and
 64 turns: a cold builder (token counts not cached yet), a warm one, and load + build together.
+Last, a say's host work before the engine: build the prompt and submit it, as a `Dialogue` does
+now (the registered template's plan, the prompt's ids checked once where it is built) and as it
+did before issue 35 (the say's Template compiled through the plan cache, keyed by its slots as
+JSON, and the prompt's ids checked again in `Engine.submit`), alternating round by round.
 
     python bench/state.py [--characters 1000] [--ops 200] [--rounds 5]
 """
@@ -27,7 +31,8 @@ from common import TEMPLATE, MODEL_SIZES, hardware, write_json  # noqa: E402
 import torch  # noqa: E402
 
 from npc_engine.characters import PromptBuilder, Store, apply_reply, read_prompt_inputs  # noqa: E402
-from npc_engine.engine.prompt import PromptEncoder  # noqa: E402
+from npc_engine.engine import Engine  # noqa: E402
+from npc_engine.models.prompt import EncodedPrompt, PromptEncoder  # noqa: E402
 from npc_engine.models import build_tiny_model  # noqa: E402
 from npc_engine.templates import load_template  # noqa: E402
 
@@ -131,6 +136,42 @@ def prompt_table(args, folder: Path) -> dict:
             "inputs_ranked_and_build_ms": statistics.median(ranked_inputs)}
 
 
+def submit_table(args, folder: Path) -> dict:
+    """Prompt build + Engine.submit per say, now and the way before issue 35, in one run."""
+    engine = Engine.from_pretrained(build_tiny_model(folder / "submit-model", MODEL_SIZES["tiny"]))
+    engine.register_template(TEMPLATE)
+    plan = engine.plan_for("shopkeeper_reply")
+    store = Store(":memory:")
+    store.upsert_speaker({"id": "player", "name": "Aria"})
+    store.upsert_character({"id": "brom", "name": "Brom", "persona": "A gruff smith of Thornvale."})
+    for m in range(40):
+        store.add_memory("brom", f"Brom sold sword {m} to a stranger from the hills.", 0.02 * m)
+    builder = PromptBuilder(engine.prompts)
+    values = {"name": "Brom", "player": "Aria"}
+
+    def say(is_before: bool) -> float:
+        started = time.perf_counter()
+        built = builder.build_from(read_prompt_inputs(store, "brom", "player", "Any work?"), "player", "Any work?")
+        effects = plan.template.with_effect_values(values)
+        if is_before:  # the say's Template object, compiled by key; the prompt walked again
+            handle = engine.submit(effects, EncodedPrompt(*built.encoded), seed=1, values=values)
+        else:
+            handle = engine.submit(plan, built.encoded, seed=1, values=values)
+        elapsed = (time.perf_counter() - started) * 1000
+        engine.cancel(handle.request_id)
+        return elapsed
+
+    samples: dict[str, list[float]] = {"before": [], "now": []}
+    for _ in range(20):
+        say(True), say(False)
+    for _ in range(args.rounds * 40):
+        samples["before"].append(say(True))
+        samples["now"].append(say(False))
+    engine.close()
+    return {"num_says": len(samples["now"]), "before_ms": statistics.median(samples["before"]),
+            "now_ms": statistics.median(samples["now"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--characters", type=int, default=1000)
@@ -142,6 +183,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="npc-state-bench-") as folder:
         stores = store_table(args, Path(folder))
         prompts = prompt_table(args, Path(folder))
+        says = submit_table(args, Path(folder))
     print(f"Character store on {machine}; {args.characters} characters, median of {args.rounds} rounds "
           f"x {args.ops} ops (ops/s)")
     print("| store | get | update | say-effects |\n|---|---:|---:|---:|")
@@ -156,7 +198,12 @@ def main() -> None:
                        ("read_prompt_inputs (no search: empty line) + build", "inputs_and_build_ms"),
                        ("read_prompt_inputs ranked by FTS5 against the line + build", "inputs_ranked_and_build_ms")]:
         print(f"| {label} | {prompts[key]:.2f} |")
-    write_json("state", {"hardware": machine, "stores": stores, "prompt": prompts, "args": vars(args)}, args.out)
+    print(f"\nA say's prompt build + Engine.submit, host ms per say (median of {says['num_says']}, alternating)")
+    print("| path | ms |\n|---|---:|")
+    print(f"| before issue 35: Template compiled by key, prompt checked again | {says['before_ms']:.3f} |")
+    print(f"| now: the registered plan, the prompt checked once | {says['now_ms']:.3f} |")
+    write_json("state", {"hardware": machine, "stores": stores, "prompt": prompts, "submit": says,
+                         "args": vars(args)}, args.out)
 
 
 if __name__ == "__main__":

@@ -143,14 +143,17 @@ class TemplateError(NpcEngineError, ValueError):
 
 
 class TemplateTooLargeError(TemplateError):
-    """The compiled template needs more canvas positions than the model's canvas holds."""
+    """The compiled template needs more positions than `max_blocks` of the model's canvases hold,
+    or one of its slots that cannot be split over two canvases (a choice, integer, boolean or
+    pattern slot, with the skeleton before it) is longer than one canvas."""
 
     def __init__(
-        self, message: str, *, template: str, num_required_tokens: int, canvas_length: int
+        self, message: str, *, template: str, num_required_tokens: int, canvas_length: int, max_blocks: int = 1
     ) -> None:
         super().__init__(message, template=template)
         self.num_required_tokens = num_required_tokens
         self.canvas_length = canvas_length
+        self.max_blocks = max_blocks
 
 
 class UnknownTemplateError(TemplateError, KeyError):

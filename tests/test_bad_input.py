@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from npc_engine.bounds import MAX_TEMPLATE_BLOCKS
 from npc_engine.errors import ModelLoadError, PromptError, TemplateError, TemplateTooLargeError
 from npc_engine.models import DiffusionGemmaBackend
 from npc_engine.templates import load_template
@@ -68,16 +69,35 @@ def test_template_file_errors(tmp_path):
 
 
 def test_template_too_large_names_sizes(engine):
+    """Over MAX_TEMPLATE_BLOCKS canvases: refused at registration, naming template, size and limit."""
+    length = engine.backend.canvas_length
     template = load_template(slot_template(
-        {"name": "say", "kind": "text", "max_tokens": 100},
-        {"name": "more", "kind": "text", "max_tokens": 100},
+        {"name": "say", "kind": "text", "max_tokens": 2 * length},
+        {"name": "more", "kind": "text", "max_tokens": 2 * length},
     ))
     with pytest.raises(TemplateTooLargeError) as info:
-        engine.compiler.compile(template)
+        engine.register_template(template)
     error = info.value
-    assert error.canvas_length == engine.backend.canvas_length
-    assert error.num_required_tokens > error.canvas_length
-    assert "'greet'" in str(error) and "say=100" in str(error) and str(error.canvas_length) in str(error)
+    assert error.canvas_length == length and error.max_blocks == MAX_TEMPLATE_BLOCKS
+    assert error.num_required_tokens > MAX_TEMPLATE_BLOCKS * length
+    assert "'greet'" in str(error) and f"say={2 * length}" in str(error)
+    assert f"{MAX_TEMPLATE_BLOCKS} canvases of {length}" in str(error) and str(error.num_required_tokens) in str(error)
+    assert "greet" not in engine.templates
+    # Two canvases are not too large: the same slots at half the size lay out over consecutive blocks.
+    plan = engine.compiler.compile(load_template(slot_template({"name": "say", "kind": "text", "max_tokens": length})))
+    assert plan.num_blocks == 2 and plan.clamp_ids.shape == (2 * length,)
+
+
+@pytest.mark.parametrize("slot", [
+    {"name": "line", "kind": "text", "max_tokens": 1000, "pattern": "[a-z ]+"},  # a pattern slot
+    {"name": "pick", "kind": "choice", "options": ["word " * 150, "other"]},      # one long option
+])
+def test_a_slot_that_cannot_be_split_over_canvases_is_refused(engine, slot):
+    with pytest.raises(TemplateTooLargeError) as info:
+        engine.register_template(slot_template({"name": "say", "kind": "text", "max_tokens": 8}, slot))
+    message = str(info.value)
+    assert "'greet'" in message and f"slot {slot['name']!r}" in message and "cannot be split" in message
+    assert str(engine.backend.canvas_length) in message
 
 
 def test_model_dir_errors(tmp_path, tiny_model_dir):

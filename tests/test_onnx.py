@@ -144,6 +144,20 @@ def test_fill_through_the_engine_matches(tiny_model_dir, exported):
     onnx_engine.close()
 
 
+def test_multi_block_fills_match_between_backends(tiny_model_dir, exported):
+    """A template over two canvases: each block committed and encoded alike on ONNX Runtime."""
+    from .test_multi_block import LONG_REPLY
+
+    engines = [Engine.from_pretrained(tiny_model_dir, device="cpu"), Engine.from_pretrained(exported[0], backend="onnx")]
+    assert engines[1].plan_for(LONG_REPLY).num_blocks == 2
+    fills = [[(fill.fields, fill.num_steps) for fill in (
+        engine.fill(LONG_REPLY, f"Any work, {seed}?", prefix=PERSONA, seed=seed) for seed in range(3))]
+        for engine in engines]
+    assert fills[0] == fills[1]
+    for engine in engines:
+        engine.close()
+
+
 def test_pattern_slots_are_held_alike_on_both_backends(tiny_model_dir, exported):
     greeting = {"name": "greeting", "slots": [
         {"name": "say", "kind": "text", "max_tokens": 24,

@@ -14,7 +14,7 @@ CANVAS = 128
 def view(request_id: str, *, priority: float = 0.0, arrival: int = 0, deadline_s: float | None = None,
          num_steps: int = 0, tokens_left: int = 0, admitted: bool = True, skipped: int = 0) -> RequestView:
     return RequestView(request_id=request_id, priority=priority, arrival_index=arrival, deadline_s=deadline_s,
-                       num_steps=num_steps, num_prompt_tokens_left=tokens_left,
+                       num_steps=num_steps, num_tokens_to_encode=tokens_left,
                        next_chunk_tokens=min(tokens_left, 64), is_admitted=admitted, num_steps_skipped=skipped)
 
 

@@ -169,10 +169,13 @@ class PromptBuilder:
     def build(self, character: Character, *, speaker_id: str | None, speaker_name: str | None, utterance: str,
               world_facts: Sequence[WorldFact] = (),
               name_of: Callable[[str], str | None] | None = None,
-              relevance: FactRelevance | None = None, is_event: bool = False) -> BuiltPrompt:
+              relevance: FactRelevance | None = None, is_event: bool = False,
+              num_canvas_tokens: int | None = None) -> BuiltPrompt:
         """The prompt for `speaker_name` saying `utterance` (already normalized) to `character`, or
         with `is_event` for the event `utterance` (caused by `speaker_id`, or by no one: None);
-        `relevance` (from `read_prompt_inputs`) ranks the facts against the turn."""
+        `relevance` (from `read_prompt_inputs`) ranks the facts against the turn.
+        `num_canvas_tokens`: positions the reply's template takes after the prompt (a template
+        over several canvases leaves the prompt less room); default one canvas."""
         required, ending, turns, facts = self._items(character, speaker_id, speaker_name, utterance, world_facts,
                                                      name_of, relevance or FactRelevance(), is_event)
         drop_order = turns + facts
@@ -180,6 +183,8 @@ class PromptBuilder:
         prefix = self.persona_prefix(character)
         kept = set(drop_order)
         budget = self.max_prompt_tokens
+        if num_canvas_tokens is not None:
+            budget = min(budget, self.encoder.max_position_embeddings - num_canvas_tokens)
         # Estimate from per-line counts (cached: persona, mood and fact lines repeat from turn to
         # turn), then encode the chosen prompt once; merges across lines can shift the real count
         # by a token, so drop one more item at a time until the real encoding fits.
@@ -215,11 +220,11 @@ class PromptBuilder:
                                                   item in kept) for item in drop_order))
 
     def build_from(self, inputs: "PromptInputs", speaker_id: str | None, utterance: str, *,
-                   is_event: bool = False) -> BuiltPrompt:
+                   is_event: bool = False, num_canvas_tokens: int | None = None) -> BuiltPrompt:
         """`build` over what `read_prompt_inputs` read."""
         return self.build(inputs.character, speaker_id=speaker_id, speaker_name=inputs.speaker_name,
                           utterance=utterance, world_facts=inputs.world_facts, name_of=inputs.names.get,
-                          relevance=inputs.relevance, is_event=is_event)
+                          relevance=inputs.relevance, is_event=is_event, num_canvas_tokens=num_canvas_tokens)
 
     @classmethod
     def _render(cls, kept: set[_Item], required: list[str], ending: str) -> str:

@@ -24,7 +24,7 @@ from ..characters.prompt import BuiltPrompt, PromptBuilder, normalize_utterance
 from ..characters.store import Store
 from ..engine import Draft, Engine, FillResult, FinishReason, RequestHandle
 from ..errors import RequestError
-from ..templates import Template
+from ..templates import CanvasPlan, Template
 from .events import DEFAULT_MIN_EVENT_INTERVAL_MS, CoalescedEvent, EventGate
 from .state import LocalState, StateAccess
 
@@ -119,7 +119,7 @@ class Dialogue:
         return prompt, utterance
 
     def _prepare(self, character_id: str, speaker_id: str | None, text: str, *,
-                 is_event: bool) -> tuple[BuiltPrompt, str, PromptInputs]:
+                 is_event: bool, num_canvas_tokens: int | None = None) -> tuple[BuiltPrompt, str, PromptInputs]:
         if speaker_id == character_id:
             raise RequestError(f"{character_id!r} cannot speak to itself: the speaker must be someone else "
                                "(another character, or a registered speaker)", character_id=character_id)
@@ -127,7 +127,9 @@ class Dialogue:
             raise RequestError("a say needs a speaker; only an event may have none", character_id=character_id)
         utterance = normalize_utterance(text, character_id=character_id, is_event=is_event)
         inputs = self.state.prompt_inputs(character_id, speaker_id, utterance)
-        return self.builder.build_from(inputs, speaker_id, utterance, is_event=is_event), utterance, inputs
+        built = self.builder.build_from(inputs, speaker_id, utterance, is_event=is_event,
+                                        num_canvas_tokens=num_canvas_tokens)
+        return built, utterance, inputs
 
     def submit(self, character_id: str, speaker_id: str | None, text: str, *,
                template: Template | Mapping[str, Any] | str | Path, seed: int | None = None,
@@ -147,34 +149,35 @@ class Dialogue:
         replace choice slots' options for this say (`Template.with_choice_options`). Raises (before
         queueing anything) TemplateError, UnknownCharacterError, UnknownSpeakerError, PromptError,
         and the engine's RequestErrors."""
-        resolved = self.engine.resolve_template(template)
+        plan = self.engine.plan_for(template)  # the one lookup of the say's template
         if options:
-            resolved = resolved.with_choice_options(options)
+            plan = self.engine.plan_for(plan.template.with_choice_options(options))
 
         def start() -> SayHandle:
-            return self._start(character_id, speaker_id, text, resolved, seed=seed, priority=priority,
+            return self._start(character_id, speaker_id, text, plan, seed=seed, priority=priority,
                                deadline_ms=deadline_ms, request_id=request_id, on_draft=on_draft, stream=stream,
                                key=key, is_event=is_event, trace=trace, values=values)
 
         if not is_event:
             return start()
-        return self.events.admit(character_id, resolved.name, request_id or "", start)
+        return self.events.admit(character_id, plan.template.name, request_id or "", start)
 
-    def _start(self, character_id: str, speaker_id: str | None, text: str, resolved: Template, *,
+    def _start(self, character_id: str, speaker_id: str | None, text: str, plan: CanvasPlan, *,
                seed: int | None, priority: float, deadline_ms: float | None, request_id: str | None,
                on_draft: Callable[[Draft], None] | None, stream: bool, key: str | ReplyKey | None,
                is_event: bool, trace: bool, values: Mapping[str, str] | None) -> SayHandle:
-        prompt, utterance, inputs = self._prepare(character_id, speaker_id, text, is_event=is_event)
+        prompt, utterance, inputs = self._prepare(character_id, speaker_id, text, is_event=is_event,
+                                                  num_canvas_tokens=plan.num_tokens)
         say_values = {**line_values(inputs), **(values or {})}
-        resolved = resolved.with_effect_values(say_values)
-        request = self.engine.submit(resolved, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
+        request = self.engine.submit(plan, prompt.encoded or prompt.prompt, prefix=prompt.prefix, seed=seed,
                                      priority=priority, deadline_ms=deadline_ms, request_id=request_id,
                                      character_id=character_id, on_draft=on_draft, stream=stream, trace=trace,
                                      values=say_values)
         handle = SayHandle(request, character_id, speaker_id, prompt, is_event=is_event)
+        effects = plan.template.with_effect_values(say_values)  # what applying the reply writes
 
         def on_generated(future: Future[FillResult]) -> None:
-            job = (handle, resolved, utterance, future.result(), key, inputs.epochs)
+            job = (handle, effects, utterance, future.result(), key, inputs.epochs)
             with self._writer_lock:
                 if not self._is_closed:
                     self._writer.submit(self._finish, *job)

@@ -148,8 +148,8 @@ class EngineCore:
     def _views(self) -> list[RequestView]:
         return [RequestView(
             request_id=r.request_id, priority=r.priority, arrival_index=r.arrival_index,
-            deadline_s=r.deadline_s, num_steps=r.num_steps, num_prompt_tokens_left=r.num_prompt_tokens_left,
-            next_chunk_tokens=self.runner.next_chunk_tokens(r) if r.num_prompt_tokens_left else 0,
+            deadline_s=r.deadline_s, num_steps=r.num_steps, num_tokens_to_encode=r.num_tokens_to_encode,
+            next_chunk_tokens=self.runner.next_chunk_tokens(r) if r.num_tokens_to_encode else 0,
             is_admitted=r.status >= RequestStatus.PREFILLING, num_steps_skipped=r.num_steps_skipped,
         ) for r in self._requests.values()]
 
@@ -176,9 +176,17 @@ class EngineCore:
                 self.stats.record_step()
             device_ms += ms
             for request, done in zip(batch, is_done):
-                if done:
+                if done and not request.has_blocks_left:
                     self._finish(request, RequestStatus.FINISHED_COMPLETE)
-                elif request.on_draft is not None:
+                    continue
+                if done:
+                    try:
+                        self.runner.end_block(request)  # host work; encoding the block is scheduled
+                    except Exception as exc:
+                        log.exception("committing a block failed")
+                        self._fail(request, exc)
+                        continue
+                if request.on_draft is not None:
                     self._draft_due[request.request_id] = request
         for chunk in output.prefill:
             request = self._requests[chunk.request_id]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 import secrets
 import threading
 import time
@@ -21,36 +20,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from ..bounds import MAX_PRIORITY, MIN_PRIORITY
-from ..diffusion import DiffusionSettings
-from ..errors import (
-    BudgetError,
-    ConfigError,
-    DeadlineError,
-    DuplicateRequestError,
-    EngineClosedError,
-    EngineStateError,
-    ModelLoadError,
-    QueueFullError,
-    RequestError,
-    UnknownRequestError,
-)
-from ..diffusion import RequestNoise
+from ..diffusion import DiffusionSettings, RequestNoise
+from ..errors import BudgetError, ConfigError, EngineClosedError, EngineStateError, ModelLoadError, PromptError, \
+    QueueFullError, TemplateError, UnknownRequestError
 from ..models import Backend, ModelInfo, default_model_dir, default_onnx_dir, has_default_model
-from ..templates import Template, TemplateCompiler, TemplateRegistry
+from ..models.prompt import EncodedPrompt, PromptEncoder
+from ..templates import CanvasPlan, Template, TemplateCompiler, TemplateRegistry
+from .admission import check_priority, deadline_at, request_id_for
 from .calibrate import Calibration, calibrate
 from .config import EngineConfig, check_budget_ms
 from .core import EngineCore, FrameReport
 from .handle import RequestHandle
-from ..models.prompt import EncodedPrompt, PromptEncoder
 from .request import Draft, FillResult, Request
 from .stats import EngineStats
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("npc_engine.engine")
-
-_MAX_REQUEST_ID_LENGTH = 128
 
 
 class Engine:
@@ -141,7 +127,7 @@ class Engine:
         """Validate and compile without registering: the plan's shape as the wire's
         `template.check` result carries it. Raises TemplateError / TemplateTooLargeError."""
         plan = self.compiler.compile(self.resolve_template(template))
-        return {"name": plan.template.name, "canvas_length": plan.canvas_length,
+        return {"name": plan.template.name, "canvas_length": plan.canvas_length, "num_blocks": plan.num_blocks,
                 "num_skeleton_tokens": plan.num_skeleton_tokens, "num_slot_tokens": plan.num_slot_tokens,
                 "slots": [{"name": s.name, "kind": s.kind, "num_tokens": s.length} for s in plan.slots]}
 
@@ -149,11 +135,24 @@ class Engine:
         """A Template, a mapping, a registered template's name, or a JSON file's path -> Template."""
         return self.templates.resolve(template)
 
+    def plan_for(self, template: CanvasPlan | Template | Mapping[str, Any] | str | Path) -> CanvasPlan:
+        """The compiled plan `submit` runs: a registered template's, found by its name or as the
+        very object registered (compiled at registration: nothing is compiled or serialized per
+        say); any other template compiled now (cached by its slots). Raises TemplateError."""
+        if isinstance(template, CanvasPlan):
+            if (template.canvas_length, template.vocab_size) != (self.compiler.canvas_length, self.compiler.vocab_size):
+                raise TemplateError(f"the plan of template {template.template.name!r} was compiled for another "
+                                    "model", template=template.template.name)
+            return template
+        resolved = self.templates.resolve(template)
+        plan = self.templates.checked(resolved)
+        return plan if isinstance(plan, CanvasPlan) else self.compiler.compile(resolved)
+
     # -- requests (any thread; never blocks on the engine) -----------------------------------
 
     def submit(
         self,
-        template: Template | Mapping[str, Any] | str | Path,
+        template: CanvasPlan | Template | Mapping[str, Any] | str | Path,
         prompt: str | EncodedPrompt,
         *,
         prefix: str | None = None,
@@ -169,8 +168,10 @@ class Engine:
     ) -> RequestHandle:
         """Queue one generation and return at once.
 
-        `prompt` is text (encoded here after `prefix`, the stable part whose encoding is cached),
-        or an `EncodedPrompt` already tokenized by `PromptEncoder.encode` (then `prefix` is unused).
+        `template`: best prepared, a plan from `plan_for` (or a registered template's name);
+        a Template, mapping or path is compiled first. `prompt` is text (encoded here after
+        `prefix`, the stable part whose encoding is cached), or an `EncodedPrompt` from this
+        engine's `prompts.encode` (taken as checked; any other is checked here; `prefix` unused).
         `deadline_ms` is a soft deadline from now: when it passes the request is finalized from
         its best canvas so far. `on_draft` is called on the engine thread after each step;
         `stream=True` makes `handle.drafts()` available. `trace=True` adds each step's canvas
@@ -178,27 +179,25 @@ class Engine:
         fill the `{name}` placeholders of the template's pattern slots.
         Raises TemplateError, PromptError, DeadlineError, DuplicateRequestError, QueueFullError.
         """
-        plan = self.compiler.compile(self.resolve_template(template))
+        plan = self.plan_for(template)
         automata = self.compiler.slot_automata(plan, values or {})
-        prefix_ids, turn_ids = self.prompts.check(prompt) if isinstance(prompt, EncodedPrompt) \
-            else self.prompts.encode(prompt, prefix)
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) \
-                or not MIN_PRIORITY <= priority <= MAX_PRIORITY:  # NaN fails too
-            raise RequestError(f"priority must be a number in {MIN_PRIORITY:g}..{MAX_PRIORITY:g}, got {priority!r}")
+        if not isinstance(prompt, EncodedPrompt):
+            prompt = self.prompts.encode(prompt, prefix)
+        elif not self.prompts.is_checked(prompt):
+            prompt = self.prompts.check(prompt)
+        max_positions = self.prompts.max_position_embeddings
+        if prompt.num_tokens + plan.num_tokens > max_positions:  # a one-canvas plan passed the check
+            raise PromptError(f"prompt is {prompt.num_tokens} tokens; with template {plan.template.name!r} "
+                              f"({plan.num_blocks} canvases of {plan.canvas_length}) this model takes at most "
+                              f"{max_positions - plan.num_tokens}", character_id=character_id)
+        priority = check_priority(priority)
         now = time.monotonic()
-        deadline_s = None
-        if deadline_ms is not None:
-            if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float)) \
-                    or math.isnan(deadline_ms) or deadline_ms <= 0:
-                raise DeadlineError(f"deadline_ms must be a positive number of milliseconds from now "
-                                    f"(a deadline in the future), got {deadline_ms!r}",
-                                    request_id=request_id, character_id=character_id)
-            deadline_s = now + deadline_ms / 1000.0
+        deadline_s = deadline_at(deadline_ms, now, request_id=request_id, character_id=character_id)
         seed = secrets.randbits(63) if seed is None else int(seed)
         with self._lock:
             if self._is_closed:
                 raise EngineClosedError("the engine is closed", request_id=request_id)
-            request_id = self._check_request_id(request_id)
+            request_id = request_id_for(request_id, self._handles)
             num_waiting = len(self._handles) - self.core.num_active
             if num_waiting >= self.config.max_queued_requests:
                 raise QueueFullError(
@@ -215,29 +214,15 @@ class Engine:
                     on_draft(draft)
 
             request = Request(
-                request_id=request_id, plan=plan, prefix_ids=prefix_ids, turn_ids=turn_ids, seed=seed,
-                generator=RequestNoise(seed),
-                priority=float(priority), deadline_s=deadline_s, character_id=character_id,
-                on_draft=draft_listener if (on_draft is not None or stream) else None, automata=automata,
-                arrival_index=next(self._arrivals), submitted_s=time.perf_counter(), is_traced=bool(trace),
+                request_id=request_id, plan=plan, prefix_ids=prompt.prefix_ids, turn_ids=prompt.turn_ids,
+                seed=seed, generator=RequestNoise(seed), priority=priority, deadline_s=deadline_s,
+                character_id=character_id, on_draft=draft_listener if (on_draft is not None or stream) else None,
+                automata=automata, arrival_index=next(self._arrivals), submitted_s=time.perf_counter(),
+                is_traced=bool(trace),
             )
             self.core.post_submit(request)
         self._notify()
         return handle
-
-    def _check_request_id(self, request_id: str | None) -> str:
-        if request_id is None:
-            request_id = secrets.token_hex(8)
-            while request_id in self._handles:
-                request_id = secrets.token_hex(8)
-            return request_id
-        if not isinstance(request_id, str) or not request_id or len(request_id) > _MAX_REQUEST_ID_LENGTH:
-            raise RequestError(f"request_id must be a non-empty string of at most {_MAX_REQUEST_ID_LENGTH} "
-                               f"characters, got {request_id!r}")
-        if request_id in self._handles:
-            raise DuplicateRequestError(f"request id {request_id!r} is already in use by a live request",
-                                        request_id=request_id)
-        return request_id
 
     def cancel(self, request_id: str) -> None:
         """Cancel a live request: its handle resolves with finish_reason 'cancelled' and its memory
@@ -250,7 +235,7 @@ class Engine:
         self.core.try_drain_inbox()
         self._notify()
 
-    def fill(self, template: Template | Mapping[str, Any] | str | Path, prompt: str,
+    def fill(self, template: CanvasPlan | Template | Mapping[str, Any] | str | Path, prompt: str | EncodedPrompt,
              seed: int | None = None, **options: Any) -> FillResult:
         """Submit and wait. Without the engine thread, runs the engine in this thread until done.
 

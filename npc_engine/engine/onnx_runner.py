@@ -64,7 +64,7 @@ class OnnxRunner(RunnerBase):
 
     def _open_canvas(self, request: Request) -> None:
         canvas = request.generator.tokens(self.canvas_length, self.vocab_size)
-        clamp_ids = request.plan.clamp_ids
+        clamp_ids = self.block_clamp_ids(request)
         request.canvas = request.argmax_canvas = np.where(clamp_ids >= 0, clamp_ids, canvas)
         request.num_steps_left = self.settings.max_denoising_steps
         request.status = RequestStatus.RUNNING
@@ -73,7 +73,7 @@ class OnnxRunner(RunnerBase):
         request_ids = tuple(r.request_id for r in requests)
         if self._resident is not None and self._resident.request_ids == request_ids:
             return self._resident
-        logit_bias = np.stack([r.plan.logit_bias for r in requests])
+        logit_bias = np.stack([self.block_logit_bias(r) for r in requests])
         binding, _ = self.backend.bind_batch([r.cache for r in requests], logit_bias)
         rows = [r.self_conditioning_logits for r in requests]
         has_signal = np.array([row is not None for row in rows], dtype=np.bool_)

@@ -21,7 +21,7 @@ __all__ = ["Draft", "FINISH_REASONS", "FillResult", "FinishReason", "Request", "
 class RequestStatus(enum.IntEnum):
     WAITING = 0              # queued, nothing encoded yet
     PREFILLING = 1           # admitted; prompt partly encoded
-    RUNNING = 2              # prompt encoded; canvas being denoised
+    RUNNING = 2              # prompt encoded; a block being denoised (or a finished one encoded)
     FINISHED_COMPLETE = 3    # canvas converged (or reached the step cap)
     FINISHED_DEADLINE = 4    # soft deadline: finalized from the argmax canvas
     FINISHED_CANCELLED = 5
@@ -124,9 +124,13 @@ class Request:
     arrival_index: int = 0
     submitted_s: float = 0.0
     status: RequestStatus = RequestStatus.WAITING
-    # encoding
+    # encoding: the prompt, then each finished block of a multi-block plan
     cache: Any = None                 # this request's encoder KV cache (batch of one)
     num_encoded: int = 0
+    block_index: int = 0              # the plan's block being denoised (or encoded before it)
+    done_ids: tuple[int, ...] = ()    # the committed blocks before it (templates/blocks.py)
+    chosen: dict[str, int] = field(default_factory=dict)  # option slots of the committed blocks
+    next_pads: Any = None             # positions of this block held to pad (a line that ended before)
     num_cached_prompt_tokens: int = 0
     prefill_ms: float = 0.0
     # denoising (row tensors of the backend: torch or numpy/ORT; see the runners)
@@ -152,25 +156,53 @@ class Request:
         return len(self.prefix_ids) + len(self.turn_ids)
 
     @property
-    def num_prompt_tokens_left(self) -> int:
-        return self.num_prompt_tokens - self.num_encoded
+    def context_ids(self) -> tuple[int, ...]:
+        """What the encoder takes: the prompt, then the committed blocks."""
+        return self.prefix_ids + self.turn_ids + self.done_ids
+
+    @property
+    def num_tokens_to_encode(self) -> int:
+        """Context not encoded yet: the prompt at first, a finished block between blocks."""
+        return self.num_prompt_tokens + len(self.done_ids) - self.num_encoded
+
+    @property
+    def block_start(self) -> int:
+        """Where the live block starts in the plan's layout."""
+        return self.block_index * self.plan.canvas_length
+
+    @property
+    def has_blocks_left(self) -> bool:
+        """Another block of the plan follows the live one."""
+        return self.block_index + 1 < self.plan.num_blocks
 
     def next_chunk(self, chunk_tokens: int, num_encoded: int | None = None) -> tuple[int, int]:
-        """[start, end) of the next prompt chunk to encode.
+        """[start, end) of the next context chunk to encode.
 
         Chunks restart at the prefix/turn boundary, so the prefix is always encoded the same
-        way (and its KV cache can be stored), and they never depend on timing.
+        way (and its KV cache can be stored), and at each committed block; they never depend
+        on timing.
         """
         start = self.num_encoded if num_encoded is None else num_encoded
-        boundary = len(self.prefix_ids)
-        segment_start, segment_end = (0, boundary) if start < boundary else (boundary, self.num_prompt_tokens)
+        prefix_end, prompt_end = len(self.prefix_ids), self.num_prompt_tokens
+        if start < prefix_end:
+            segment_start, segment_end = 0, prefix_end
+        elif start < prompt_end:
+            segment_start, segment_end = prefix_end, prompt_end
+        else:
+            length = self.plan.canvas_length
+            segment_start = prompt_end + (start - prompt_end) // length * length
+            segment_end = segment_start + length
         offset = start - segment_start
         end = min(segment_start + (offset // chunk_tokens + 1) * chunk_tokens, segment_end)
         return start, end
 
-    def release(self) -> None:
-        """Drop every tensor at once (finish, cancel, error)."""
-        self.cache = None
+    def close_block(self) -> None:
+        """Drop the live block's row state (its block was committed; the cache stays)."""
         self.canvas = self.argmax_canvas = None
         self.self_conditioning_logits = self.stability_history = None
         self.pattern_lines = {}
+
+    def release(self) -> None:
+        """Drop every tensor at once (finish, cancel, error)."""
+        self.cache = None
+        self.close_block()

@@ -1,4 +1,4 @@
-"""The PyTorch runner: the only code that touches a batch's torch tensors.
+"""The PyTorch runners' shared part (`TorchRunner`) and the dynamic-shape one (`ModelRunner`).
 
 Each request owns its encoder cache (a batch of one) and its row state. A decoder step stacks
 the scheduled rows into one forward, with per-row positions, per-row temperatures and per-row
@@ -25,7 +25,7 @@ from .prefix_cache import PrefixCache
 from .request import Request, RequestStatus
 from .runner_base import RunnerBase
 
-__all__ = ["ModelRunner"]
+__all__ = ["ModelRunner", "TorchRunner"]
 
 
 @dataclass
@@ -42,20 +42,16 @@ class _ResidentBatch:
     stability_history: torch.Tensor | None
 
 
-class ModelRunner(RunnerBase):
-    """The PyTorch runner: row state and the stacked batch are torch tensors on the model's device."""
+class TorchRunner(RunnerBase):
+    """What both PyTorch runners share: row state as torch tensors on the model's device, the
+    canvas a block opens with, pattern writes, rendering. How a step's rows are held is each
+    one's own (stacked per batch here in `ModelRunner`, gathered from slots in `StaticRunner`)."""
 
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
                  prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int) -> None:
         super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
         self._temperatures = torch.from_numpy(settings.temperatures()).to(backend.device)
         self._embeddings_dtype = backend.model.model.decoder.embed_tokens.weight.dtype
-        self._resident: _ResidentBatch | None = None
-
-    @property
-    def name(self) -> str:
-        """What runs: "fast" (our own forward) or "general" (transformers')."""
-        return "general" if self.backend.fast is None else "fast"
 
     @torch.inference_mode()
     def prefill(self, request: Request) -> int:
@@ -64,10 +60,51 @@ class ModelRunner(RunnerBase):
     def _open_canvas(self, request: Request) -> None:
         device = self.backend.device
         canvas = torch.from_numpy(request.generator.tokens(self.canvas_length, self.vocab_size)).to(device)
-        clamp_ids = request.plan.constraint(device).clamp_ids
+        if request.plan.num_blocks == 1:
+            clamp_ids = request.plan.constraint(device).clamp_ids
+        else:
+            clamp_ids = torch.from_numpy(self.block_clamp_ids(request)).to(device)
         request.canvas = request.argmax_canvas = torch.where(clamp_ids >= 0, clamp_ids, canvas)
         request.num_steps_left = self.settings.max_denoising_steps
         request.status = RequestStatus.RUNNING
+
+    def block_logit_bias_on_device(self, request: Request) -> torch.Tensor:
+        """The live block's logit bias (L, V) on the model's device: a view of the plan's copy,
+        or a fresh one where a line that ended earlier holds positions to pad."""
+        plan = request.plan
+        bias = plan.constraint(self.backend.device).logit_bias[plan.block(request.block_index)]
+        if request.next_pads is None:
+            return bias
+        return self._hold_pads(bias.clone(), request)
+
+    @staticmethod
+    def _host_ids(row: torch.Tensor) -> np.ndarray:
+        return row.cpu().numpy()
+
+    def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
+        device = request.argmax_canvas.device
+        constrained = torch.from_numpy(tokens).to(device)
+        request.argmax_canvas[span] = constrained
+        canvas = request.canvas[span]
+        canvas.copy_(torch.where(canvas == torch.from_numpy(renoise).to(device), canvas, constrained))
+
+    @torch.inference_mode()
+    def render(self, request: Request) -> dict[str, Any]:
+        return super().render(request)
+
+
+class ModelRunner(TorchRunner):
+    """The dynamic-shape PyTorch runner: a batch's rows stacked into one forward."""
+
+    def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
+                 prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int) -> None:
+        super().__init__(backend, settings, prefix_cache, prefill_chunk_tokens=prefill_chunk_tokens)
+        self._resident: _ResidentBatch | None = None
+
+    @property
+    def name(self) -> str:
+        """What runs: "fast" (our own forward) or "general" (transformers')."""
+        return "general" if self.backend.fast is None else "fast"
 
     # -- one denoising step -----------------------------------------------------------------
 
@@ -89,7 +126,7 @@ class ModelRunner(RunnerBase):
             cache=cache,
             masks=self.backend.decoder_masks(canvas, cache, decoder_attention_mask),
             position_ids=lengths[:, None] + offsets[None, :],
-            logit_bias=torch.stack([r.plan.constraint(device).logit_bias for r in requests]),
+            logit_bias=torch.stack([self.block_logit_bias_on_device(r) for r in requests]),
             canvas=canvas,
             self_conditioning_logits=self._stack_logits(requests),
             stability_history=history,
@@ -131,20 +168,5 @@ class ModelRunner(RunnerBase):
         self._after_step(requests, np.stack([t for _, t in draws]))
         return is_done
 
-    @staticmethod
-    def _host_ids(row: torch.Tensor) -> np.ndarray:
-        return row.cpu().numpy()
-
-    def _write_span(self, request: Request, span: slice, tokens: np.ndarray, renoise: np.ndarray) -> None:
-        device = request.argmax_canvas.device
-        constrained = torch.from_numpy(tokens).to(device)
-        request.argmax_canvas[span] = constrained
-        canvas = request.canvas[span]
-        canvas.copy_(torch.where(canvas == torch.from_numpy(renoise).to(device), canvas, constrained))
-
     def forget_batch(self) -> None:
         self._resident = None
-
-    @torch.inference_mode()
-    def render(self, request: Request) -> dict[str, Any]:
-        return super().render(request)

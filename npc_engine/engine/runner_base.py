@@ -1,9 +1,10 @@
-"""What every runner shares: prompt prefill with the prefix cache, and rendering.
+"""What every runner shares: prompt prefill with the prefix cache, a plan's blocks, rendering.
 
 A backend offers a request-level cache API (`new_cache`, `encode_chunk`, `snapshot`, `restore`);
 the prefill walk over chunks and the prefix-cache bookkeeping are the same whatever holds the
-tensors. The batched denoising step is each runner's own (`ModelRunner` for PyTorch,
-`OnnxRunner` for ONNX Runtime).
+tensors. So is a multi-block plan's walk: a finished block is committed (templates/blocks.py)
+and encoded like a prompt chunk, then the next block's canvas opens. The batched denoising step
+is each runner's own (`ModelRunner` for PyTorch, `OnnxRunner` for ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..diffusion import DiffusionSettings
+from ..diffusion.constants import MASKED_LOGIT
 from ..templates import render
+from ..templates.blocks import commit_block, layout_ids
 from ..templates.render import constrain_patterns
 from .prefix_cache import PrefixCache
 from .request import Request, RequestStatus, StepTrace
@@ -42,8 +45,9 @@ class RunnerBase:
         return end - start
 
     def prefill(self, request: Request) -> int:
-        """Encode the request's next prompt chunk (restoring a cached prefix first). Returns the
-        number of tokens encoded; opens the canvas once the whole prompt is in the cache."""
+        """Encode the request's next context chunk (restoring a cached prefix first): the prompt,
+        or a committed block. Returns the number of tokens encoded; opens the live block's canvas
+        once everything before it is in the cache."""
         backend = self.backend
         is_caching = self.prefix_cache.capacity_bytes > 0
         if request.cache is None:
@@ -55,20 +59,60 @@ class RunnerBase:
                     request.cache = backend.restore(snapshot)
                     request.num_encoded = request.num_cached_prompt_tokens = len(request.prefix_ids)
         num_tokens = 0
-        if request.num_prompt_tokens_left > 0:
+        if request.num_tokens_to_encode > 0:
             start, end = request.next_chunk(self.prefill_chunk_tokens)
-            request.cache = backend.encode_chunk(request.cache, request.prompt_ids[start:end], start)
+            request.cache = backend.encode_chunk(request.cache, request.context_ids[start:end], start)
             request.num_encoded = end
             num_tokens = end - start
             if end == len(request.prefix_ids) and is_caching:
                 snapshot = backend.snapshot(request.cache)
                 self.prefix_cache.put(request.prefix_ids, snapshot, snapshot.num_bytes)
-        if request.num_prompt_tokens_left == 0:
+        if request.num_tokens_to_encode == 0:
             self._open_canvas(request)
         return num_tokens
 
     def _open_canvas(self, request: Request) -> None:
         raise NotImplementedError
+
+    def end_block(self, request: Request) -> None:
+        """The live block is done and another follows: commit it (what the next block sees and
+        rendering reads), drop its row state, and leave the commit to be encoded; the prefill
+        that encodes it opens the next block's canvas (as `generate` continues block by block)."""
+        commit = commit_block(request.plan, request.block_index, self._host_ids(request.argmax_canvas),
+                              request.self_conditioning_logits, np.asarray(request.done_ids, dtype=np.int64))
+        request.done_ids += tuple(commit.ids.tolist())
+        request.chosen.update(commit.chosen)
+        request.next_pads = commit.next_pads if commit.next_pads.size else None
+        request.block_index += 1
+        self.forget_batch()
+        self._leave_block(request)
+        request.close_block()
+
+    def _leave_block(self, request: Request) -> None:
+        """A runner's own state for the live block goes (the static runner's slot)."""
+
+    def block_clamp_ids(self, request: Request) -> np.ndarray:
+        """int64 (L,): the live block's skeleton ids (-1 in slots), with the positions a line
+        that ended in an earlier block holds to pad."""
+        plan = request.plan
+        clamp_ids = plan.clamp_ids[plan.block(request.block_index)]
+        if request.next_pads is None:
+            return clamp_ids
+        clamp_ids = clamp_ids.copy()
+        clamp_ids[request.next_pads] = plan.pad_token_id
+        return clamp_ids
+
+    @staticmethod
+    def _hold_pads(bias: Any, request: Request) -> Any:
+        """`bias` (L, V, a fresh copy) with only the pad allowed at the held positions."""
+        bias[request.next_pads] = MASKED_LOGIT
+        bias[request.next_pads, request.plan.pad_token_id] = 0.0
+        return bias
+
+    def block_logit_bias(self, request: Request) -> np.ndarray:
+        """float32 (L, V): the live block's logit bias, on the host."""
+        bias = request.plan.logit_bias[request.plan.block(request.block_index)]
+        return bias if request.next_pads is None else self._hold_pads(bias.copy(), request)
 
     def step(self, requests: list[Request]) -> list[bool]:
         """One decoder forward and sampler update for `requests`; True where a canvas is done."""
@@ -97,7 +141,7 @@ class RunnerBase:
         for row, request in enumerate(requests):
             if request.automata:
                 spans = constrain_patterns(request.plan, request.automata, request.self_conditioning_logits,
-                                           request.pattern_lines)
+                                           request.pattern_lines, offset=request.block_start)
                 for name, (span, tokens) in spans.items():
                     self._write_span(request, span, tokens, renoise[row, span])
                     request.pattern_lines[name] = tokens
@@ -113,7 +157,7 @@ class RunnerBase:
         for row, request in enumerate(requests):
             if request.is_traced:  # a host copy per traced row; untraced steps copy nothing
                 ids = self._host_ids(request.canvas)
-                clamped = request.plan.clamp_ids >= 0
+                clamped = self.block_clamp_ids(request) >= 0
                 states = "".join("s" if is_clamped else ("r" if is_renoised else "a")
                                  for is_clamped, is_renoised in zip(clamped, ids == renoise[row]))
                 request.trace_rows.append((request.num_steps, ids.tolist(), states))
@@ -137,6 +181,11 @@ class RunnerBase:
         request.release()
 
     def render(self, request: Request) -> dict[str, Any]:
-        """The template's fields from the request's argmax canvas (valid after any step >= 1)."""
-        return render(request.plan, request.argmax_canvas, request.self_conditioning_logits,
-                      self.backend.tokenizer, request.automata)
+        """The template's fields from the committed blocks and the live argmax canvas (valid
+        after any step >= 1)."""
+        plan, canvas = request.plan, request.argmax_canvas
+        if plan.num_blocks > 1:
+            live = None if canvas is None else self._host_ids(canvas)
+            canvas = layout_ids(plan, np.asarray(request.done_ids, dtype=np.int64), live)
+        return render(plan, canvas, request.self_conditioning_logits, self.backend.tokenizer, request.automata,
+                      offset=request.block_start, chosen=request.chosen)

@@ -38,14 +38,14 @@ class RequestView:
     arrival_index: int
     deadline_s: float | None          # monotonic seconds; None = no deadline
     num_steps: int                    # denoising steps taken
-    num_prompt_tokens_left: int       # 0 once the prompt is fully encoded
+    num_tokens_to_encode: int         # the prompt, or a finished block; 0 while denoising
     next_chunk_tokens: int            # size of the next prefill chunk (0 when prefilled)
     is_admitted: bool                 # prefill started (holds a KV cache and a slot)
     num_steps_skipped: int = 0        # core steps it could have run but did not
 
     @property
     def is_prefilled(self) -> bool:
-        return self.num_prompt_tokens_left == 0
+        return self.num_tokens_to_encode == 0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ back when it finishes; a step names its rows by slot index (`StaticStep`). With 
 a batch is padded to its bucket (1, 2, 4, ... up to the slot count) with scratch rows, and the
 cached length to a power-of-two bucket, so every step has one of a few shapes; on CUDA each
 shape is one graph captured at start-up (`StepGraphs`). Prefill, the prefix cache and rendering
-are the PyTorch runner's.
+are `TorchRunner`'s, as for the dynamic-shape runner.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..models.kv import KVSnapshot
 from .cuda_graphs import StepGraphs
 from .prefix_cache import PrefixCache
 from .request import Request
-from .runner import ModelRunner
+from .runner import TorchRunner
 from .slots import SlotState
 from .ladder import batch_sizes, ladder
 from .static_step import StaticStep, StepInputs, StepOutputs
@@ -36,7 +36,7 @@ log = logging.getLogger("npc_engine.engine")
 _SMALLEST_LENGTH_BUCKET = 64
 
 
-class StaticRunner(ModelRunner):
+class StaticRunner(TorchRunner):
     def __init__(self, backend: DiffusionGemmaBackend, settings: DiffusionSettings,
                  prefix_cache: PrefixCache[KVSnapshot], *, prefill_chunk_tokens: int, num_slots: int,
                  pads_batches: bool | None = None, uses_graphs: bool | None = None, compiles: bool = False) -> None:
@@ -121,17 +121,21 @@ class StaticRunner(ModelRunner):
 
     def _join(self, request: Request) -> None:
         slot = self.slots.open(request.cache, request.num_encoded, request.canvas,
-                               request.plan.constraint(self.backend.device).logit_bias)
+                               self.block_logit_bias_on_device(request))
         self._slot_of[request.request_id] = slot
-        request.cache = None  # the slot holds it now (a cached prefix keeps its own snapshot)
+        if not request.has_blocks_left:  # else the next block's encode extends it, then rejoins
+            request.cache = None  # the slot holds it now (a cached prefix keeps its own snapshot)
         request.canvas = self.slots.canvas[slot]  # views: they follow the slot from here on
         request.argmax_canvas = self.slots.argmax_canvas[slot]
         request.self_conditioning_logits = self.slots.logits[slot]  # read (by rendering) after a step
 
-    def release(self, request: Request) -> None:
+    def _leave_block(self, request: Request) -> None:
         slot = self._slot_of.pop(request.request_id, None)
         if slot is not None:
             self.slots.close(slot)
+
+    def release(self, request: Request) -> None:
+        self._leave_block(request)
         request.release()
 
     @staticmethod

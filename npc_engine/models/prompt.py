@@ -29,6 +29,13 @@ class EncodedPrompt(NamedTuple):
         return len(self.prefix_ids) + len(self.turn_ids)
 
 
+class _CheckedPrompt(EncodedPrompt):
+    """An EncodedPrompt as `PromptEncoder.check` returns it: still a pair of id tuples, marked
+    with the encoder that checked it, so the engine need not walk its ids a second time."""
+
+    checked_by: "PromptEncoder"
+
+
 class PromptEncoder:
     def __init__(self, tokenizer: Any, *, max_position_embeddings: int, canvas_length: int) -> None:
         self.tokenizer = tokenizer
@@ -69,9 +76,14 @@ class PromptEncoder:
         turn_ids = (self.separator_ids if prefix else []) + self._encode(prompt) + self.turn_suffix_ids
         return self.check(EncodedPrompt(tuple(prefix_ids), tuple(turn_ids)))
 
+    def is_checked(self, encoded: EncodedPrompt) -> bool:
+        """Whether `encoded` came from this encoder's `check` (or `encode`): then it holds."""
+        return getattr(encoded, "checked_by", None) is self
+
     def check(self, encoded: EncodedPrompt) -> EncodedPrompt:
-        """`encoded` if this model can take it (a length within its positions, known token ids);
-        else PromptError."""
+        """`encoded` if this model can take it (a length within its positions, known token ids),
+        marked as checked by this encoder (`is_checked`); else PromptError. The one walk over a
+        prompt's ids: `encode` ends with it, and the engine skips prompts already checked."""
         total = encoded.num_tokens
         if total > self.max_prompt_tokens:
             raise PromptError(
@@ -83,7 +95,9 @@ class PromptEncoder:
         if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size
                for i in (*encoded.prefix_ids, *encoded.turn_ids)):
             raise PromptError(f"an encoded prompt holds ids outside this model's vocabulary (0..{vocab_size - 1})")
-        return encoded
+        checked = _CheckedPrompt(tuple(encoded.prefix_ids), tuple(encoded.turn_ids))
+        checked.checked_by = self
+        return checked
 
     def framing_tokens(self, *, has_prefix: bool) -> int:
         """Tokens `encode` adds around the texts themselves (chat framing, prefix separator)."""

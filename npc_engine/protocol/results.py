@@ -86,6 +86,7 @@ class TemplateSlot(_Wire):
 class TemplateCheckResult(_Wire):
     name: str
     canvas_length: int
+    num_blocks: int = Field(default=1, description="canvases the template spans (one after another)")
     num_skeleton_tokens: int
     num_slot_tokens: int
     slots: list[TemplateSlot]

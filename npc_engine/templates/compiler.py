@@ -1,7 +1,15 @@
-"""Template + tokenizer -> canvas plan: clamped skeleton ids, slot spans, allowed-token masks."""
+"""Template + tokenizer -> canvas plan: clamped skeleton ids, slot spans, allowed-token masks.
+
+A template longer than the model's canvas is laid out over consecutive canvases (blocks), which
+the engine denoises one after another, each with the finished ones in context. A free-text slot
+may run on into the next block; a slot that cannot be split (choice, integer, boolean, pattern)
+starts, with the skeleton before it, at the next block when it would cross the boundary: the
+rest of the block is clamped padding, as after a short line.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -11,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
+from ..bounds import MAX_TEMPLATE_BLOCKS
 from ..diffusion.constants import MASKED_LOGIT
 from ..errors import TemplateError, TemplateTooLargeError
 from .pattern import PatternCompiler
@@ -50,22 +59,33 @@ class SlotPlan:
 
 @dataclass
 class CanvasPlan:
-    """A compiled template for one tokenizer and canvas length."""
+    """A compiled template for one tokenizer and canvas length, over `num_blocks` canvases: every
+    array and slot position counts from the start of the first block (N = num_blocks x L)."""
 
     template: Template
     canvas_length: int
     vocab_size: int
     pad_token_id: int
-    clamp_ids: np.ndarray          # int64 (L,) skeleton id at clamped positions, -1 in slots
-    allowed_tokens: np.ndarray     # bool (L, V)
+    clamp_ids: np.ndarray          # int64 (N,) skeleton id at clamped positions, -1 in slots
+    allowed_tokens: np.ndarray     # bool (N, V)
     slots: tuple[SlotPlan, ...]
     output_model: type[BaseModel]
     num_skeleton_tokens: int
+    num_blocks: int = 1
     _constraints: dict[str, "CanvasConstraint"] = field(default_factory=dict, repr=False)
 
     @property
     def num_slot_tokens(self) -> int:
         return sum(slot.length for slot in self.slots)
+
+    @property
+    def num_tokens(self) -> int:
+        """Positions the plan takes after the prompt: all its blocks."""
+        return self.num_blocks * self.canvas_length
+
+    def block(self, index: int) -> slice:
+        """Block `index`'s positions in the plan's arrays."""
+        return slice(index * self.canvas_length, (index + 1) * self.canvas_length)
 
     @property
     def num_bytes(self) -> int:
@@ -81,7 +101,7 @@ class CanvasPlan:
 
     @property
     def logit_bias(self) -> np.ndarray:
-        """float32 (L, V): 0 where a token is allowed, MASKED_LOGIT where not; a step adds it to
+        """float32 (N, V): 0 where a token is allowed, MASKED_LOGIT where not; a step adds it to
         the logits (cached)."""
         if "host" not in self._constraints:
             self._constraints["host"] = np.where(self.allowed_tokens, 0.0, MASKED_LOGIT).astype(np.float32)
@@ -122,10 +142,12 @@ class TemplateCompiler:
 
     def __init__(self, tokenizer: Any, vocab_size: int, canvas_length: int, pad_token_id: int,
                  eos_token_ids: list[int], *, max_cached_plans: int = 512,
-                 max_cached_bytes: int = 256 << 20) -> None:
+                 max_cached_bytes: int = 256 << 20, max_blocks: int = MAX_TEMPLATE_BLOCKS) -> None:
+        """`max_blocks`: canvases a template may span (training takes one)."""
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self.canvas_length = canvas_length
+        self.max_blocks = max_blocks
         self.pad_token_id = pad_token_id
         self.eos_token_ids = eos_token_ids
         self._plans: OrderedDict[str, CanvasPlan] = OrderedDict()
@@ -136,10 +158,10 @@ class TemplateCompiler:
         self._patterns: PatternCompiler | None = None
 
     @classmethod
-    def for_backend(cls, backend: Any) -> "TemplateCompiler":
+    def for_backend(cls, backend: Any, *, max_blocks: int = MAX_TEMPLATE_BLOCKS) -> "TemplateCompiler":
         """A compiler for a loaded model backend's tokenizer, vocabulary and canvas."""
         return cls(backend.tokenizer, backend.vocab_size, backend.canvas_length,
-                   backend.pad_token_id, backend.eos_token_ids)
+                   backend.pad_token_id, backend.eos_token_ids, max_blocks=max_blocks)
 
     def text_vocabulary(self) -> np.ndarray:
         """Bool (V,): tokens a text slot may hold (no specials, no delimiters, not empty)."""
@@ -243,41 +265,26 @@ class TemplateCompiler:
             text = '"' if is_quoted else ""
         pieces.append(self._encode(text + "}"))
 
-        clamp: list[int] = []
-        slot_plans: list[SlotPlan] = []
-        for piece in pieces:
-            if isinstance(piece, list):
-                clamp.extend(piece)
-                continue
-            start = len(clamp)
-            if isinstance(piece, TextSlot):
-                if not bool(self.text_vocabulary().any()):
-                    raise TemplateError(f"template {template.name!r} slot {piece.name!r}: this "
-                                        "tokenizer has no token a text slot may use",
-                                        template=template.name, slot=piece.name)
-                plan = SlotPlan(piece.name, "text", start, piece.max_tokens, min_tokens=piece.min_tokens,
-                                pattern=piece.pattern)
-                if piece.pattern is not None and not placeholders_of(piece.pattern):
-                    self._automaton(template.name, plan, {})  # refused now, not at the first say
-            else:
-                plan = self._plan_options(template, piece, start)
-            slot_plans.append(plan)
-            clamp.extend([-1] * plan.length)
+        clamp, slot_plans = self._layout(template, pieces)
         num_skeleton = sum(1 for token in clamp if token >= 0)
-        if len(clamp) > self.canvas_length:
+        length = self.canvas_length
+        num_blocks = max(1, -(-len(clamp) // length))
+        if num_blocks > self.max_blocks:
             spans = ", ".join(f"{s.name}={s.length}" for s in slot_plans)
+            limit = self.max_blocks * length
+            what = "the model's canvas holds" if self.max_blocks == 1 else \
+                f"a template may span {self.max_blocks} canvases of {length}:"
             raise TemplateTooLargeError(
                 f"template {template.name!r} needs {len(clamp)} canvas tokens ({num_skeleton} skeleton "
-                f"+ slots {spans}) but the model's canvas holds {self.canvas_length}",
-                template=template.name, num_required_tokens=len(clamp),
-                canvas_length=self.canvas_length)
+                f"+ slots {spans}) but {what} {limit}",
+                template=template.name, num_required_tokens=len(clamp), canvas_length=length,
+                max_blocks=self.max_blocks)
         # After the closing brace: EOS (if the model has one and it fits), then padding.
-        tail = ([self.eos_token_ids[0]] if self.eos_token_ids else []) + \
-            [self.pad_token_id] * self.canvas_length
-        clamp.extend(tail[: self.canvas_length - len(clamp)])
+        tail = ([self.eos_token_ids[0]] if self.eos_token_ids else []) + [self.pad_token_id] * length * num_blocks
+        clamp.extend(tail[: num_blocks * length - len(clamp)])
 
         clamp_ids = np.array(clamp, dtype=np.int64)
-        allowed = np.zeros((self.canvas_length, self.vocab_size), dtype=np.bool_)
+        allowed = np.zeros((len(clamp_ids), self.vocab_size), dtype=np.bool_)
         is_clamped = clamp_ids >= 0
         allowed[np.flatnonzero(is_clamped), clamp_ids[is_clamped]] = True
         for plan in slot_plans:
@@ -293,5 +300,46 @@ class TemplateCompiler:
             template=template, canvas_length=self.canvas_length, vocab_size=self.vocab_size,
             pad_token_id=self.pad_token_id, clamp_ids=clamp_ids, allowed_tokens=allowed,
             slots=tuple(slot_plans), output_model=_output_model(template),
-            num_skeleton_tokens=num_skeleton,
+            num_skeleton_tokens=num_skeleton, num_blocks=num_blocks,
         )
+
+    def _layout(self, template: Template, pieces: list[Any]) -> tuple[list[int], list[SlotPlan]]:
+        """Skeleton ids (-1 in slots) and slot plans, in canvas order over as many blocks as it
+        takes. A slot that cannot be split and would cross a block boundary moves, with the
+        skeleton before it, to the next block; the rest of the block is clamped padding."""
+        length = self.canvas_length
+        clamp: list[int] = []
+        slot_plans: list[SlotPlan] = []
+        for index, piece in enumerate(pieces):
+            if isinstance(piece, list):
+                clamp.extend(piece)
+                continue
+            skeleton = pieces[index - 1]  # pieces alternate: skeleton ids, slot, ..., skeleton ids
+            plan = self._slot_plan(template, piece, len(clamp))
+            is_splittable = plan.kind == "text" and plan.pattern is None
+            if not is_splittable and (plan.start % length) + plan.length > length:
+                if len(skeleton) + plan.length > length:
+                    raise TemplateTooLargeError(
+                        f"template {template.name!r} slot {piece.name!r}: {plan.length} tokens with the "
+                        f"{len(skeleton)} before it do not fit one canvas of {length}, and a {plan.kind} "
+                        f"slot{' with a pattern' if plan.pattern else ''} cannot be split over two",
+                        template=template.name, num_required_tokens=len(skeleton) + plan.length,
+                        canvas_length=length, max_blocks=self.max_blocks)
+                del clamp[len(clamp) - len(skeleton):]
+                clamp.extend([self.pad_token_id] * (-len(clamp) % length))
+                clamp.extend(skeleton)
+                plan = dataclasses.replace(plan, start=len(clamp))
+            slot_plans.append(plan)
+            clamp.extend([-1] * plan.length)
+        return clamp, slot_plans
+
+    def _slot_plan(self, template: Template, slot: Any, start: int) -> SlotPlan:
+        if not isinstance(slot, TextSlot):
+            return self._plan_options(template, slot, start)
+        if not bool(self.text_vocabulary().any()):
+            raise TemplateError(f"template {template.name!r} slot {slot.name!r}: this tokenizer has no token "
+                                "a text slot may use", template=template.name, slot=slot.name)
+        plan = SlotPlan(slot.name, "text", start, slot.max_tokens, min_tokens=slot.min_tokens, pattern=slot.pattern)
+        if slot.pattern is not None and not placeholders_of(slot.pattern):
+            self._automaton(template.name, plan, {})  # refused now, not at the first say
+        return plan

@@ -27,6 +27,7 @@ class TemplateRegistry(Mapping[str, Template]):
         """`check` runs on every template before it is kept (the engine's compile); its errors
         refuse the template."""
         self._templates: dict[str, Template] = {}
+        self._checked: dict[str, object] = {}  # name -> what `check` returned for it (the engine: its plan)
         self._check = check
         self.max_templates = max_templates
         self._lock = threading.Lock()
@@ -45,12 +46,19 @@ class TemplateRegistry(Mapping[str, Template]):
         Raises TemplateError (over the limit, or invalid), TemplateTooLargeError."""
         resolved = self.resolve(template)
         self.check_room_for(resolved.name)
-        if self._check is not None:
-            self._check(resolved)
+        checked = self._check(resolved) if self._check is not None else None
         with self._lock:
             self.check_room_for(resolved.name)  # another thread may have filled it meanwhile
             self._templates[resolved.name] = resolved
+            self._checked[resolved.name] = checked
         return resolved
+
+    def checked(self, template: Template) -> object | None:
+        """What `check` returned when `template` (this very object) was registered; None for a
+        template not registered as it is (so a say on a registered template compiles nothing)."""
+        name = template.name
+        with self._lock:
+            return self._checked.get(name) if self._templates.get(name) is template else None
 
     def check_room_for(self, name: str) -> None:
         """TemplateError when registering `name` would go over the limit (a known name replaces)."""

@@ -261,7 +261,7 @@ def train(config: TrainConfig, out_dir: str | Path, train_samples: list[Sample],
                                     tokenizer, str(out))
     encoder = PromptEncoder(tokenizer, max_position_embeddings=spec.max_position_embeddings,
                             canvas_length=spec.canvas_length)
-    compiler = TemplateCompiler.for_backend(backend)
+    compiler = TemplateCompiler.for_backend(backend, max_blocks=1)  # a sample is one canvas
     # Streamed training draws its samples per step; the fixed set only built the tokenizer.
     train_set, num_skipped = encode_samples(train_samples if sample_stream is None else train_samples[:256],
                                             encoder, compiler)

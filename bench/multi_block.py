@@ -1,0 +1,85 @@
+"""Cost per block: a template over two canvases against a one-canvas template, side by side.
+
+On the built-in model (64-token canvas): `shopkeeper_reply` (one block) and the six-field
+`quest_reply` with a 32-token line (70 positions: two blocks). Every block runs exactly
+`--steps` denoising steps (the stopping rule is turned off: confidence threshold 0), so a
+block's cost is comparable: the two-block fill pays two denoising runs plus one encode of the
+finished block. Fills of one request, and batches of four, alternate between the templates
+round by round; medians. The goal: a two-block template's cost per block within 10% of a
+one-block template's.
+
+    python bench/multi_block.py [--rounds 7] [--steps 12] [--runner fast|static]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import PERSONA, PROMPTS, hardware, write_json  # noqa: E402
+
+import torch  # noqa: E402
+
+from npc_engine.engine import Engine  # noqa: E402
+
+QUEST_REPLY = {"name": "quest_reply", "slots": [
+    {"name": "say", "kind": "text", "max_tokens": 32},
+    {"name": "emotion", "kind": "choice", "options": ["neutral", "happy", "angry", "suspicious"]},
+    {"name": "action", "kind": "choice", "options": ["none", "give_item", "walk_away", "offer_quest"]},
+    {"name": "trust_delta", "kind": "integer", "min": -2, "max": 2},
+    {"name": "quest", "kind": "text", "max_tokens": 12},
+    {"name": "urgent", "kind": "boolean"},
+]}
+
+
+def fill_ms(engine: Engine, plan, batch_size: int, seed: int) -> float:
+    started = time.perf_counter()
+    handles = [engine.submit(plan, PROMPTS[(seed + i) % len(PROMPTS)], prefix=PERSONA, seed=seed * 100 + i)
+               for i in range(batch_size)]
+    for handle in handles:
+        engine.wait(handle)
+    return (time.perf_counter() - started) * 1000.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=12, help="denoising steps per block (all of them run)")
+    parser.add_argument("--runner", default="fast", choices=("fast", "static"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    engine = Engine.from_pretrained(runner=args.runner, max_denoising_steps=args.steps, confidence_threshold=0.0)
+    plans = {"one block (shopkeeper_reply)": engine.plan_for("shopkeeper_reply"),
+             "two blocks (quest_reply)": engine.plan_for(QUEST_REPLY)}
+    rows = {}
+    for batch_size in (1, 4):
+        samples: dict[str, list[float]] = {name: [] for name in plans}
+        for name, plan in plans.items():
+            fill_ms(engine, plan, batch_size, seed=99)  # warm: the persona's prefix cached, shapes seen
+        for round_index in range(args.rounds):
+            for name, plan in plans.items():
+                samples[name].append(fill_ms(engine, plan, batch_size, seed=round_index))
+        for name, plan in plans.items():
+            total = statistics.median(samples[name])
+            rows[f"{name}, batch {batch_size}"] = {
+                "num_blocks": plan.num_blocks, "batch_size": batch_size, "fill_ms": total,
+                "per_block_ms": total / plan.num_blocks}
+    machine = hardware(torch.device("cpu"))
+    print(f"Cost per block on {machine}, built-in model, runner {engine.core.runner.name}, {args.steps} steps a "
+          f"block, median of {args.rounds} rounds")
+    print("| template, batch | blocks | fill ms | ms per block | vs one block |\n|---|---:|---:|---:|---:|")
+    for key, row in rows.items():
+        base = rows[f"one block (shopkeeper_reply), batch {row['batch_size']}"]["per_block_ms"]
+        print(f"| {key} | {row['num_blocks']} | {row['fill_ms']:.1f} | {row['per_block_ms']:.1f} | "
+              f"{row['per_block_ms'] / base:.3f}x |")
+    write_json("multi_block", {"hardware": machine, "rows": rows, "args": vars(args)}, args.out)
+    engine.close()
+
+
+if __name__ == "__main__":
+    main()
