@@ -87,11 +87,12 @@ def test_the_runtime_check_sees_a_forbidden_module():
 
 # Static ranks: a module may import its own layer and the ones ranked below it. The client and
 # the protocol are leaves: besides each other they may import only the pure spec and state types.
-RANK = {"_lazy": 0, "errors": 0, "bounds": 0, "models": 1, "diffusion": 2, "templates": 3, "engine": 4, "characters": 5,
+RANK = {"_lazy": 0, "errors": 0, "bounds": 0, "model_info": 0, "models": 1, "diffusion": 2, "templates": 3, "engine": 4, "characters": 5,
         "dialogue": 6, "protocol": 7, "server": 8, "cluster": 9, "export": 10, "training": 10, "demo": 11,
-        "studio": 11, "cli": 12, "cli_serve": 12, "cli_studio": 12, "__main__": 13}
+        "studio": 11, "cli": 12, "cli_serve": 12, "cli_studio": 12, "cli_training": 12, "__main__": 13}
 LEAVES = {"client", "protocol"}
-LEAF_MAY_IMPORT = {"npc_engine", "npc_engine._lazy", "npc_engine.errors", "npc_engine.bounds", "npc_engine.characters",
+LEAF_MAY_IMPORT = {"npc_engine", "npc_engine._lazy", "npc_engine.errors", "npc_engine.bounds", "npc_engine.model_info",
+                   "npc_engine.characters",
                    "npc_engine.characters.model", "npc_engine.templates", "npc_engine.templates.spec",
                    "npc_engine.templates.effects", "npc_engine.templates.placeholders"}
 

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Protocol
 
 from ..engine import Draft, EngineConfig
-from ..models.info import ModelInfo
+from ..model_info import ModelInfo
 from ..templates import Template
 from .service import SayResult
 

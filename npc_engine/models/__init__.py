@@ -6,7 +6,7 @@ game's install can carry just the runtime it uses (`npc-engine[onnx]` needs no P
 
 from .._lazy import lazy_exports
 from .default import default_model_dir, default_onnx_dir, has_default_model
-from .info import ModelInfo
+from ..model_info import ModelInfo
 from .protocol import Backend
 
 _EXPORTS = {

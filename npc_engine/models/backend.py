@@ -19,7 +19,7 @@ from transformers.cache_utils import DynamicCache
 
 from ..errors import ConfigError, ModelLoadError
 from .fast_forward import FastForward, unsupported_reason
-from .info import ModelInfo
+from ..model_info import ModelInfo
 from .kv import KVSnapshot, restore_cache, snapshot_cache
 
 __all__ = ["DiffusionGemmaBackend", "ModelInfo", "RUNNERS", "pick_device", "pick_dtype"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, GenerationError, ModelLoadError
-from .info import ModelInfo
+from ..model_info import ModelInfo
 from .onnx_tokenizer import OnnxTokenizer
 
 __all__ = ["ArrayCache", "MANIFEST_FILE", "MANIFEST_FORMAT", "MANIFEST_VERSION", "OnnxBackend", "StepBinding"]

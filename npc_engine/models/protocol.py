@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from .info import ModelInfo
+from ..model_info import ModelInfo
 
 __all__ = ["Backend"]
 

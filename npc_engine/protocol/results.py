@@ -7,17 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..characters.model import Character, SnapshotInfo, Speaker, StateChange, WorldFact
+from ..model_info import ModelInfo
 from .base import Version
 from .base import Wire as _Wire
 
-class ModelSummary(_Wire):
-    path: str
-    num_parameters: int
-    vocab_size: int
-    canvas_length: int
-    max_position_embeddings: int
-    device: str
-    dtype: str
+ModelSummary = ModelInfo  # the name this type had here before it became the one model type
 
 
 class HelloResult(_Wire):
@@ -26,7 +20,7 @@ class HelloResult(_Wire):
     protocol_version: Version
     capabilities: list[str]
     ops: list[str]
-    model: ModelSummary
+    model: ModelInfo
     frame_budget_ms: float | None
     target_fps: float
     limits: dict[str, int]

@@ -6,7 +6,6 @@ These run on worker threads (SQLite may wait on a lock), never on the socket's I
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, Callable
 
@@ -29,8 +28,7 @@ class Handlers:
         self.engine = engine
         self.store = store
         self.limits = limits
-        info = dataclasses.asdict(engine.model_info())
-        self.model = m.ModelSummary(**{**info, "path": str(info["path"])})
+        self.model = engine.model_info()
         self.capabilities = CAPABILITIES + (["curve"] if curve_enabled else [])
         self.table: dict[str, Callable[[Any], BaseModel]] = {
             "ping": lambda r: m.PingResult(server_time_ms=int(time.time() * 1000)),
