@@ -27,15 +27,7 @@ import torch  # noqa: E402
 
 from npc_engine.engine import Engine  # noqa: E402
 
-QUEST_REPLY = {"name": "quest_reply", "slots": [
-    {"name": "say", "kind": "text", "max_tokens": 32},
-    {"name": "emotion", "kind": "choice", "options": ["neutral", "happy", "angry", "suspicious"]},
-    {"name": "action", "kind": "choice", "options": ["none", "give_item", "walk_away", "offer_quest"]},
-    {"name": "trust_delta", "kind": "integer", "min": -2, "max": 2},
-    {"name": "quest", "kind": "text", "max_tokens": 12},
-    {"name": "urgent", "kind": "boolean"},
-]}
-
+QUEST_REPLY = Path(__file__).resolve().parent.parent / "schemas" / "templates" / "quest_reply.json"
 
 def fill_ms(engine: Engine, plan, batch_size: int, seed: int) -> float:
     started = time.perf_counter()

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import hardware, write_json  # noqa: E402
 
-from npc_engine.engine.prompt import PromptEncoder  # noqa: E402
+from npc_engine.models.prompt import PromptEncoder  # noqa: E402
 from npc_engine.models import DiffusionGemmaBackend  # noqa: E402
 from npc_engine.models.tiny import build_tiny_tokenizer  # noqa: E402
 from npc_engine.templates import TemplateCompiler  # noqa: E402

@@ -3,6 +3,8 @@ with the finished ones in context, as `generate` continues (tests/block_referenc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,15 +31,7 @@ LONG_REPLY = {"name": "long_reply", "slots": [
 ]}
 
 # The case on the built-in model (64-token canvas): six fields, a 32-token line.
-QUEST_REPLY = {"name": "quest_reply", "slots": [
-    {"name": "say", "kind": "text", "max_tokens": 32},
-    {"name": "emotion", "kind": "choice", "options": ["neutral", "happy", "angry", "suspicious"]},
-    {"name": "action", "kind": "choice", "options": ["none", "give_item", "walk_away", "offer_quest"]},
-    {"name": "trust_delta", "kind": "integer", "min": -2, "max": 2},
-    {"name": "quest", "kind": "text", "max_tokens": 12},
-    {"name": "urgent", "kind": "boolean"},
-]}
-
+QUEST_REPLY = str(Path(__file__).resolve().parent.parent / "schemas" / "templates" / "quest_reply.json")
 
 def _engine(folder, runner: str) -> Engine:
     return Engine(DiffusionGemmaBackend.from_pretrained(folder, device="cpu", runner=runner),
@@ -202,5 +196,5 @@ def test_six_fields_with_a_32_token_line_fill_validly_on_the_built_in_model(runn
     for result in results:
         assert result.finish_reason == "complete"
         fields = plan.output_model.model_validate(result.fields).model_dump()
-        assert fields["say"] and set(fields) == {slot["name"] for slot in QUEST_REPLY["slots"]}
+        assert fields["say"] and list(fields) == [slot.name for slot in plan.template.slots]
     engine.close()

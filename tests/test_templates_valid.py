@@ -82,6 +82,33 @@ def test_fill_is_always_valid(random_engines, template, prompt, engine_index, se
     check_valid(template, result.fields)
 
 
+@st.composite
+def long_templates(draw):
+    """Longer than the tiny model's 128-token canvas: one text slot of 130..250 tokens among
+    others, so the plan spans two to four canvases."""
+    names = draw(st.lists(NAMES, min_size=2, max_size=5, unique=True))
+    specs = [draw(slots(name)) for name in names]
+    index = draw(st.integers(0, len(specs) - 1))
+    specs[index] = {"name": names[index], "kind": "text", "max_tokens": draw(st.integers(130, 250)),
+                    "min_tokens": draw(st.integers(0, 5))}
+    return Template.model_validate({"name": "long", "slots": specs})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=long_templates(), prompt=PROMPTS, engine_index=st.integers(0, 2), seed=st.integers(0, 2**31))
+def test_a_fill_over_several_canvases_is_always_valid_and_so_is_every_draft(random_engines, template, prompt,
+                                                                            engine_index, seed):
+    engine = random_engines[engine_index]
+    assert engine.compiler.compile(template).num_blocks >= 2
+    prompt = prompt.replace("\x00", "")
+    assume(prompt != "")
+    drafts = []
+    result = engine.fill(template, prompt, seed=seed, on_draft=drafts.append)
+    check_valid(template, result.fields)
+    for draft in drafts:
+        check_valid(template, draft.fields)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(template=templates(), seed=st.integers(0, 2**31))
 def test_skeleton_never_changes_and_every_draft_is_valid(random_engines, template, seed):
