@@ -2,7 +2,9 @@
 
 On the built-in model (64-token canvas): `shopkeeper_reply` (one block) and the six-field
 `quest_reply` with a 32-token line (70 positions: two blocks). Every block runs exactly
-`--steps` denoising steps (the stopping rule is turned off: confidence threshold 0), so a
+`--steps` denoising steps (the stopping rule is held off: a stability threshold of `--steps`
+steps cannot be met within the cap, and every fill's step count is checked to be steps x blocks;
+left on, the second block of quest_reply, mostly clamped padding, stops after a few steps), so a
 block's cost is comparable: the two-block fill pays two denoising runs plus one encode of the
 finished block. Fills of one request, and batches of four, alternate between the templates
 round by round; medians. The goal: a two-block template's cost per block within 10% of a
@@ -33,9 +35,13 @@ def fill_ms(engine: Engine, plan, batch_size: int, seed: int) -> float:
     started = time.perf_counter()
     handles = [engine.submit(plan, PROMPTS[(seed + i) % len(PROMPTS)], prefix=PERSONA, seed=seed * 100 + i)
                for i in range(batch_size)]
-    for handle in handles:
-        engine.wait(handle)
-    return (time.perf_counter() - started) * 1000.0
+    results = [engine.wait(handle) for handle in handles]
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    expected = engine.settings.max_denoising_steps * plan.num_blocks
+    if any(result.num_steps != expected for result in results):
+        raise SystemExit(f"a fill stopped early ({[r.num_steps for r in results]} steps, {expected} expected): "
+                         "the per-block comparison needs every block to run every step")
+    return elapsed_ms
 
 
 def main() -> None:
@@ -45,7 +51,8 @@ def main() -> None:
     parser.add_argument("--runner", default="fast", choices=("fast", "static"))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    engine = Engine.from_pretrained(runner=args.runner, max_denoising_steps=args.steps, confidence_threshold=0.0)
+    engine = Engine.from_pretrained(runner=args.runner, max_denoising_steps=args.steps,
+                                    stability_threshold=args.steps)
     plans = {"one block (shopkeeper_reply)": engine.plan_for("shopkeeper_reply"),
              "two blocks (quest_reply)": engine.plan_for(QUEST_REPLY)}
     rows = {}
