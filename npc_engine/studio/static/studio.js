@@ -302,6 +302,12 @@ function editorTemplate() {
   catch (error) { return {problem: `not JSON yet: ${error.message}`}; }
 }
 
+function canvasesOf(plan) {
+  const numBlocks = plan.num_blocks || 1;  // a server before num_blocks: one canvas
+  return numBlocks === 1 ? ` of one ${plan.canvas_length}-token canvas`
+    : ` over ${numBlocks} canvases of ${plan.canvas_length} (denoised one after another)`;
+}
+
 async function checkTemplate() {
   const out = $("template-check");
   const {template, problem} = editorTemplate();
@@ -311,7 +317,7 @@ async function checkTemplate() {
     out.className = "status ok";
     out.textContent = `valid: ${plan.name}, ${plan.slots.length} slots (` +
       plan.slots.map((s) => `${s.name} ${s.kind} ${s.num_tokens}`).join(", ") +
-      `), ${plan.num_slot_tokens + plan.num_skeleton_tokens} of ${plan.canvas_length} canvas positions`;
+      `), ${plan.num_slot_tokens + plan.num_skeleton_tokens} positions` + canvasesOf(plan);
   } catch (error) {
     out.className = "status error"; out.textContent = `server: ${error.message}`;
   }
