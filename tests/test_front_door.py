@@ -1,5 +1,6 @@
 """The engine's front door: a say through a real server looks its template up once, compiles and
-serializes nothing, and walks the prompt's ids once (where the prompt is made)."""
+serializes nothing (its plan is found by the key kept at registration), and walks the prompt's
+ids once (where the prompt is made)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class Counts:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: dict[str, int] = {}
         for owner, name in ((TemplateRegistry, "__getitem__"), (TemplateRegistry, "resolve"),
-                            (TemplateCompiler, "compile"), (Template, "cache_key"), (PromptEncoder, "check")):
+                            (TemplateCompiler, "_compile"), (Template, "cache_key"), (PromptEncoder, "check")):
             self._count(monkeypatch, owner, name)
 
     def _count(self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> None:
@@ -43,7 +44,9 @@ def test_a_say_looks_its_template_up_once_and_checks_its_prompt_once(backend, mo
         assert reply.finish_reason == "complete"
         lookups = counts.get("TemplateRegistry.__getitem__") + counts.get("TemplateRegistry.resolve")
         assert lookups == 1
-        assert counts.get("TemplateCompiler.compile") == 0 and counts.get("Template.cache_key") == 0
+        # The plan comes from the compiler's cache by the key kept at registration: nothing is
+        # compiled, and the template is not serialized to find it.
+        assert counts.get("TemplateCompiler._compile") == 0 and counts.get("Template.cache_key") == 0
         assert counts.get("PromptEncoder.check") == 1
 
 

@@ -66,7 +66,9 @@ class Engine:
         self._wake = threading.Condition()
         self._is_stopping = False
         self._is_closed = False
-        self.templates = TemplateRegistry(check=self.compiler.compile)
+        # Registering compiles (a template that cannot run is refused then) and keeps the plan's
+        # key, so a say finds its plan in the compiler's bounded cache without serializing anything.
+        self.templates = TemplateRegistry(check=lambda template: self.compiler.compile(template).key)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | None = None, dtype: str | None = None,
@@ -137,16 +139,17 @@ class Engine:
 
     def plan_for(self, template: CanvasPlan | Template | Mapping[str, Any] | str | Path) -> CanvasPlan:
         """The compiled plan `submit` runs: a registered template's, found by its name or as the
-        very object registered (compiled at registration: nothing is compiled or serialized per
-        say); any other template compiled now (cached by its slots). Raises TemplateError."""
+        very object registered (compiled at registration and found again by the key kept then:
+        nothing is serialized per say, and only a plan the bounded cache let go is compiled
+        again); any other template compiled now (cached by its slots). Raises TemplateError."""
         if isinstance(template, CanvasPlan):
             if (template.canvas_length, template.vocab_size) != (self.compiler.canvas_length, self.compiler.vocab_size):
                 raise TemplateError(f"the plan of template {template.template.name!r} was compiled for another "
                                     "model", template=template.template.name)
             return template
         resolved = self.templates.resolve(template)
-        plan = self.templates.checked(resolved)
-        return plan if isinstance(plan, CanvasPlan) else self.compiler.compile(resolved)
+        key = self.templates.checked(resolved)
+        return self.compiler.compile(resolved, key=key if isinstance(key, str) else None)
 
     # -- requests (any thread; never blocks on the engine) -----------------------------------
 

@@ -72,6 +72,7 @@ class CanvasPlan:
     output_model: type[BaseModel]
     num_skeleton_tokens: int
     num_blocks: int = 1
+    key: str = ""                  # the template's cache_key(), what the compiler's cache holds it by
     _constraints: dict[str, "CanvasConstraint"] = field(default_factory=dict, repr=False)
 
     @property
@@ -176,14 +177,18 @@ class TemplateCompiler:
             self._text_vocab = allowed
         return self._text_vocab
 
-    def compile(self, template: Template) -> CanvasPlan:
-        key = template.cache_key()
+    def compile(self, template: Template, *, key: str | None = None) -> CanvasPlan:
+        """The plan of `template`, from the cache when it holds one. `key`: the template's
+        `cache_key()` when the caller kept it (a registered template's), so a lookup serializes
+        nothing; the plan's own is `plan.key`."""
+        key = template.cache_key() if key is None else key
         with self._lock:  # the server's IO thread and the engine thread both compile
             plan = self._plans.get(key)
             if plan is not None:
                 self._plans.move_to_end(key)
                 return plan
         plan = self._compile(template)
+        plan.key = key
         with self._lock:
             self._plans[key] = plan
             self._plans.move_to_end(key)

@@ -27,7 +27,7 @@ class TemplateRegistry(Mapping[str, Template]):
         """`check` runs on every template before it is kept (the engine's compile); its errors
         refuse the template."""
         self._templates: dict[str, Template] = {}
-        self._checked: dict[str, object] = {}  # name -> what `check` returned for it (the engine: its plan)
+        self._checked: dict[str, object] = {}  # name -> what `check` returned for it (the engine: its plan's key)
         self._check = check
         self.max_templates = max_templates
         self._lock = threading.Lock()
