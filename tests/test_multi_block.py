@@ -109,6 +109,28 @@ def test_commit_writes_the_chosen_option_and_ends_a_line_at_its_pad(engine):
     assert commit_block(plan, 0, ids, logits, np.zeros(0, dtype=np.int64)).next_pads.size == 0
 
 
+def test_a_line_that_ended_holds_pads_in_the_next_block(engine):
+    """The next block's clamp and bias allow only the pad where a split line already ended, on
+    the host (ONNX) and on the device (PyTorch), and leave the plan's own masks untouched."""
+    from npc_engine.diffusion import RequestNoise
+    from npc_engine.engine.request import Request
+
+    plan = engine.plan_for(LONG_REPLY)
+    note = next(slot for slot in plan.slots if slot.name == "note")
+    held = np.arange(note.start + note.length - plan.canvas_length)
+    request = Request(request_id="held", plan=plan, prefix_ids=(), turn_ids=(5,), seed=0, generator=RequestNoise(0),
+                      block_index=1, next_pads=held)
+    runner = engine.core.runner
+    clamp_ids = runner.block_clamp_ids(request)
+    assert (clamp_ids[held] == plan.pad_token_id).all()
+    for bias in (runner.block_logit_bias(request), runner.block_logit_bias_on_device(request).numpy()):
+        allowed = bias[held] == 0.0
+        assert allowed[:, plan.pad_token_id].all() and allowed.sum() == len(held)
+    plan_bias = plan.logit_bias[plan.block(1)]
+    assert (plan_bias[held] == 0.0).sum() > len(held)  # the plan's own bias still allows text there
+    assert (plan.clamp_ids[plan.block(1)][held] == -1).all()
+
+
 @pytest.mark.parametrize("runner", ["fast", "static"])
 def test_a_two_block_fill_equals_generate_continuing_block_by_block(tiny_model_dir, runner):
     engine = _engine(tiny_model_dir, runner)
@@ -126,6 +148,45 @@ def test_a_two_block_fill_equals_generate_continuing_block_by_block(tiny_model_d
         assert last_block.tolist() == blocks[1].tolist()
         assert result.finish_reason == "complete"
         plan.output_model.model_validate(result.fields)
+    engine.close()
+
+
+# On the built-in model (64-token canvas) a long line slot crosses the boundary; the trained model
+# ends its line early, so the rest of the slot in the second block is held to pad.
+LONG_LINE = {"name": "long_line", "slots": [
+    {"name": "say", "kind": "text", "max_tokens": 80},
+    {"name": "emotion", "kind": "choice", "options": ["neutral", "happy", "angry", "suspicious"]},
+    {"name": "trust_delta", "kind": "integer", "min": -2, "max": 2},
+]}
+
+
+@pytest.mark.parametrize("runner", ["fast", "static"])
+def test_a_line_that_ends_in_the_first_block_holds_pads_in_the_second_like_the_reference(runner):
+    engine = _engine(default_model_dir(), runner)
+    reference_backend = DiffusionGemmaBackend.from_pretrained(default_model_dir(), device="cpu", runner="general")
+    plan = engine.plan_for(LONG_LINE)
+    say = plan.slots[0]
+    assert plan.num_blocks == 2 and say.start < plan.canvas_length < say.start + say.length
+    held = []
+    end_block = engine.core.runner.end_block
+
+    def spying(request):
+        end_block(request)
+        held.append(request.next_pads is not None)
+    engine.core.runner.end_block = spying
+    finished = _capture_finished(engine)
+    for seed in range(2):
+        prompt = engine.prompts.encode("Any work for me?", PERSONA)
+        result = engine.fill(plan, prompt, seed=seed)
+        blocks, num_steps = fill_block_by_block(reference_backend, engine.settings, plan,
+                                                [*prompt.prefix_ids, *prompt.turn_ids], seed)
+        done_ids, last_block = finished[-1]
+        assert (result.num_steps, list(done_ids), last_block.tolist()) == \
+            (num_steps, blocks[0].tolist(), blocks[1].tolist())
+        first_in_second = say.start + say.length - plan.canvas_length
+        assert (last_block[:first_in_second] == plan.pad_token_id).all()  # held to pad
+        assert result.fields["say"]
+    assert all(held)  # the scenario really ran: each first block ended the line
     engine.close()
 
 
