@@ -233,6 +233,22 @@ def test_a_prompt_that_leaves_no_room_for_every_block_is_refused(tiny_model_dir)
     engine.close()
 
 
+def test_a_model_with_few_positions_takes_fewer_blocks(tmp_path):
+    """Blocks that would leave no room for a prompt are refused at registration, not at a say."""
+    from npc_engine.errors import TemplateTooLargeError
+    from npc_engine.models import TinyModelSpec, build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "short", TinyModelSpec(max_position_embeddings=300))
+    engine = Engine(DiffusionGemmaBackend.from_pretrained(folder, device="cpu"))
+    assert engine.compiler.max_blocks == 2  # 299 // 128: two canvases and a prompt of up to 44 tokens
+    assert engine.plan_for(LONG_REPLY).num_blocks == 2
+    three = {"name": "three", "slots": [{"name": "say", "kind": "text", "max_tokens": 300}]}
+    with pytest.raises(TemplateTooLargeError, match="2 canvases of 128") as info:
+        engine.register_template(three)
+    assert info.value.max_blocks == 2 and "three" not in engine.templates
+    engine.close()
+
+
 def test_pattern_slots_hold_in_a_later_block(tiny_model_dir):
     engine = _engine(tiny_model_dir, "fast")
     template = {"name": "greeting_late", "slots": [

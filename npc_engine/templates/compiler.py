@@ -160,9 +160,12 @@ class TemplateCompiler:
 
     @classmethod
     def for_backend(cls, backend: Any, *, max_blocks: int = MAX_TEMPLATE_BLOCKS) -> "TemplateCompiler":
-        """A compiler for a loaded model backend's tokenizer, vocabulary and canvas."""
+        """A compiler for a loaded model backend's tokenizer, vocabulary and canvas; a template
+        may span `max_blocks` canvases, fewer where the model's positions would leave no room for
+        a prompt after them."""
+        room = (int(backend.max_position_embeddings) - 1) // backend.canvas_length
         return cls(backend.tokenizer, backend.vocab_size, backend.canvas_length,
-                   backend.pad_token_id, backend.eos_token_ids, max_blocks=max_blocks)
+                   backend.pad_token_id, backend.eos_token_ids, max_blocks=max(1, min(max_blocks, room)))
 
     def text_vocabulary(self) -> np.ndarray:
         """Bool (V,): tokens a text slot may hold (no specials, no delimiters, not empty)."""
