@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from ..diffusion.noise import RequestNoise
 from ..errors import GenerationError
 from ..templates import CanvasPlan
@@ -130,7 +132,7 @@ class Request:
     block_index: int = 0              # the plan's block being denoised (or encoded before it)
     done_ids: tuple[int, ...] = ()    # the committed blocks before it (templates/blocks.py)
     chosen: dict[str, int] = field(default_factory=dict)  # option slots of the committed blocks
-    next_pads: Any = None             # positions of this block held to pad (a line that ended before)
+    next_pads: np.ndarray | None = None  # positions of this block held to pad (a line that ended before)
     num_cached_prompt_tokens: int = 0
     prefill_ms: float = 0.0
     # denoising (row tensors of the backend: torch or numpy/ORT; see the runners)

@@ -60,13 +60,17 @@ class TorchRunner(RunnerBase):
     def _open_canvas(self, request: Request) -> None:
         device = self.backend.device
         canvas = torch.from_numpy(request.generator.tokens(self.canvas_length, self.vocab_size)).to(device)
-        if request.plan.num_blocks == 1:
-            clamp_ids = request.plan.constraint(device).clamp_ids
-        else:
-            clamp_ids = torch.from_numpy(self.block_clamp_ids(request)).to(device)
+        clamp_ids = self.block_clamp_ids_on_device(request)
         request.canvas = request.argmax_canvas = torch.where(clamp_ids >= 0, clamp_ids, canvas)
         request.num_steps_left = self.settings.max_denoising_steps
         request.status = RequestStatus.RUNNING
+
+    def block_clamp_ids_on_device(self, request: Request) -> torch.Tensor:
+        """`block_clamp_ids` on the model's device: a view of the plan's copy where nothing is held."""
+        if request.next_pads is not None:
+            return torch.from_numpy(self.block_clamp_ids(request)).to(self.backend.device)
+        plan = request.plan
+        return plan.constraint(self.backend.device).clamp_ids[plan.block(request.block_index)]
 
     def block_logit_bias_on_device(self, request: Request) -> torch.Tensor:
         """The live block's logit bias (L, V) on the model's device: a view of the plan's copy,

@@ -183,9 +183,7 @@ class RunnerBase:
     def render(self, request: Request) -> dict[str, Any]:
         """The template's fields from the committed blocks and the live argmax canvas (valid
         after any step >= 1)."""
-        plan, canvas = request.plan, request.argmax_canvas
-        if plan.num_blocks > 1:
-            live = None if canvas is None else self._host_ids(canvas)
-            canvas = layout_ids(plan, np.asarray(request.done_ids, dtype=np.int64), live)
-        return render(plan, canvas, request.self_conditioning_logits, self.backend.tokenizer, request.automata,
-                      offset=request.block_start, chosen=request.chosen)
+        live = None if request.argmax_canvas is None else self._host_ids(request.argmax_canvas)
+        canvas = layout_ids(request.plan, np.asarray(request.done_ids, dtype=np.int64), live)
+        return render(request.plan, canvas, request.self_conditioning_logits, self.backend.tokenizer,
+                      request.automata, offset=request.block_start, chosen=request.chosen)

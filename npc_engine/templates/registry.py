@@ -26,20 +26,19 @@ class TemplateRegistry(Mapping[str, Template]):
                  max_templates: int = MAX_TEMPLATES) -> None:
         """`check` runs on every template before it is kept (the engine's compile); its errors
         refuse the template."""
-        self._templates: dict[str, Template] = {}
-        self._checked: dict[str, object] = {}  # name -> what `check` returned for it (the engine: its plan's key)
+        self._entries: dict[str, tuple[Template, object]] = {}  # name -> template, what `check` returned
         self._check = check
         self.max_templates = max_templates
         self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> Template:
-        return self._templates[name]
+        return self._entries[name][0]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._templates))
+        return iter(list(self._entries))
 
     def __len__(self) -> int:
-        return len(self._templates)
+        return len(self._entries)
 
     def register(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
         """Resolve, check and keep a template under its name (replacing one of the same name).
@@ -49,21 +48,19 @@ class TemplateRegistry(Mapping[str, Template]):
         checked = self._check(resolved) if self._check is not None else None
         with self._lock:
             self.check_room_for(resolved.name)  # another thread may have filled it meanwhile
-            self._templates[resolved.name] = resolved
-            self._checked[resolved.name] = checked
+            self._entries[resolved.name] = (resolved, checked)
         return resolved
 
     def checked(self, template: Template) -> object | None:
         """What `check` returned when `template` (this very object) was registered; None for a
         template not registered as it is (so a say on a registered template compiles nothing)."""
-        name = template.name
-        with self._lock:
-            return self._checked.get(name) if self._templates.get(name) is template else None
+        registered, checked = self._entries.get(template.name, (None, None))  # one read: no lock needed
+        return checked if registered is template else None
 
     def check_room_for(self, name: str) -> None:
         """TemplateError when registering `name` would go over the limit (a known name replaces)."""
-        if name not in self._templates and len(self._templates) >= self.max_templates:
-            raise TemplateError(f"{len(self._templates)} templates are registered (the limit); replace one "
+        if name not in self._entries and len(self._entries) >= self.max_templates:
+            raise TemplateError(f"{len(self._entries)} templates are registered (the limit); replace one "
                                 f"by registering its name again", template=name)
 
     def resolve(self, template: Template | Mapping[str, Any] | str | Path) -> Template:
@@ -72,8 +69,8 @@ class TemplateRegistry(Mapping[str, Template]):
             return template
         if isinstance(template, Mapping):
             return load_template(dict(template))
-        if isinstance(template, str) and template in self._templates:
-            return self._templates[template]
+        if isinstance(template, str) and template in self._entries:
+            return self._entries[template][0]
         if not isinstance(template, (str, Path)):
             raise TemplateError(f"a template must be a Template, a mapping, a name or a path, got "
                                 f"{type(template).__name__}")
@@ -81,5 +78,5 @@ class TemplateRegistry(Mapping[str, Template]):
             and "\\" not in template
         if is_bare_name and not Path(template).is_file():
             raise UnknownTemplateError(f"no template is registered as {template!r} (registered: "
-                                       f"{sorted(self._templates) or 'none'})", template=template)
+                                       f"{sorted(self._entries) or 'none'})", template=template)
         return load_template(template)
