@@ -9,7 +9,7 @@ import time
 import pytest
 
 from npc_engine import RequestError, ServerError
-from npc_engine.bounds import MAX_PRIORITY, MAX_TEMPLATES, MAX_WORLD_FACTS
+from npc_engine.bounds import MAX_PRIORITY, MAX_TEMPLATE_BLOCKS, MAX_TEMPLATES, MAX_WORLD_FACTS
 from npc_engine.characters.model import MAX_MEMORIES
 from npc_engine.client import Client
 from npc_engine.dialogue.events import _SWEEP_AT, EventGate
@@ -81,6 +81,23 @@ def test_templates_stop_at_their_limit_and_a_name_can_be_replaced(backend):
         assert refused.value.code == "invalid_template" and "(the limit)" in refused.value.server_message
         assert "one_more" not in server.engine.templates and len(server.engine.templates) == MAX_TEMPLATES
         assert client.register_template({**NOTE, "name": "note_3", "description": "again"}) == "note_3"
+        assert client.ping()
+
+
+def test_a_template_over_the_block_limit_is_refused_on_the_wire(server):
+    """MAX_TEMPLATE_BLOCKS canvases at most: one more is invalid_template with the sizes, before
+    anything is registered; one canvas over the limit's edge still registers."""
+    length = server.engine.model_info().canvas_length
+    limit = MAX_TEMPLATE_BLOCKS * length
+    with Client(server.endpoint, timeout_s=30) as client:
+        with pytest.raises(ServerError) as refused:
+            client.register_template({"name": "epic", "slots": [{"name": "line", "kind": "text", "max_tokens": limit}]})
+        assert refused.value.code == "invalid_template"
+        assert "'epic'" in refused.value.server_message and str(limit) in refused.value.server_message
+        assert "epic" not in server.engine.templates
+        fits = {"name": "saga", "slots": [{"name": "line", "kind": "text", "max_tokens": limit - length}]}
+        assert client.register_template(fits) == "saga"
+        assert client.check_template(fits).num_blocks == MAX_TEMPLATE_BLOCKS
         assert client.ping()
 
 
